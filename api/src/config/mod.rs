@@ -1,0 +1,304 @@
+//! Machine config v1: the typed, strictly parsed document an operator signs.
+//!
+//! Parsing happens in two passes over one spanned TOML tree: serde builds the
+//! typed model (unknown keys and wrong types fail here), then [`validate`]
+//! checks meaning (addresses, paths, role rules, trust). Every error carries
+//! the TOML path and the line:column it points at.
+
+mod locate;
+mod validate;
+mod values;
+
+pub use locate::{ConfigError, ConfigErrors, PathSeg, TomlPath};
+pub use values::{Cidr, MacAddr};
+
+use crate::MAX_DOCUMENT_BYTES;
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+pub const VERSION: u32 = 1;
+
+/// Files may be written only below these prefixes: everything else on a node
+/// is the read-only image or owned by machined.
+pub const WRITABLE_PREFIXES: &[&str] = &["/var/", "/etc/cri/conf.d/", "/etc/cni/net.d/"];
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineConfig {
+    pub version: u32,
+    pub generation: u64,
+    pub machine: Machine,
+    pub cluster: Cluster,
+    pub trust: Trust,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Controlplane,
+    Worker,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    pub role: Role,
+    pub hostname: Option<String>,
+    pub install: Option<Install>,
+    #[serde(default)]
+    pub network: Network,
+    #[serde(default)]
+    pub time: Time,
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(default)]
+    pub kernel: Kernel,
+    #[serde(default)]
+    pub files: Vec<File>,
+    #[serde(default)]
+    pub kubelet: Kubelet,
+    pub metrics: Option<Metrics>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Install {
+    pub disk: String,
+    #[serde(default)]
+    pub wipe: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    #[serde(default)]
+    pub interfaces: Vec<Interface>,
+    #[serde(default)]
+    pub nameservers: Vec<IpAddr>,
+    #[serde(default)]
+    pub search_domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    pub name: Option<String>,
+    pub mac: Option<MacAddr>,
+    #[serde(default)]
+    pub dhcp: bool,
+    #[serde(default)]
+    pub addresses: Vec<Cidr>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub to: Cidr,
+    pub via: Option<IpAddr>,
+    pub metric: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Time {
+    #[serde(default)]
+    pub servers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    #[serde(default)]
+    pub modules: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileOp {
+    /// Fails at apply time if the file already exists.
+    #[default]
+    Create,
+    Overwrite,
+    Append,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub path: String,
+    pub content: String,
+    #[serde(default = "default_file_mode")]
+    pub mode: u32,
+    #[serde(default)]
+    pub op: FileOp,
+}
+
+fn default_file_mode() -> u32 {
+    0o644
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kubelet {
+    #[serde(default)]
+    pub extra_args: BTreeMap<String, String>,
+    #[serde(default)]
+    pub node_labels: BTreeMap<String, String>,
+    /// `key = "value:Effect"` or `key = ":Effect"`.
+    #[serde(default)]
+    pub node_taints: BTreeMap<String, String>,
+    #[serde(default)]
+    pub node_ip_subnets: Vec<Cidr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub name: String,
+    pub endpoint: String,
+    pub token: Secret,
+    pub ca_cert: String,
+    pub ca_key: Option<Secret>,
+    pub etcd_ca_cert: Option<String>,
+    pub etcd_ca_key: Option<Secret>,
+    pub front_proxy_ca_cert: Option<String>,
+    pub front_proxy_ca_key: Option<Secret>,
+    pub service_account_key: Option<Secret>,
+    #[serde(default = "default_pod_subnets")]
+    pub pod_subnets: Vec<Cidr>,
+    #[serde(default = "default_service_subnets")]
+    pub service_subnets: Vec<Cidr>,
+    #[serde(default)]
+    pub cni: Cni,
+    #[serde(default)]
+    pub inline_manifests: Vec<InlineManifest>,
+}
+
+fn default_pod_subnets() -> Vec<Cidr> {
+    vec![Cidr::v4([10, 244, 0, 0], 16)]
+}
+
+fn default_service_subnets() -> Vec<Cidr> {
+    vec![Cidr::v4([10, 96, 0, 0], 12)]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CniName {
+    Cilium,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cni {
+    pub name: CniName,
+    /// Cilium replaces kube-proxy with eBPF service handling.
+    #[serde(default = "default_true")]
+    pub kube_proxy_replacement: bool,
+}
+
+impl Default for Cni {
+    fn default() -> Self {
+        Self {
+            name: CniName::Cilium,
+            kube_proxy_replacement: true,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InlineManifest {
+    pub name: String,
+    pub contents: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trust {
+    pub admins: Vec<String>,
+    #[serde(default)]
+    pub readers: Vec<String>,
+    #[serde(default = "default_threshold")]
+    pub threshold: usize,
+}
+
+fn default_threshold() -> usize {
+    1
+}
+
+impl MachineConfig {
+    /// Parse and fully validate a config document. All semantic errors are
+    /// reported together; a syntax or type error stops at the first.
+    pub fn parse(bytes: &[u8]) -> Result<MachineConfig, ConfigErrors> {
+        if bytes.len() > MAX_DOCUMENT_BYTES {
+            return Err(ConfigErrors::single(ConfigError::document(format!(
+                "document is {} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes",
+                bytes.len()
+            ))));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let at = e.valid_up_to();
+            let (line, col) = locate::line_col(&String::from_utf8_lossy(&bytes[..at]), at);
+            ConfigErrors::single(ConfigError {
+                path: "(document)".into(),
+                line,
+                col,
+                message: "not valid UTF-8; a config must be UTF-8 text".into(),
+            })
+        })?;
+        let tree = toml::de::DeTable::parse(text)
+            .map_err(|e| ConfigErrors::single(locate::syntax_error(text, &e)))?;
+        let de = toml::Deserializer::from(tree.clone());
+        let config: MachineConfig = serde_path_to_error::deserialize(de)
+            .map_err(|e| ConfigErrors::single(locate::serde_error(text, e)))?;
+        let problems = validate::validate(&config);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(
+                problems
+                    .into_iter()
+                    .map(|(path, message)| locate::at_path(text, &tree, path, message))
+                    .collect(),
+            ))
+        }
+    }
+
+    /// The admin keys, reader keys and threshold this config installs.
+    /// Valid only after [`MachineConfig::parse`] succeeded (keys were checked).
+    pub fn trust_policy(&self) -> Result<crate::trust::TrustPolicy, crate::sshkey::KeyError> {
+        self.trust.policy()
+    }
+}
+
+impl Trust {
+    pub fn policy(&self) -> Result<crate::trust::TrustPolicy, crate::sshkey::KeyError> {
+        let parse = |keys: &[String]| {
+            keys.iter()
+                .map(|k| crate::sshkey::PublicKey::from_openssh(k))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(crate::trust::TrustPolicy::new(
+            parse(&self.admins)?,
+            parse(&self.readers)?,
+            self.threshold,
+        ))
+    }
+}

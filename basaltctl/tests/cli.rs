@@ -1,0 +1,422 @@
+//! basaltctl against the real OpenSSH: keys and SSHSIG signatures must
+//! interoperate both ways with `ssh-keygen`, and the config round trip must hold.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_basaltctl");
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("spawn basaltctl")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert!(
+        out.status.success(),
+        "basaltctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fail(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert!(
+        !out.status.success(),
+        "basaltctl {args:?} unexpectedly succeeded"
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn ssh_keygen(dir: &Path, args: &[&str], stdin: Option<&Path>) -> Output {
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.current_dir(dir).args(args);
+    if let Some(f) = stdin {
+        cmd.stdin(std::fs::File::open(dir.join(f)).expect("stdin file"));
+    }
+    cmd.output()
+        .expect("ssh-keygen must be installed (openssh-client)")
+}
+
+/// `ssh-keygen -l`'s fingerprint of a public key file.
+fn peer_fingerprint(dir: &Path, pubfile: &str) -> String {
+    let out = ssh_keygen(dir, &["-l", "-f", pubfile], None);
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("fingerprint")
+        .to_string()
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+fn env() -> Env {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    Env { _tmp: tmp, dir }
+}
+
+/// A worker config administered by `admin.pub`.
+fn worker(e: &Env) {
+    ok(
+        &e.dir,
+        &["keys", "gen", "--out", "admin", "--comment", "ops@test"],
+    );
+    ok(
+        &e.dir,
+        &[
+            "config",
+            "gen",
+            "--role",
+            "worker",
+            "--cluster-name",
+            "lab",
+            "--endpoint",
+            "https://10.0.0.10:6443",
+            "--admin-key",
+            "admin.pub",
+            "--out",
+            "w.toml",
+        ],
+    );
+}
+
+#[test]
+fn keys_gen_is_read_by_ssh_keygen_and_refuses_overwrite() {
+    let e = env();
+    let printed = ok(
+        &e.dir,
+        &["keys", "gen", "--out", "k", "--comment", "alice@lab"],
+    );
+    assert_eq!(printed.trim(), peer_fingerprint(&e.dir, "k.pub"));
+    let mode = std::fs::metadata(e.dir.join("k"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    // ssh-keygen derives the public key from our private key file.
+    let y = ssh_keygen(&e.dir, &["-y", "-f", "k"], None);
+    assert!(y.status.success(), "{}", String::from_utf8_lossy(&y.stderr));
+    let ours = std::fs::read_to_string(e.dir.join("k.pub")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&y.stdout)
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>(),
+        ours.split_whitespace().take(2).collect::<Vec<_>>()
+    );
+    let before = std::fs::read(e.dir.join("k")).unwrap();
+    assert!(
+        fail(&e.dir, &["keys", "gen", "--out", "k"])
+            .contains("already exists; refusing to overwrite")
+    );
+    assert_eq!(std::fs::read(e.dir.join("k")).unwrap(), before);
+}
+
+#[test]
+fn ssh_keygen_verifies_our_signature() {
+    let e = env();
+    worker(&e);
+    ok(&e.dir, &["config", "sign", "--key", "admin", "w.toml"]);
+    let key = std::fs::read_to_string(e.dir.join("admin.pub")).unwrap();
+    std::fs::write(e.dir.join("allowed"), format!("ops {key}")).unwrap();
+    let out = ssh_keygen(
+        &e.dir,
+        &[
+            "-Y",
+            "verify",
+            "-f",
+            "allowed",
+            "-I",
+            "ops",
+            "-n",
+            "basalt-config",
+            "-s",
+            "w.toml.sig",
+        ],
+        Some(Path::new("w.toml")),
+    );
+    assert!(
+        out.status.success(),
+        "ssh-keygen rejected: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Good \"basalt-config\" signature for ops")
+    );
+    // ... and it would reject the same signature over other bytes.
+    std::fs::write(e.dir.join("other"), b"other bytes").unwrap();
+    let out = ssh_keygen(
+        &e.dir,
+        &[
+            "-Y",
+            "verify",
+            "-f",
+            "allowed",
+            "-I",
+            "ops",
+            "-n",
+            "basalt-config",
+            "-s",
+            "w.toml.sig",
+        ],
+        Some(Path::new("other")),
+    );
+    assert!(!out.status.success());
+}
+
+#[test]
+fn we_verify_ssh_keygen_signatures_and_read_its_keys() {
+    let e = env();
+    worker(&e);
+    let made = ssh_keygen(
+        &e.dir,
+        &[
+            "-q", "-t", "ed25519", "-N", "", "-C", "bob@lab", "-f", "bob",
+        ],
+        None,
+    );
+    assert!(made.status.success());
+    let signed = ssh_keygen(
+        &e.dir,
+        &["-Y", "sign", "-n", "basalt-config", "-f", "bob", "w.toml"],
+        None,
+    );
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let out = ok(
+        &e.dir,
+        &["config", "verify", "--trust", "bob.pub", "w.toml"],
+    );
+    assert!(
+        out.contains(&format!(
+            "signed by {} (bob@lab)",
+            peer_fingerprint(&e.dir, "bob.pub")
+        )),
+        "{out}"
+    );
+
+    // Our signer reads ssh-keygen's private key format too; two admins, threshold 2.
+    ok(&e.dir, &["config", "sign", "--key", "bob", "w.toml"]);
+    let both = format!(
+        "{}{}",
+        std::fs::read_to_string(e.dir.join("bob.pub")).unwrap(),
+        std::fs::read_to_string(e.dir.join("admin.pub")).unwrap()
+    );
+    std::fs::write(e.dir.join("both.pub"), both).unwrap();
+    let out = fail(
+        &e.dir,
+        &[
+            "config",
+            "verify",
+            "--trust",
+            "both.pub",
+            "--threshold",
+            "2",
+            "w.toml",
+        ],
+    );
+    assert!(out.contains("already signed (counted once)"), "{out}");
+    ok(&e.dir, &["config", "sign", "--key", "admin", "w.toml"]);
+    let out = ok(
+        &e.dir,
+        &[
+            "config",
+            "verify",
+            "--trust",
+            "both.pub",
+            "--threshold",
+            "2",
+            "w.toml",
+        ],
+    );
+    assert_eq!(out.matches("signed by").count(), 2, "{out}");
+}
+
+#[test]
+fn peer_signatures_we_must_refuse() {
+    let e = env();
+    worker(&e);
+    for (algo, name, msg) in [
+        (
+            "rsa",
+            "rsa",
+            "only ssh-ed25519 signatures are accepted, got rsa-sha2-512",
+        ),
+        (
+            "ecdsa",
+            "ec",
+            "only ssh-ed25519 signatures are accepted, got ecdsa-sha2-nistp256",
+        ),
+    ] {
+        let g = ssh_keygen(&e.dir, &["-q", "-t", algo, "-N", "", "-f", name], None);
+        assert!(g.status.success());
+        let _ = std::fs::remove_file(e.dir.join("w.toml.sig"));
+        assert!(
+            ssh_keygen(
+                &e.dir,
+                &["-Y", "sign", "-n", "basalt-config", "-f", name, "w.toml"],
+                None
+            )
+            .status
+            .success()
+        );
+        let out = fail(
+            &e.dir,
+            &["config", "verify", "--trust", "admin.pub", "w.toml"],
+        );
+        assert!(
+            out.contains(msg) || out.contains(&msg.replace("rsa-sha2-512", "ssh-rsa")),
+            "{algo}: {out}"
+        );
+        // A non-ed25519 key cannot even be trusted.
+        let out = fail(
+            &e.dir,
+            &[
+                "config",
+                "verify",
+                "--trust",
+                &format!("{name}.pub"),
+                "w.toml",
+            ],
+        );
+        assert!(out.contains("only ssh-ed25519 keys are accepted"), "{out}");
+    }
+    // A good ed25519 key but the namespace of another tool.
+    let _ = std::fs::remove_file(e.dir.join("w.toml.sig"));
+    assert!(
+        ssh_keygen(
+            &e.dir,
+            &["-Y", "sign", "-n", "file", "-f", "admin", "w.toml"],
+            None
+        )
+        .status
+        .success()
+    );
+    let out = fail(
+        &e.dir,
+        &["config", "verify", "--trust", "admin.pub", "w.toml"],
+    );
+    assert!(
+        out.contains("namespace `file` is not `basalt-config`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn generated_configs_validate_sign_and_verify() {
+    let e = env();
+    ok(&e.dir, &["keys", "gen", "--out", "admin"]);
+    for role in ["worker", "controlplane"] {
+        let file = format!("{role}.toml");
+        ok(
+            &e.dir,
+            &[
+                "config",
+                "gen",
+                "--role",
+                role,
+                "--cluster-name",
+                "lab",
+                "--endpoint",
+                "https://cp.lab:6443",
+                "--admin-key",
+                "admin.pub",
+                "--out",
+                &file,
+            ],
+        );
+        let mode = std::fs::metadata(e.dir.join(&file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "configs hold secrets");
+        ok(&e.dir, &["config", "validate", &file]);
+        ok(&e.dir, &["config", "sign", "--key", "admin", &file]);
+        let out = ok(&e.dir, &["config", "verify", "--trust", "admin.pub", &file]);
+        assert!(out.contains("OK, generation 1"));
+        // The node has already applied generation 1.
+        let out = fail(
+            &e.dir,
+            &[
+                "config",
+                "verify",
+                "--trust",
+                "admin.pub",
+                "--current-generation",
+                "1",
+                &file,
+            ],
+        );
+        assert!(
+            out.contains("is not newer than the node's current generation 1"),
+            "{out}"
+        );
+    }
+    let text = std::fs::read_to_string(e.dir.join("controlplane.toml")).unwrap();
+    assert!(text.contains("BEGIN PRIVATE KEY") && text.contains("etcd_ca_cert"));
+    let diff = ok(
+        &e.dir,
+        &["config", "diff", "worker.toml", "controlplane.toml"],
+    );
+    assert!(
+        diff.contains("~ cluster.token: <redacted> -> <redacted> (changed)"),
+        "{diff}"
+    );
+    assert!(diff.contains("+ cluster.ca_key = \"<redacted>\""), "{diff}");
+    assert!(!diff.contains("PRIVATE KEY"), "diff leaked a key: {diff}");
+    assert!(diff.contains("~ machine.role: \"worker\" -> \"controlplane\""));
+}
+
+#[test]
+fn validate_reports_file_line_col_path() {
+    let e = env();
+    worker(&e);
+    let text = std::fs::read_to_string(e.dir.join("w.toml")).unwrap();
+    std::fs::write(
+        e.dir.join("bad.toml"),
+        text.replace("role = \"worker\"", "role = \"worker\"\nhostnme = \"x\""),
+    )
+    .unwrap();
+    let out = run(&e.dir, &["config", "validate", "bad.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = text.lines().position(|l| l.starts_with("role =")).unwrap() + 2;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("bad.toml:{line}:1: machine.hostnme: unknown key")),
+        "{err}"
+    );
+    // Signing refuses invalid documents and writes no signature.
+    fail(&e.dir, &["config", "sign", "--key", "admin", "bad.toml"]);
+    assert!(!e.dir.join("bad.toml.sig").exists());
+}
+
+#[test]
+fn examples_validate_and_completions_print() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for f in ["configs/worker.toml", "configs/controlplane.toml"] {
+        ok(&root, &["config", "validate", f]);
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        assert!(ok(&root, &["completions", shell]).contains("basaltctl"));
+    }
+}
