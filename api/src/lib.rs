@@ -5,6 +5,8 @@
 
 pub mod config;
 pub mod diff;
+pub mod request;
+pub mod rpc;
 pub mod secret;
 pub mod signed;
 pub mod sshkey;

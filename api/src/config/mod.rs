@@ -302,3 +302,21 @@ impl Trust {
         ))
     }
 }
+
+/// Parse an image's trust roots file (`/etc/basalt/trust.toml`): the same
+/// shape as a config's `[trust]` table.
+pub fn parse_trust_roots(text: &str) -> Result<crate::trust::TrustPolicy, String> {
+    let trust: Trust = toml::from_str(text).map_err(|e| e.to_string())?;
+    if trust.admins.is_empty() {
+        return Err("trust roots name no admin key".into());
+    }
+    let policy = trust.policy().map_err(|e| e.to_string())?;
+    if trust.threshold == 0 || trust.threshold > policy.admins.len() {
+        return Err(format!(
+            "threshold {} is out of range 1..={}",
+            trust.threshold,
+            policy.admins.len()
+        ));
+    }
+    Ok(policy)
+}
