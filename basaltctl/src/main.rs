@@ -2,6 +2,7 @@
 
 mod configcmd;
 mod keys;
+mod nodecmd;
 mod pki;
 mod template;
 
@@ -17,6 +18,8 @@ use std::process::ExitCode;
     about = "Operate Basalt nodes: keys, signed machine configs, node API"
 )]
 struct Cli {
+    #[command(flatten)]
+    node: nodecmd::NodeArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,11 +32,89 @@ enum Command {
     /// Generate, validate, sign, verify and compare machine configs.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Send a signed config (FILE and FILE.sig) to the node.
+    Apply {
+        file: PathBuf,
+        /// auto: reboot only if needed; no-reboot: refuse if needed; reboot; staged: next boot; try: roll back unless confirmed.
+        #[arg(long, value_enum, default_value = "auto")]
+        mode: ModeArg,
+        /// Show the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --mode try: seconds before an unconfirmed config rolls back.
+        #[arg(long)]
+        try_timeout: Option<u64>,
+    },
+    /// Keep a config applied with --mode try.
+    Confirm,
+    /// Node summary: hostname, mode, generation, signers, STATE.
+    Status,
+    /// machined's version.
+    Version,
+    /// Services and their states.
+    Services,
+    /// Act on one service.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// A service's log (ring buffer).
+    Logs {
+        name: String,
+        /// Keep streaming new lines.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// The kernel log.
+    Dmesg {
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Links, addresses and routes.
+    Net,
+    /// Mounted filesystems.
+    Mounts,
+    /// Processes.
+    Ps,
+    /// Print a file from the node (size-capped; STATE is off limits).
+    Read { path: String },
+    /// Prometheus metrics text.
+    Metrics,
+    /// Stop services and reboot the node.
+    Reboot,
+    /// Stop services and power the node off.
+    Shutdown,
     /// Print a shell completion script to stdout.
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum ServiceCmd {
+    /// Restart a service.
+    Restart { name: String },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Auto,
+    NoReboot,
+    Reboot,
+    Staged,
+    Try,
+}
+
+impl From<ModeArg> for basalt_api::rpc::ApplyMode {
+    fn from(m: ModeArg) -> Self {
+        use basalt_api::rpc::ApplyMode as M;
+        match m {
+            ModeArg::Auto => M::Auto,
+            ModeArg::NoReboot => M::NoReboot,
+            ModeArg::Reboot => M::Reboot,
+            ModeArg::Staged => M::Staged,
+            ModeArg::Try => M::Try,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -70,13 +151,8 @@ enum ConfigCmd {
     },
     /// Check a config; print each error as FILE:line:col: path: message.
     Validate { file: PathBuf },
-    /// Sign FILE with an ed25519 key, appending a signature block to FILE.sig.
-    Sign {
-        /// OpenSSH private key (unencrypted); or set BASALT_KEY.
-        #[arg(long, env = "BASALT_KEY")]
-        key: PathBuf,
-        file: PathBuf,
-    },
+    /// Sign FILE with the --key (or BASALT_KEY) ed25519 key, appending a signature block to FILE.sig.
+    Sign { file: PathBuf },
     /// Check FILE.sig against trusted admin keys, then the config itself.
     Verify {
         /// File of trusted admin public keys, one per line.
@@ -109,7 +185,48 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    use nodecmd as n;
+    let a = &cli.node;
+    let done = |r: Result<()>| r.map(|_| ExitCode::SUCCESS);
     match cli.command {
+        Command::Apply {
+            file,
+            mode,
+            dry_run,
+            try_timeout,
+        } => done(n::apply(a, &file, mode.into(), dry_run, try_timeout)),
+        Command::Confirm => done(n::post(a, "/v1/apply/confirm", "confirmed")),
+        Command::Status => done(n::status(a)),
+        Command::Version => done(n::show(a, "/v1/version", n::version_text)),
+        Command::Services => done(n::show(a, "/v1/services", n::services_table)),
+        Command::Service(ServiceCmd::Restart { name }) => done(n::post(
+            a,
+            &format!("/v1/services/{name}/restart"),
+            &format!("restarting {name}"),
+        )),
+        Command::Logs { name, follow } => done(n::stream(
+            a,
+            &format!("/v1/logs/{name}{}", if follow { "?follow=1" } else { "" }),
+        )),
+        Command::Dmesg { follow } => done(n::stream(
+            a,
+            if follow {
+                "/v1/dmesg?follow=1"
+            } else {
+                "/v1/dmesg"
+            },
+        )),
+        Command::Net => done(n::show(a, "/v1/network", n::net_table)),
+        Command::Mounts => done(n::show(a, "/v1/mounts", n::mounts_table)),
+        Command::Ps => done(n::show(a, "/v1/processes", n::ps_table)),
+        Command::Read { path } => done(n::show(
+            a,
+            &format!("/v1/read?path={}", percent_encode(&path)),
+            n::read_text,
+        )),
+        Command::Metrics => done(n::stream(a, "/v1/metrics")),
+        Command::Reboot => done(n::post(a, "/v1/reboot", "rebooting")),
+        Command::Shutdown => done(n::post(a, "/v1/shutdown", "shutting down")),
         Command::Keys(KeysCmd::Gen { out, comment }) => keys::gen_key(&out, &comment),
         Command::Config(cmd) => match cmd {
             ConfigCmd::Gen {
@@ -120,7 +237,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out,
             } => configcmd::gen_config(role, &cluster_name, &endpoint, &admin_key, out.as_deref()),
             ConfigCmd::Validate { file } => configcmd::validate(&file),
-            ConfigCmd::Sign { key, file } => configcmd::sign(&key, &file),
+            ConfigCmd::Sign { file } => match &cli.node.key {
+                Some(key) => configcmd::sign(key, &file),
+                None => anyhow::bail!("no signing key: use --key PATH or set BASALT_KEY"),
+            },
             ConfigCmd::Verify {
                 trust,
                 threshold,
@@ -140,6 +260,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]

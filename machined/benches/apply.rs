@@ -1,0 +1,176 @@
+//! Apply latency and machined's memory, in dev mode against the real binary.
+//!
+//! - apply_latency: end-to-end `basaltctl`-client apply of a signed hostname
+//!   change (nonce, TLS, verify, parse, persist with fsync, converge), median
+//!   of N; the floor is `ssh-keygen -Y verify` of the same document and
+//!   signature (what any SSHSIG check costs from a shell), same run.
+//! - machined_rss_idle / machined_rss_after_100_applies: VmRSS of the machined
+//!   process; compared to the 16 MiB goal (DESIGN "Performance anchors").
+
+use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
+use basalt_api::sshkey::PrivateKey;
+use basalt_api::{CONFIG_NAMESPACE, sshsig};
+use basaltctl::client::NodeClient;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WORKER: &str = include_str!("../../configs/worker.toml");
+const EXAMPLE_ADMIN: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIRBnXLtUn61qn3ftZ0PoOixOodqYhzuC1OWicDtwZPQ ops@example";
+const GOAL_RSS_MIB: f64 = 16.0;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let key = PrivateKey::from_seed(&[1; 32], "bench");
+    std::fs::create_dir_all(root.join("etc/basalt")).unwrap();
+    std::fs::write(
+        root.join("etc/basalt/trust.toml"),
+        format!("admins = [\"{}\"]\n", key.public().to_openssh()),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_machined"))
+        .args([
+            "--dev-root",
+            root.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "machined (dev) API https://ADDR fingerprint FP"
+    let addr = line
+        .split("https://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let fp = line
+        .split("fingerprint ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    let client = NodeClient::new(
+        &addr,
+        Some(fp),
+        Arc::new(PrivateKey::from_seed(&[1; 32], "bench")),
+    )
+    .unwrap();
+    client.get::<Status>("/v1/status").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = rss_mib(child.id());
+
+    let admin_line = key.public().to_openssh();
+    let doc = |g: u64| {
+        WORKER
+            .replace(EXAMPLE_ADMIN, &admin_line)
+            .replace("generation = 1", &format!("generation = {g}"))
+            .replace(
+                "hostname = \"worker-1\"",
+                &format!("hostname = \"bench-{g}\""),
+            )
+    };
+    let n = 100u64;
+    let mut ours = Vec::new();
+    for g in 1..=n {
+        let d = doc(g);
+        let sig = sshsig::sign(&key, CONFIG_NAMESPACE, d.as_bytes());
+        let req = ApplyRequest {
+            config: d,
+            signatures: sig,
+            mode: ApplyMode::NoReboot,
+            dry_run: false,
+            try_timeout_secs: None,
+        };
+        let t = Instant::now();
+        let r: ApplyResponse = client.post("/v1/apply", &req).unwrap();
+        ours.push(t.elapsed());
+        assert_eq!(r.generation, g);
+    }
+    assert_eq!(
+        client.get::<Status>("/v1/status").unwrap().hostname,
+        format!("bench-{n}")
+    );
+    let after = rss_mib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // The floor: OpenSSH verifying the same kind of document and signature.
+    let d = doc(n + 1);
+    std::fs::write(tmp.path().join("doc.toml"), &d).unwrap();
+    std::fs::write(
+        tmp.path().join("doc.toml.sig"),
+        sshsig::sign(&key, CONFIG_NAMESPACE, d.as_bytes()),
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("allowed"), format!("ops {admin_line}\n")).unwrap();
+    let mut peer = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        let st = Command::new("ssh-keygen")
+            .current_dir(tmp.path())
+            .args([
+                "-Y",
+                "verify",
+                "-f",
+                "allowed",
+                "-I",
+                "ops",
+                "-n",
+                CONFIG_NAMESPACE,
+                "-s",
+                "doc.toml.sig",
+            ])
+            .stdin(std::fs::File::open(tmp.path().join("doc.toml")).unwrap())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        peer.push(t.elapsed());
+        assert!(st.success());
+    }
+    let (o, p) = (
+        median(ours).as_secs_f64() * 1e3,
+        median(peer).as_secs_f64() * 1e3,
+    );
+    println!("applies={n} (signed hostname change, mode no-reboot, fsync'd STATE)");
+    println!(
+        "RESULT name=apply_latency ours={o:.2}ms peer={p:.2}ms ratio={:.2}",
+        o / p
+    );
+    println!(
+        "RESULT name=machined_rss_idle ours={idle:.1}MiB peer={GOAL_RSS_MIB:.1}MiB ratio={:.2}",
+        idle / GOAL_RSS_MIB
+    );
+    println!(
+        "RESULT name=machined_rss_after_100_applies ours={after:.1}MiB peer={GOAL_RSS_MIB:.1}MiB ratio={:.2}",
+        after / GOAL_RSS_MIB
+    );
+}

@@ -1,0 +1,95 @@
+//! `machined --dev-root DIR`: the whole node (state, apply, API) running
+//! unprivileged against a directory, for tests, benchmarks and development.
+
+use crate::host::Host;
+use crate::node::{Node, PowerEvent};
+use crate::server::{self, Limits};
+use crate::state::StateStore;
+use crate::tls::Identity;
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub const TRUST_ROOTS: &str = "/etc/basalt/trust.toml";
+pub const STATE_DIR: &str = "/var/lib/basalt/state";
+
+pub struct DevOptions {
+    pub root: PathBuf,
+    pub listen: SocketAddr,
+    pub limits: Limits,
+}
+
+pub struct RunningNode {
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+    pub node: Arc<Node>,
+    pub power: mpsc::UnboundedReceiver<PowerEvent>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Stop serving (the in-process equivalent of a shutdown).
+    pub fn stop(self) {
+        self.server.abort();
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub fn load_trust_roots(host: &Host) -> Result<basalt_api::trust::TrustPolicy> {
+    let path = host.path(TRUST_ROOTS);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading trust roots {}", path.display()))?;
+    basalt_api::config::parse_trust_roots(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn boot_id(root: &Path) -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| root.display().to_string())
+}
+
+/// Boot a dev node: load trust roots and STATE under `root`, serve the API.
+pub async fn start(opts: DevOptions) -> Result<RunningNode> {
+    let host = Host::dev(&opts.root);
+    let trust = load_trust_roots(&host)?;
+    let state = StateStore::open(host.path(STATE_DIR), false)?;
+    let identity = Identity::load_or_create(&state.dir().join("tls"), &host.hostname())?;
+    let fingerprint = identity.fingerprint();
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let nonces = crate::auth::Nonces::new(opts.limits.nonce_ttl);
+    let node = Node::boot(
+        host,
+        state,
+        trust,
+        boot_id(&opts.root),
+        fingerprint.clone(),
+        nonces,
+        tx,
+    );
+    let server = tokio::spawn(server::serve(
+        listener,
+        identity.server_config()?,
+        Arc::clone(&node),
+        opts.limits,
+    ));
+    tracing::info!("API on https://{addr}, TLS fingerprint {fingerprint}");
+    Ok(RunningNode {
+        addr,
+        fingerprint,
+        node,
+        power: rx,
+        server,
+    })
+}

@@ -1,0 +1,16 @@
+//! machined: Basalt's PID 1. See DESIGN.md "Boot sequence".
+//!
+//! Everything that touches the host goes through [`host`], so the logic in
+//! the other modules runs unprivileged in tests against a temp directory
+//! (`machined --dev-root DIR`, see [`devmode`]).
+
+pub mod auth;
+pub mod converge;
+pub mod devmode;
+pub mod host;
+pub mod inspect;
+pub mod node;
+pub mod server;
+pub mod state;
+pub mod supervisor;
+pub mod tls;

@@ -1,0 +1,307 @@
+//! The node API: HTTPS (TLS 1.3, self-signed, pinned by fingerprint) on TCP
+//! 50443, JSON under `/v1`. Every request except `GET /v1/nonce` is signed
+//! (see [`crate::auth`]); readers may only read.
+
+use crate::auth::{self, AuthError, Role};
+use crate::inspect;
+use crate::node::{Node, PowerEvent};
+use basalt_api::request::{NONCE_HEADER, SIGNATURE_HEADER};
+use basalt_api::rpc::{ApplyRequest, ErrorResponse, NonceResponse};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub max_connections: usize,
+    /// How long an issued nonce stays usable.
+    pub nonce_ttl: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            // A 1 MiB config plus a 1 MiB signature file, JSON-escaped.
+            max_body: 3 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 256,
+            nonce_ttl: crate::auth::NONCE_TTL,
+        }
+    }
+}
+
+type Body = Full<Bytes>;
+
+fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Body> {
+    let body = serde_json::to_vec(v)
+        .unwrap_or_else(|e| format!("{{\"error\":\"encoding: {e}\"}}").into_bytes());
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: u16, msg: impl Into<String>) -> Response<Body> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json(status, &ErrorResponse { error: msg.into() })
+}
+
+fn text(body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+/// Accept connections until the listener fails; each connection is served
+/// on its own task under the connection limit.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    node: Arc<Node>,
+    limits: Limits,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let limits = Arc::new(limits);
+    loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let node = Arc::clone(&node);
+        let limits = Arc::clone(&limits);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!("{peer}: TLS handshake: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("{peer}: TLS handshake timed out");
+                        return;
+                    }
+                };
+            let service_limits = Arc::clone(&limits);
+            let service = hyper::service::service_fn(move |req| {
+                let node = Arc::clone(&node);
+                let limits = Arc::clone(&service_limits);
+                async move { Ok::<_, std::convert::Infallible>(handle(node, &limits, peer, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = conn.await {
+                tracing::debug!("{peer}: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(
+    node: Arc<Node>,
+    limits: &Limits,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let method = req.method().clone();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let path = req.uri().path().to_string();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (nonce, signature) = (header(NONCE_HEADER), header(SIGNATURE_HEADER));
+
+    let body = match tokio::time::timeout(
+        limits.body_timeout,
+        Limited::new(req.into_body(), limits.max_body).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return error(413, format!("request body over {} bytes", limits.max_body));
+        }
+        Ok(Err(e)) => return error(400, format!("reading body: {e}")),
+        Err(_) => return error(408, "request body timed out"),
+    };
+
+    if method == Method::GET && path == "/v1/nonce" {
+        return match node.nonces.issue() {
+            Ok(nonce) => json(StatusCode::OK, &NonceResponse { nonce }),
+            Err(e) => error(503, format!("no randomness: {e}")),
+        };
+    }
+
+    let policy = node.policy().await;
+    let caller = match auth::authenticate(
+        &policy,
+        &node.nonces,
+        nonce.as_deref(),
+        signature.as_deref(),
+        method.as_str(),
+        &path_and_query,
+        &body,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!("{peer}: {method} {path}: refused: {e}");
+            return error(e.status(), e.to_string());
+        }
+    };
+    if method != Method::GET && caller.role != Role::Admin {
+        let e = AuthError::Forbidden(caller.fingerprint);
+        tracing::info!("{peer}: {method} {path}: refused: {e}");
+        return error(e.status(), e.to_string());
+    }
+    tracing::debug!(
+        "{peer}: {method} {path} by {} ({:?})",
+        caller.fingerprint,
+        caller.role
+    );
+    route(&node, &method, &path, req_query(&path_and_query), &body).await
+}
+
+fn req_query(path_and_query: &str) -> Vec<(String, String)> {
+    path_and_query
+        .split_once('?')
+        .map(|(_, q)| {
+            q.split('&')
+                .filter(|s| !s.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1..i + 3)) {
+            (b'%', Some(hex)) => match std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(v) => {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+                None => out.push(b'%'),
+            },
+            (b'+', _) => out.push(b' '),
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn route(
+    node: &Arc<Node>,
+    method: &Method,
+    path: &str,
+    query: Vec<(String, String)>,
+    body: &[u8],
+) -> Response<Body> {
+    let q = |k: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    match (method.clone(), path) {
+        (Method::GET, "/v1/version") => json(
+            StatusCode::OK,
+            &serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "api": "v1" }),
+        ),
+        (Method::GET, "/v1/status") => json(StatusCode::OK, &node.status().await),
+        (Method::GET, "/v1/mounts") => match inspect::mounts() {
+            Ok(m) => json(StatusCode::OK, &m),
+            Err(e) => error(500, e.to_string()),
+        },
+        (Method::GET, "/v1/processes") => json(StatusCode::OK, &inspect::processes()),
+        (Method::GET, "/v1/network") => json(StatusCode::OK, &inspect::network()),
+        (Method::GET, "/v1/read") => match q("path") {
+            None => error(400, "missing ?path="),
+            Some(p) => match inspect::read_file(&node.host, node.state.dir(), p) {
+                Ok(data) => json(StatusCode::OK, &data),
+                Err(e) => error(e.status(), e.to_string()),
+            },
+        },
+        (Method::GET, "/v1/metrics") => text(inspect::metrics(&node.status().await)),
+        (Method::POST, "/v1/apply") => {
+            let req: ApplyRequest = match serde_json::from_slice(body) {
+                Ok(r) => r,
+                Err(e) => return error(400, format!("apply body: {e}")),
+            };
+            match node.apply(req).await {
+                Ok(r) => json(StatusCode::OK, &r),
+                Err(e) => error(e.status(), e.to_string()),
+            }
+        }
+        (Method::POST, "/v1/apply/confirm") => match node.confirm().await {
+            Ok(g) => json(StatusCode::OK, &serde_json::json!({ "confirmed": g })),
+            Err(e) => error(e.status(), e.to_string()),
+        },
+        (Method::POST, "/v1/reboot") => {
+            node.request_power(PowerEvent::Reboot);
+            json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({ "rebooting": true }),
+            )
+        }
+        (Method::POST, "/v1/shutdown") => {
+            node.request_power(PowerEvent::Shutdown);
+            json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({ "shutting_down": true }),
+            )
+        }
+        _ => error(404, format!("no such endpoint: {method} {path}")),
+    }
+}

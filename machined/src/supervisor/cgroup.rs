@@ -1,0 +1,123 @@
+//! One cgroup v2 per service under a root (e.g. `/sys/fs/cgroup/basalt`).
+//!
+//! When the root is not on a cgroup2 filesystem (tests, a temp dir, a host
+//! with cgroup v1 only) the supervisor logs that once and runs without
+//! cgroups; memory then shows as `None`.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// `CGROUP2_SUPER_MAGIC` from linux/magic.h.
+const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+
+/// The cgroup root in use.
+#[derive(Debug)]
+pub(crate) struct Cgroups {
+    root: PathBuf,
+}
+
+/// A service cgroup, ready to receive processes.
+pub(crate) struct ServiceCgroup {
+    /// `cgroup.procs`, opened write-only and close-on-exec, for the spawn hook.
+    pub procs: Arc<OwnedFd>,
+}
+
+fn is_cgroup2(path: &Path) -> bool {
+    // f_type is a signed word on most targets; compare its bit pattern.
+    rustix::fs::statfs(path).is_ok_and(|s| s.f_type as u64 == CGROUP2_SUPER_MAGIC)
+}
+
+fn write_file(path: &Path, value: &str) -> io::Result<()> {
+    let mut f = OpenOptions::new().write(true).open(path)?;
+    f.write_all(value.as_bytes())
+}
+
+impl Cgroups {
+    /// Use `root` (created if its parent is cgroup2) or return `None`, logging why.
+    pub fn detect(root: Option<&Path>) -> Option<Cgroups> {
+        let root = root?;
+        let usable = if root.exists() {
+            is_cgroup2(root)
+        } else {
+            root.parent().is_some_and(is_cgroup2) && {
+                match fs::create_dir(root) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => true,
+                    Err(e) => {
+                        tracing::warn!("cannot create cgroup root {}: {e}", root.display());
+                        false
+                    }
+                }
+            }
+        };
+        if !usable {
+            tracing::warn!(
+                "{} is not a usable cgroup2 directory: running services without cgroups",
+                root.display()
+            );
+            return None;
+        }
+        // Memory accounting for the service cgroups: best effort, the parent
+        // may not delegate the controller (then memory.* files are absent).
+        for dir in root.parent().into_iter().chain([root]) {
+            if is_cgroup2(dir)
+                && let Err(e) = write_file(&dir.join("cgroup.subtree_control"), "+memory")
+            {
+                tracing::debug!("enabling the memory controller in {}: {e}", dir.display());
+            }
+        }
+        Some(Cgroups {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Create (or reuse) the service cgroup and apply `memory.max`.
+    pub fn prepare(&self, name: &str, memory_max: Option<u64>) -> io::Result<ServiceCgroup> {
+        let dir = self.dir(name);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let max = memory_max.map_or_else(|| "max".to_string(), |m| m.to_string());
+        if let Err(e) = write_file(&dir.join("memory.max"), &max)
+            && memory_max.is_some()
+        {
+            tracing::warn!(
+                service = name,
+                "cannot set memory.max (memory controller not available?): {e}"
+            );
+        }
+        let procs = OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))?;
+        Ok(ServiceCgroup {
+            procs: Arc::new(OwnedFd::from(procs)),
+        })
+    }
+
+    /// `memory.current` of the service cgroup, if accounted.
+    pub fn memory_current(&self, name: &str) -> Option<u64> {
+        fs::read_to_string(self.dir(name).join("memory.current"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Remove the service cgroup; fails harmlessly while processes remain in it.
+    pub fn remove(&self, name: &str) {
+        if let Err(e) = fs::remove_dir(self.dir(name))
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::debug!(service = name, "keeping cgroup: {e}");
+        }
+    }
+}

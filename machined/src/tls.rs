@@ -1,0 +1,108 @@
+//! The node's TLS identity: a self-signed certificate made on first boot,
+//! kept in STATE, and pinned by operators through its SHA-256 fingerprint.
+
+use crate::host::write_atomic;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("generating the node certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a PEM {what}")]
+    Pem { path: String, what: &'static str },
+    #[error(transparent)]
+    Write(#[from] crate::host::HostError),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+pub struct Identity {
+    pub cert_der: Vec<u8>,
+    pub key_der: Vec<u8>,
+}
+
+/// `SHA256:<base64>` of the certificate's DER, the form `basaltctl` pins.
+pub fn fingerprint(cert_der: &[u8]) -> String {
+    format!(
+        "SHA256:{}",
+        STANDARD_NO_PAD.encode(Sha256::digest(cert_der))
+    )
+}
+
+impl Identity {
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.cert_der)
+    }
+
+    /// Load `dir/cert.pem` + `dir/key.pem`, or create them on first boot.
+    pub fn load_or_create(dir: &Path, hostname: &str) -> Result<Self, TlsError> {
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        if cert_path.exists() && key_path.exists() {
+            return Ok(Self {
+                cert_der: read_pem(&cert_path, "CERTIFICATE")?,
+                key_der: read_pem(&key_path, "PRIVATE KEY")?,
+            });
+        }
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params =
+            rcgen::CertificateParams::new(vec![hostname.to_string(), "localhost".to_string()])?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("basalt node {hostname}"));
+        // Pinned by fingerprint, so validity dates carry no trust; make them
+        // wide so a node with a wrong clock still serves.
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2200, 1, 1);
+        let cert = params.self_signed(&key)?;
+        write_atomic(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
+        write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)?;
+        Ok(Self {
+            cert_der: cert.der().to_vec(),
+            key_der: key.serialize_der(),
+        })
+    }
+
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(self.cert_der.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
+            )?;
+        Ok(Arc::new(config))
+    }
+}
+
+fn read_pem(path: &Path, tag: &'static str) -> Result<Vec<u8>, TlsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let ok = text.contains(&format!("BEGIN {tag}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()
+        .filter(|_| ok)
+        .ok_or(TlsError::Pem {
+            path: path.display().to_string(),
+            what: tag,
+        })
+}

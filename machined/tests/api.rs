@@ -1,0 +1,399 @@
+//! machined's HTTPS API in-process (dev mode), driven by basaltctl's client:
+//! authentication, every bad input of the foundation table, apply modes.
+
+#[path = "../../api/tests/cases/mod.rs"]
+mod cases;
+
+use basalt_api::request;
+use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
+use basaltctl::client::{ClientError, NodeClient};
+use cases::{edit, key, sign, worker};
+use machined::devmode::{self, DevOptions, RunningNode};
+use machined::server::Limits;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A dev node on its own runtime; tests are plain blocking code, as basaltctl is.
+struct Dev {
+    node: Option<RunningNode>,
+    rt: tokio::runtime::Runtime,
+    root: tempfile::TempDir,
+}
+
+fn trust_roots(root: &Path) {
+    let dir = root.join("etc/basalt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = format!(
+        "admins = [\"{}\", \"{}\"]\nreaders = [\"{}\"]\nthreshold = 1\n",
+        key(1).public().to_openssh(),
+        key(2).public().to_openssh(),
+        key(3).public().to_openssh()
+    );
+    std::fs::write(dir.join("trust.toml"), text).unwrap();
+}
+
+fn boot_at(rt: &tokio::runtime::Runtime, root: &Path, limits: Limits) -> RunningNode {
+    rt.block_on(devmode::start(DevOptions {
+        root: root.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        limits,
+    }))
+    .unwrap()
+}
+
+fn dev(limits: Limits) -> Dev {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    trust_roots(root.path());
+    let node = boot_at(&rt, root.path(), limits);
+    Dev {
+        node: Some(node),
+        rt,
+        root,
+    }
+}
+
+impl Dev {
+    fn node(&self) -> &RunningNode {
+        self.node.as_ref().unwrap()
+    }
+
+    fn client(&self, k: u8) -> NodeClient {
+        let n = self.node();
+        NodeClient::new(
+            &n.addr.to_string(),
+            Some(n.fingerprint.clone()),
+            Arc::new(key(k)),
+        )
+        .unwrap()
+    }
+
+    /// Every file and symlink in STATE with its bytes.
+    fn state_snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        snapshot(&self.root.path().join("var/lib/basalt/state"), "", &mut out);
+        out
+    }
+}
+
+fn snapshot(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = format!("{rel}/{}", e.file_name().to_string_lossy());
+        let meta = std::fs::symlink_metadata(e.path()).unwrap();
+        if meta.file_type().is_symlink() {
+            out.insert(
+                name,
+                std::fs::read_link(e.path())
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            );
+        } else if meta.is_dir() {
+            snapshot(&e.path(), &name, out);
+        } else {
+            out.insert(name, std::fs::read(e.path()).unwrap());
+        }
+    }
+}
+
+fn apply_req(doc: &str, sig: &str, mode: ApplyMode) -> ApplyRequest {
+    ApplyRequest {
+        config: doc.to_string(),
+        signatures: sig.to_string(),
+        mode,
+        dry_run: false,
+        try_timeout_secs: None,
+    }
+}
+
+/// Client code is blocking, like the CLI; this keeps the tests' shape plain.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}
+
+fn with_generation(doc: &str, g: u64) -> String {
+    edit(doc, "generation = 1", &format!("generation = {g}"))
+}
+
+fn api_status(e: &ClientError) -> u16 {
+    e.status()
+        .unwrap_or_else(|| panic!("not an API error: {e}"))
+}
+
+#[test]
+fn auth_matrix() {
+    let d = dev(Limits {
+        nonce_ttl: Duration::from_millis(300),
+        ..Limits::default()
+    });
+    let (admin, reader, stranger) = (d.client(1), d.client(3), d.client(9));
+    let doc = worker();
+    let body = serde_json::to_vec(&apply_req(&doc, &sign(1, &doc), ApplyMode::Auto)).unwrap();
+    blocking(move || {
+        // No signature at all.
+        let e = admin
+            .send_raw("GET", "/v1/status", vec![], None, None)
+            .unwrap_err();
+        assert_eq!(api_status(&e), 401);
+        assert!(e.to_string().contains("not signed"), "{e}");
+        // A key the node does not know.
+        let e = stranger.get::<Status>("/v1/status").unwrap_err();
+        assert_eq!(api_status(&e), 401);
+        assert!(e.to_string().contains("is not trusted by this node"), "{e}");
+        // A reader reads, but may not apply.
+        assert_eq!(
+            reader.get::<Status>("/v1/status").unwrap().mode,
+            "maintenance"
+        );
+        let e = reader.send("POST", "/v1/apply", body.clone()).unwrap_err();
+        assert_eq!(api_status(&e), 403);
+        assert!(
+            e.to_string()
+                .contains("reader key; this call needs an admin"),
+            "{e}"
+        );
+        // A captured request replayed verbatim.
+        let nonce = admin.nonce().unwrap();
+        let sig = request::sign(&key(1), "GET", "/v1/status", b"", &nonce);
+        admin
+            .send_raw("GET", "/v1/status", vec![], Some(&nonce), Some(&sig))
+            .unwrap();
+        let e = admin
+            .send_raw("GET", "/v1/status", vec![], Some(&nonce), Some(&sig))
+            .unwrap_err();
+        assert_eq!(api_status(&e), 401);
+        assert!(e.to_string().contains("unknown or already used"), "{e}");
+        // A signature for one request does not authorise another.
+        let nonce = admin.nonce().unwrap();
+        let sig = request::sign(&key(1), "GET", "/v1/status", b"", &nonce);
+        let e = admin
+            .send_raw("POST", "/v1/reboot", vec![], Some(&nonce), Some(&sig))
+            .unwrap_err();
+        assert_eq!(api_status(&e), 401);
+        // A nonce the node never issued, and an expired one.
+        let sig = request::sign(&key(1), "GET", "/v1/status", b"", "made-up");
+        let e = admin
+            .send_raw("GET", "/v1/status", vec![], Some("made-up"), Some(&sig))
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown or already used"), "{e}");
+        let nonce = admin.nonce().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let sig = request::sign(&key(1), "GET", "/v1/status", b"", &nonce);
+        let e = admin
+            .send_raw("GET", "/v1/status", vec![], Some(&nonce), Some(&sig))
+            .unwrap_err();
+        assert_eq!(api_status(&e), 401);
+        assert!(e.to_string().contains("expired"), "{e}");
+        // The admin applies.
+        let r: ApplyResponse = serde_json::from_slice(
+            &admin
+                .send("POST", "/v1/apply", body)
+                .unwrap()
+                .bytes()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(r.generation, 1);
+        let s = admin.get::<Status>("/v1/status").unwrap();
+        assert_eq!(
+            (s.mode.as_str(), s.generation, s.hostname.as_str()),
+            ("configured", 1, "worker-1")
+        );
+    });
+}
+
+#[test]
+fn every_bad_input_is_refused_and_changes_nothing() {
+    let d = dev(Limits::default());
+    let admin = d.client(1);
+    // Start from a configured node (generation 1) whose trust section matches
+    // the table's policy (admins 1 and 2, reader 3), so refusals must leave
+    // real state alone.
+    let k = |n: u8| key(n).public().to_openssh();
+    let good = edit(
+        &worker(),
+        &format!("  \"{}\",\n", k(1)),
+        &format!("  \"{}\",\n  \"{}\",\n", k(1), k(2)),
+    );
+    let good = edit(&good, "readers = []", &format!("readers = [\"{}\"]", k(3)));
+    let sig = sign(1, &good);
+    let c = d.client(1);
+    blocking(move || {
+        c.post::<_, ApplyResponse>("/v1/apply", &apply_req(&good, &sig, ApplyMode::Auto))
+            .unwrap()
+    });
+    let before = d.state_snapshot();
+    let hostname = std::fs::read(d.root.path().join("proc/sys/kernel/hostname")).unwrap();
+
+    let mut requests = Vec::new();
+    for c in cases::config_cases() {
+        // Raise the generation where the case leaves it intact, so only the defect is refused.
+        let doc = if c.doc.contains("generation = 1\n") {
+            with_generation(&c.doc, 2)
+        } else {
+            c.doc.clone()
+        };
+        let sig = sign(1, &doc);
+        requests.push((c.name.to_string(), doc, sig, c.message.to_string()));
+    }
+    let mut skipped = 0;
+    for c in cases::sig_cases() {
+        // Cases needing another trust policy or current generation are covered below.
+        if c.policy.threshold != 1 || c.current != 0 {
+            skipped += 1;
+            continue;
+        }
+        let sig = String::from_utf8_lossy(&c.sig).into_owned();
+        requests.push((c.name.to_string(), c.doc.clone(), sig, c.message.clone()));
+    }
+    // Replays: generation 1 again, and an older one.
+    let replay = worker();
+    requests.push((
+        "replayed generation".into(),
+        replay.clone(),
+        sign(1, &replay),
+        "generation 1 is not newer than the node's current generation 1".into(),
+    ));
+    assert!(requests.len() >= 50, "only {} cases", requests.len());
+    assert!(skipped <= 3);
+
+    let failures = blocking(move || {
+        let mut failures = Vec::new();
+        for (name, doc, sig, message) in requests {
+            match admin
+                .post::<_, ApplyResponse>("/v1/apply", &apply_req(&doc, &sig, ApplyMode::Auto))
+            {
+                Ok(_) => failures.push(format!("{name}: accepted")),
+                Err(e) if !e.to_string().contains(&message) => {
+                    failures.push(format!("{name}: expected …{message}…, got {e}"))
+                }
+                Err(e) if !matches!(e.status(), Some(400 | 403 | 409)) => {
+                    failures.push(format!("{name}: status {e}"))
+                }
+                Err(_) => {}
+            }
+        }
+        failures
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(d.state_snapshot(), before, "STATE changed");
+    assert_eq!(
+        std::fs::read(d.root.path().join("proc/sys/kernel/hostname")).unwrap(),
+        hostname
+    );
+}
+
+#[test]
+fn dry_run_changes_nothing_and_try_rolls_back() {
+    let d = dev(Limits::default());
+    let admin = Arc::new(d.client(1));
+    let g1 = worker();
+    let g2 = edit(
+        &with_generation(&g1, 2),
+        "hostname = \"worker-1\"",
+        "hostname = \"worker-try\"",
+    );
+    let (s1, s2) = (sign(1, &g1), sign(1, &g2));
+    let a = Arc::clone(&admin);
+    let snap = blocking(move || {
+        a.post::<_, ApplyResponse>("/v1/apply", &apply_req(&g1, &s1, ApplyMode::Auto))
+            .unwrap();
+        let mut dry = apply_req(&g2, &s2, ApplyMode::Auto);
+        dry.dry_run = true;
+        let plan = a.post::<_, ApplyResponse>("/v1/apply", &dry).unwrap();
+        assert!(
+            plan.plan
+                .iter()
+                .any(|s| s == "set hostname worker-try (was worker-1)"),
+            "{:?}",
+            plan.plan
+        );
+        assert_eq!(a.get::<Status>("/v1/status").unwrap().generation, 1);
+        let mut req = apply_req(&g2, &s2, ApplyMode::Try);
+        req.try_timeout_secs = Some(1);
+        a.post::<_, ApplyResponse>("/v1/apply", &req).unwrap();
+        let s = a.get::<Status>("/v1/status").unwrap();
+        assert_eq!((s.generation, s.hostname.as_str()), (2, "worker-try"));
+        assert!(s.try_pending_secs.is_some());
+        (g2, s2)
+    });
+    std::thread::sleep(Duration::from_millis(2000));
+    let a = Arc::clone(&admin);
+    blocking(move || {
+        let s = a.get::<Status>("/v1/status").unwrap();
+        assert_eq!(
+            (s.generation, s.hostname.as_str(), s.try_pending_secs),
+            (1, "worker-1", None)
+        );
+        // The abandoned generation may be tried again, and confirmed this time.
+        let (g2, s2) = snap;
+        let mut req = apply_req(&g2, &s2, ApplyMode::Try);
+        req.try_timeout_secs = Some(1);
+        a.post::<_, ApplyResponse>("/v1/apply", &req).unwrap();
+        a.post::<_, serde_json::Value>("/v1/apply/confirm", &serde_json::json!({}))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(a.get::<Status>("/v1/status").unwrap().generation, 2);
+    });
+}
+
+#[test]
+fn staged_applies_at_next_boot() {
+    let mut d = dev(Limits::default());
+    let admin = d.client(1);
+    let g1 = worker();
+    let g2 = edit(
+        &with_generation(&g1, 2),
+        "hostname = \"worker-1\"",
+        "hostname = \"worker-staged\"",
+    );
+    let (s1, s2) = (sign(1, &g1), sign(1, &g2));
+    blocking(move || {
+        admin
+            .post::<_, ApplyResponse>("/v1/apply", &apply_req(&g1, &s1, ApplyMode::Auto))
+            .unwrap();
+        admin
+            .post::<_, ApplyResponse>("/v1/apply", &apply_req(&g2, &s2, ApplyMode::Staged))
+            .unwrap();
+        let s = admin.get::<Status>("/v1/status").unwrap();
+        assert_eq!(
+            (s.generation, s.staged_generation, s.hostname.as_str()),
+            (1, Some(2), "worker-1")
+        );
+    });
+    // "Reboot": stop this node, boot another from the same root.
+    let fp = d.node().fingerprint.clone();
+    d.node.take().unwrap().stop();
+    d.node = Some(boot_at(&d.rt, d.root.path(), Limits::default()));
+    assert_eq!(d.node().fingerprint, fp, "TLS identity persists in STATE");
+    let admin = d.client(1);
+    blocking(move || {
+        let s = admin.get::<Status>("/v1/status").unwrap();
+        assert_eq!(
+            (s.generation, s.staged_generation, s.hostname.as_str()),
+            (2, None, "worker-staged")
+        );
+    });
+}
+
+#[test]
+fn pinning_refuses_another_certificate() {
+    let d = dev(Limits::default());
+    let n = d.node();
+    let wrong = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string();
+    let c = NodeClient::new(&n.addr.to_string(), Some(wrong), Arc::new(key(1))).unwrap();
+    let tofu = NodeClient::new(&n.addr.to_string(), None, Arc::new(key(1))).unwrap();
+    let fp = n.fingerprint.clone();
+    blocking(move || {
+        let e = c.get::<Status>("/v1/status").unwrap_err();
+        assert!(e.to_string().contains("is pinned"), "{e}");
+        tofu.get::<Status>("/v1/status").unwrap();
+        assert_eq!(tofu.seen_fingerprint(), Some(fp));
+    });
+}
