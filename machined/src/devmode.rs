@@ -19,6 +19,8 @@ pub struct DevOptions {
     pub root: PathBuf,
     pub listen: SocketAddr,
     pub limits: Limits,
+    /// Services started once the node has a config (a node runs containerd).
+    pub services: Vec<crate::supervisor::ServiceSpec>,
 }
 
 pub struct RunningNode {
@@ -69,8 +71,15 @@ pub async fn start(opts: DevOptions) -> Result<RunningNode> {
     let addr = listener.local_addr()?;
     let (tx, rx) = mpsc::unbounded_channel();
     let nonces = crate::auth::Nonces::new(opts.limits.nonce_ttl);
+    crate::supervisor::init_reaper()?;
+    let supervisor = crate::supervisor::Supervisor::new(crate::supervisor::SupervisorConfig {
+        cgroup_root: None,
+        log_lines: 1000,
+    })?;
     let node = Node::boot(
         host,
+        supervisor,
+        opts.services,
         state,
         trust,
         boot_id(&opts.root),

@@ -5,10 +5,12 @@
 //! (`machined --dev-root DIR`, see [`devmode`]).
 
 pub mod auth;
+pub mod containerd;
 pub mod converge;
 pub mod devmode;
 pub mod host;
 pub mod inspect;
+pub mod network;
 pub mod node;
 pub mod server;
 pub mod state;

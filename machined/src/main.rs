@@ -48,6 +48,7 @@ fn main() {
             root,
             listen,
             limits: Limits::default(),
+            services: Vec::new(),
         })
         .await?;
         println!(

@@ -5,6 +5,7 @@ use crate::auth::Nonces;
 use crate::converge;
 use crate::host::Host;
 use crate::state::{SignedDoc, Slot, StateError, StateStore};
+use crate::supervisor::{ServiceSpec, Supervisor};
 use basalt_api::config::MachineConfig;
 use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
 use basalt_api::signed::{SignedConfigError, verify_and_parse};
@@ -62,6 +63,10 @@ struct Inner {
 
 pub struct Node {
     pub host: Host,
+    pub supervisor: Supervisor,
+    /// Services to run once the node has a config (containerd on a node).
+    services: Vec<ServiceSpec>,
+    services_started: std::sync::atomic::AtomicBool,
     pub state: StateStore,
     image_trust: TrustPolicy,
     pub nonces: Nonces,
@@ -82,8 +87,11 @@ impl Node {
     /// Load STATE (promoting a staged config first) and converge to it.
     /// A stored config that no longer verifies is reported and skipped:
     /// the node stays in maintenance mode rather than trusting it.
+    #[allow(clippy::too_many_arguments)]
     pub fn boot(
         host: Host,
+        supervisor: Supervisor,
+        services: Vec<ServiceSpec>,
         state: StateStore,
         image_trust: TrustPolicy,
         boot_id: String,
@@ -112,8 +120,12 @@ impl Node {
         } else {
             tracing::info!("no config: maintenance mode, waiting for a signed apply");
         }
-        Arc::new(Node {
+        let configured = current.is_some();
+        let node = Arc::new(Node {
             host,
+            supervisor,
+            services,
+            services_started: std::sync::atomic::AtomicBool::new(false),
             state,
             image_trust,
             nonces,
@@ -124,7 +136,23 @@ impl Node {
                 pending_try: None,
             }),
             power,
-        })
+        });
+        if configured {
+            node.start_services();
+        }
+        node
+    }
+
+    /// DESIGN step 7: services start once the node has a config.
+    fn start_services(&self) {
+        use std::sync::atomic::Ordering;
+        if self.services_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = self.supervisor.start(self.services.clone()) {
+            tracing::error!("starting services: {e}");
+            self.services_started.store(false, Ordering::SeqCst);
+        }
     }
 
     /// Admins and readers of the running config, or the image's trust roots
@@ -199,6 +227,9 @@ impl Node {
             // Persisted but not fully converged: report, keep retrying at boot.
             tracing::error!("converging generation {}: {e}", new.generation);
             plan.push(format!("converge error: {e}"));
+        }
+        if !reboot {
+            self.start_services();
         }
         if req.mode == ApplyMode::Try {
             let timeout = req

@@ -45,12 +45,17 @@ impl Default for Limits {
     }
 }
 
-type Body = Full<Bytes>;
+/// Whole responses, or a channel for `?follow=1` streams.
+type Body = http_body_util::Either<Full<Bytes>, http_body_util::channel::Channel<Bytes>>;
+
+fn full(b: impl Into<Bytes>) -> Body {
+    http_body_util::Either::Left(Full::new(b.into()))
+}
 
 fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Body> {
     let body = serde_json::to_vec(v)
         .unwrap_or_else(|e| format!("{{\"error\":\"encoding: {e}\"}}").into_bytes());
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -65,7 +70,7 @@ fn error(status: u16, msg: impl Into<String>) -> Response<Body> {
 }
 
 fn text(body: String) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(full(body));
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -288,6 +293,26 @@ async fn route(
             Ok(g) => json(StatusCode::OK, &serde_json::json!({ "confirmed": g })),
             Err(e) => error(e.status(), e.to_string()),
         },
+        (Method::GET, "/v1/services") => json(StatusCode::OK, &node.supervisor.list()),
+        (Method::POST, p) if p.starts_with("/v1/services/") && p.ends_with("/restart") => {
+            let name = &p["/v1/services/".len()..p.len() - "/restart".len()];
+            match node.supervisor.restart(name).await {
+                Ok(()) => json(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({ "restarting": name }),
+                ),
+                Err(e) => error(404, e.to_string()),
+            }
+        }
+        (Method::GET, p) if p.starts_with("/v1/logs/") => {
+            let name = &p["/v1/logs/".len()..];
+            logs(
+                node,
+                name,
+                q("follow").is_some_and(|v| v == "1" || v == "true"),
+            )
+        }
+        (Method::GET, "/v1/dmesg") => dmesg(q("follow").is_some_and(|v| v == "1" || v == "true")),
         (Method::POST, "/v1/reboot") => {
             node.request_power(PowerEvent::Reboot);
             json(
@@ -304,4 +329,135 @@ async fn route(
         }
         _ => error(404, format!("no such endpoint: {method} {path}")),
     }
+}
+
+fn stream_response() -> (http_body_util::channel::Sender<Bytes>, Response<Body>) {
+    let (tx, body) = http_body_util::channel::Channel::new(64);
+    let mut r = Response::new(http_body_util::Either::Right(body));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    (tx, r)
+}
+
+fn log_line(l: &crate::supervisor::LogLine) -> Bytes {
+    Bytes::from(format!("{}\n", l.line))
+}
+
+/// A service's ring buffer as text; with follow, then every new line until
+/// the client goes away.
+fn logs(node: &Arc<Node>, name: &str, follow: bool) -> Response<Body> {
+    let rx = if follow {
+        node.supervisor.follow(name).ok()
+    } else {
+        None
+    };
+    let lines = match node.supervisor.logs(name) {
+        Ok(l) => l,
+        Err(e) => return error(404, e.to_string()),
+    };
+    let Some(mut rx) = rx else {
+        let text: String = lines.iter().map(|l| format!("{}\n", l.line)).collect();
+        return Response::new(full(text));
+    };
+    let (mut tx, resp) = stream_response();
+    let last = lines.last().map(|l| l.seq);
+    tokio::spawn(async move {
+        for l in &lines {
+            if tx.send_data(log_line(l)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            match rx.recv().await {
+                Ok(l) if last.is_some_and(|s| l.seq <= s) => {}
+                Ok(l) => {
+                    if tx.send_data(log_line(&l)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let _ = tx
+                        .send_data(Bytes::from(format!("… {n} lines dropped …\n")))
+                        .await;
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    resp
+}
+
+/// The kernel log from /dev/kmsg, one record per line.
+fn dmesg(follow: bool) -> Response<Body> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |nonblock: bool| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(if nonblock { libc::O_NONBLOCK } else { 0 })
+            .open("/dev/kmsg")
+    };
+    let format = |rec: &[u8]| {
+        // "prio,seq,usec,flags;message" → "[   secs.micro] message"
+        let rec = String::from_utf8_lossy(rec);
+        let (head, msg) = rec.split_once(';').unwrap_or(("", &rec));
+        let usec: u64 = head
+            .split(',')
+            .nth(2)
+            .and_then(|u| u.parse().ok())
+            .unwrap_or(0);
+        let msg = msg.lines().next().unwrap_or_default();
+        format!("[{:>5}.{:06}] {msg}\n", usec / 1_000_000, usec % 1_000_000)
+    };
+    let mut f = match open(true) {
+        Ok(f) => f,
+        Err(e) => return error(503, format!("kernel log unavailable: /dev/kmsg: {e}")),
+    };
+    let mut out = String::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.push_str(&format(&buf[..n])),
+            // EPIPE: a record was overwritten while we read; keep going.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(_) => break,
+        }
+    }
+    if !follow {
+        return text(out);
+    }
+    let (mut tx, resp) = stream_response();
+    let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<String>(256);
+    // Blocking reads of new records on their own thread; stops when the client leaves.
+    std::thread::spawn(move || {
+        let Ok(mut f) = open(false) else { return };
+        // Skip what was already sent.
+        let _ = rustix::fs::seek(&f, rustix::fs::SeekFrom::End(0));
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match f.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    if line_tx.blocking_send(format(&buf[..n])).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
+                _ => return,
+            }
+        }
+    });
+    tokio::spawn(async move {
+        if tx.send_data(Bytes::from(out)).await.is_err() {
+            return;
+        }
+        while let Some(l) = line_rx.recv().await {
+            if tx.send_data(Bytes::from(l)).await.is_err() {
+                return;
+            }
+        }
+    });
+    resp
 }

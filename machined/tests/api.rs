@@ -10,7 +10,9 @@ use basaltctl::client::{ClientError, NodeClient};
 use cases::{edit, key, sign, worker};
 use machined::devmode::{self, DevOptions, RunningNode};
 use machined::server::Limits;
+use machined::supervisor::ServiceSpec;
 use std::collections::BTreeMap;
+use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,15 +37,29 @@ fn trust_roots(root: &Path) {
 }
 
 fn boot_at(rt: &tokio::runtime::Runtime, root: &Path, limits: Limits) -> RunningNode {
+    boot_with(rt, root, limits, Vec::new())
+}
+
+fn boot_with(
+    rt: &tokio::runtime::Runtime,
+    root: &Path,
+    limits: Limits,
+    services: Vec<ServiceSpec>,
+) -> RunningNode {
     rt.block_on(devmode::start(DevOptions {
         root: root.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         limits,
+        services,
     }))
     .unwrap()
 }
 
 fn dev(limits: Limits) -> Dev {
+    dev_with(limits, Vec::new())
+}
+
+fn dev_with(limits: Limits, services: Vec<ServiceSpec>) -> Dev {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -51,7 +67,7 @@ fn dev(limits: Limits) -> Dev {
         .unwrap();
     let root = tempfile::tempdir().unwrap();
     trust_roots(root.path());
-    let node = boot_at(&rt, root.path(), limits);
+    let node = boot_with(&rt, root.path(), limits, services);
     Dev {
         node: Some(node),
         rt,
@@ -100,6 +116,18 @@ fn snapshot(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
             out.insert(name, std::fs::read(e.path()).unwrap());
         }
     }
+}
+
+/// The worker example administered by keys 1 and 2, read by key 3 (the
+/// table's policy and the image roots of these tests).
+fn worker_with_reader() -> String {
+    let k = |n: u8| key(n).public().to_openssh();
+    let doc = edit(
+        &worker(),
+        &format!("  \"{}\",\n", k(1)),
+        &format!("  \"{}\",\n  \"{}\",\n", k(1), k(2)),
+    );
+    edit(&doc, "readers = []", &format!("readers = [\"{}\"]", k(3)))
 }
 
 fn apply_req(doc: &str, sig: &str, mode: ApplyMode) -> ApplyRequest {
@@ -213,15 +241,8 @@ fn every_bad_input_is_refused_and_changes_nothing() {
     let d = dev(Limits::default());
     let admin = d.client(1);
     // Start from a configured node (generation 1) whose trust section matches
-    // the table's policy (admins 1 and 2, reader 3), so refusals must leave
-    // real state alone.
-    let k = |n: u8| key(n).public().to_openssh();
-    let good = edit(
-        &worker(),
-        &format!("  \"{}\",\n", k(1)),
-        &format!("  \"{}\",\n  \"{}\",\n", k(1), k(2)),
-    );
-    let good = edit(&good, "readers = []", &format!("readers = [\"{}\"]", k(3)));
+    // the table's policy, so refusals must leave real state alone.
+    let good = worker_with_reader();
     let sig = sign(1, &good);
     let c = d.client(1);
     blocking(move || {
@@ -396,4 +417,68 @@ fn pinning_refuses_another_certificate() {
         tofu.get::<Status>("/v1/status").unwrap();
         assert_eq!(tofu.seen_fingerprint(), Some(fp));
     });
+}
+
+#[test]
+fn services_start_with_a_config_and_are_managed_through_the_api() {
+    let svc = ServiceSpec::new(
+        "greeter",
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo hello from greeter; exec sleep 1000".into(),
+        ],
+    );
+    let d = dev_with(Limits::default(), vec![svc]);
+    let admin = d.client(1);
+    let doc = worker_with_reader();
+    let sig = sign(1, &doc);
+    // Maintenance mode: no services yet.
+    let list: serde_json::Value = admin.get("/v1/services").unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 0, "{list}");
+    admin
+        .post::<_, ApplyResponse>("/v1/apply", &apply_req(&doc, &sig, ApplyMode::Auto))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        let list: serde_json::Value = admin.get("/v1/services").unwrap();
+        let g = &list[0];
+        if g["state"] == "running" && g["pid"].is_u64() {
+            break g["pid"].as_u64().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "greeter never ran: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let logs = admin
+        .send("GET", "/v1/logs/greeter", vec![])
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(logs, "hello from greeter\n");
+    // Follow: the existing line, then the line printed after a restart.
+    let stream = admin
+        .send("GET", "/v1/logs/greeter?follow=1", vec![])
+        .unwrap();
+    let mut lines = std::io::BufReader::new(stream).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "hello from greeter");
+    admin
+        .post::<_, serde_json::Value>("/v1/services/greeter/restart", &serde_json::json!({}))
+        .unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "hello from greeter");
+    let list: serde_json::Value = admin.get("/v1/services").unwrap();
+    assert_ne!(list[0]["pid"].as_u64(), Some(pid), "{list}");
+    let e = admin
+        .post::<_, serde_json::Value>("/v1/services/nope/restart", &serde_json::json!({}))
+        .unwrap_err();
+    assert_eq!(e.status(), Some(404));
+    // Readers see services but cannot restart them.
+    let reader = d.client(3);
+    let e = reader
+        .post::<_, serde_json::Value>("/v1/services/greeter/restart", &serde_json::json!({}))
+        .unwrap_err();
+    assert_eq!(e.status(), Some(403));
+    d.rt.block_on(d.node().node.supervisor.stop_all());
 }

@@ -32,6 +32,7 @@ fn start(limits: Limits) -> (tokio::runtime::Runtime, tempfile::TempDir, Running
             root: root.path().to_path_buf(),
             listen: "127.0.0.1:0".parse().unwrap(),
             limits,
+            services: Vec::new(),
         }))
         .unwrap();
     (rt, root, node)

@@ -1,0 +1,613 @@
+//! [`NetworkController`]: makes the links match the machine config.
+//!
+//! - No config, or a config with no `[[machine.network.interfaces]]`: DHCP
+//!   on every eligible link ([`LinkSelector`]; physical NICs by default).
+//! - Otherwise each interface entry is matched to a link by `name` and/or
+//!   `mac` (both must match when both are given) and gets its MTU, static
+//!   addresses, routes and — with `dhcp = true` — a DHCP client. Links not
+//!   listed are not brought up; a link we configured earlier that is no
+//!   longer listed is released, stripped of what we added and set down.
+//!   `lo` is always up with 127.0.0.1/8.
+//! - Re-applying reconciles: addresses and routes we added before and no
+//!   longer want are removed; what is still wanted is left alone (a running
+//!   DHCP lease survives an apply that keeps `dhcp = true`).
+//!
+//! The controller only removes what it added itself (tracked in memory; on a
+//! fresh boot nothing is ours yet). A failure on one link does not stop the
+//! others; all failures come back in [`ApplyErrors`] and in the status.
+
+use super::dhcp::Timing;
+use super::dhcp_link::{DhcpParams, DhcpStatus, DhcpTask, OnChange};
+use super::netlink::{Link, Netlink, RouteOrigin, RouteSpec};
+use super::{ApplyErrors, NetworkError};
+use basalt_api::config::{Cidr, MacAddr, Network};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::watch;
+
+/// Which links get DHCP when the config names no interfaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkSelector {
+    /// Every [`Link::physical`] link (the node default).
+    Physical,
+    /// Exactly these link names (tests use it for veth pairs).
+    Named(Vec<String>),
+}
+
+impl LinkSelector {
+    fn selects(&self, link: &Link) -> bool {
+        !link.loopback
+            && match self {
+                LinkSelector::Physical => link.physical,
+                LinkSelector::Named(names) => names.contains(&link.name),
+            }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    pub dhcp_links: LinkSelector,
+    pub dhcp_timing: Timing,
+    /// Metric of DHCP default routes (systemd-networkd also uses 1024), so a
+    /// static default route with a lower metric wins.
+    pub dhcp_route_metric: u32,
+    /// Sent to DHCP servers as option 12.
+    pub dhcp_hostname: Option<String>,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        Self {
+            dhcp_links: LinkSelector::Physical,
+            dhcp_timing: Timing::default(),
+            dhcp_route_metric: 1024,
+            dhcp_hostname: None,
+        }
+    }
+}
+
+/// One configured link, as `/v1/network` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkStatus {
+    pub name: String,
+    pub index: u32,
+    pub mac: Option<MacAddr>,
+    /// The MTU the config set, if any.
+    pub mtu: Option<u32>,
+    /// Static addresses and routes from the config.
+    pub addresses: Vec<Cidr>,
+    pub routes: Vec<RouteSpec>,
+    pub dhcp: Option<DhcpStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkStatus {
+    pub links: Vec<LinkStatus>,
+    pub dns: Vec<IpAddr>,
+    pub search_domains: Vec<String>,
+    /// Failures of the last apply (and of bringing up `lo`).
+    pub errors: Vec<String>,
+}
+
+/// What one link should look like.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Want {
+    addrs: Vec<Cidr>,
+    routes: Vec<RouteSpec>,
+    mtu: Option<u32>,
+    dhcp: bool,
+}
+
+/// What we did to one link.
+struct Owned {
+    link: Link,
+    want: Want,
+    dhcp: Option<DhcpTask>,
+}
+
+#[derive(Default)]
+struct View {
+    nameservers: Vec<IpAddr>,
+    search: Vec<String>,
+    links: Vec<(LinkStatus, Option<watch::Receiver<DhcpStatus>>)>,
+    errors: Vec<String>,
+}
+
+struct Inner {
+    nl: Netlink,
+    opts: ControllerOptions,
+    owned: tokio::sync::Mutex<BTreeMap<String, Owned>>,
+    view: Mutex<View>,
+    changed: Arc<watch::Sender<u64>>,
+}
+
+/// The network side of machined. Cheap to clone; methods take `&self`, and
+/// applies are serialized internally.
+#[derive(Clone)]
+pub struct NetworkController {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for NetworkController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkController").finish_non_exhaustive()
+    }
+}
+
+impl NetworkController {
+    /// Connect to rtnetlink in the calling thread's network namespace and
+    /// bring up loopback. Only a netlink socket failure is fatal; a loopback
+    /// failure is logged and reported in [`NetworkController::status`].
+    pub async fn start(opts: ControllerOptions) -> Result<Self, NetworkError> {
+        let nl = Netlink::connect()?;
+        let (changed, _) = watch::channel(0u64);
+        let this = Self {
+            inner: Arc::new(Inner {
+                nl,
+                opts,
+                owned: tokio::sync::Mutex::new(BTreeMap::new()),
+                view: Mutex::new(View::default()),
+                changed: Arc::new(changed),
+            }),
+        };
+        if let Err(e) = this.inner.nl.loopback_up().await {
+            tracing::error!("network: loopback: {e}");
+            this.view().errors.push(e.to_string());
+        }
+        Ok(this)
+    }
+
+    /// The netlink handle, for callers that need a link list.
+    pub fn netlink(&self) -> &Netlink {
+        &self.inner.nl
+    }
+
+    fn view(&self) -> MutexGuard<'_, View> {
+        self.inner.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bump(changed: &watch::Sender<u64>) {
+        changed.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Make the links match `net` (see the module docs). `None` is "no
+    /// config yet". Returns every failure; what could be applied was.
+    pub async fn apply(&self, net: Option<&Network>) -> Result<(), ApplyErrors> {
+        let nl = &self.inner.nl;
+        let mut owned = self.inner.owned.lock().await;
+        let links = match nl.links().await {
+            Ok(l) => l,
+            Err(e) => {
+                self.view().errors = vec![e.to_string()];
+                return Err(ApplyErrors(vec![e]));
+            }
+        };
+        let (desired, mut errors) = desired(net, &links, &self.inner.opts.dhcp_links);
+
+        // Links we configured before and no longer want (or that vanished or
+        // were renumbered): release, strip, set down.
+        let stale: Vec<String> = owned
+            .iter()
+            .filter(|(name, o)| {
+                desired
+                    .get(*name)
+                    .is_none_or(|(l, _)| l.index != o.link.index)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            if let Some(o) = owned.remove(&name) {
+                let exists = links
+                    .iter()
+                    .any(|l| l.index == o.link.index && l.name == o.link.name);
+                self.teardown(o, exists, &mut errors).await;
+            }
+        }
+
+        for (name, (link, want)) in desired {
+            let o = owned.entry(name).or_insert_with(|| Owned {
+                link: link.clone(),
+                want: Want::default(),
+                dhcp: None,
+            });
+            o.link = link;
+            self.reconcile(o, want, &mut errors).await;
+        }
+
+        {
+            let mut v = self.view();
+            v.nameservers = net.map(|n| n.nameservers.clone()).unwrap_or_default();
+            v.search = net.map(|n| n.search_domains.clone()).unwrap_or_default();
+            v.links = owned
+                .values()
+                .map(|o| {
+                    let s = LinkStatus {
+                        name: o.link.name.clone(),
+                        index: o.link.index,
+                        mac: o.link.mac,
+                        mtu: o.want.mtu,
+                        addresses: o.want.addrs.clone(),
+                        routes: o.want.routes.clone(),
+                        dhcp: None,
+                    };
+                    (s, o.dhcp.as_ref().map(DhcpTask::watch))
+                })
+                .collect();
+            v.errors = errors.iter().map(|e| e.to_string()).collect();
+        }
+        Self::bump(&self.inner.changed);
+        for e in &errors {
+            tracing::warn!("network: {e}");
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApplyErrors(errors))
+        }
+    }
+
+    async fn reconcile(&self, o: &mut Owned, want: Want, errors: &mut Vec<NetworkError>) {
+        let nl = &self.inner.nl;
+        let link = o.link.clone();
+        // Deleting the primary address of a subnet would otherwise take the
+        // secondaries (say a static address next to a DHCP one) with it.
+        promote_secondaries(&link);
+        if !want.dhcp
+            && let Some(task) = o.dhcp.take()
+        {
+            // Release before touching addresses: the lease's address goes first.
+            task.release().await;
+        }
+        if let Err(e) = nl.set_up(&link, true).await {
+            errors.push(e);
+        }
+        if let Some(mtu) = want.mtu
+            && mtu != link.mtu
+        {
+            match nl.set_mtu(&link, mtu).await {
+                Ok(()) => tracing::info!(link = %link.name, mtu, "network: mtu set"),
+                Err(e) => errors.push(e),
+            }
+        }
+        for r in o.want.routes.iter().filter(|r| !want.routes.contains(r)) {
+            match nl.del_route(&link, r).await {
+                Ok(()) => tracing::info!(link = %link.name, route = %r, "network: route removed"),
+                Err(e) => errors.push(e),
+            }
+        }
+        for a in o.want.addrs.iter().filter(|a| !want.addrs.contains(a)) {
+            match nl.del_address(&link, *a).await {
+                Ok(()) => {
+                    tracing::info!(link = %link.name, address = %a, "network: address removed")
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        for a in &want.addrs {
+            match nl.add_address(&link, *a).await {
+                Ok(()) if !o.want.addrs.contains(a) => {
+                    tracing::info!(link = %link.name, address = %a, "network: address added")
+                }
+                Ok(()) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        for r in &want.routes {
+            match nl.add_route(&link, r, RouteOrigin::Static).await {
+                Ok(()) if !o.want.routes.contains(r) => {
+                    tracing::info!(link = %link.name, route = %r, "network: route added")
+                }
+                Ok(()) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        match (want.dhcp, o.dhcp.take()) {
+            (true, Some(task)) => o.dhcp = Some(task),
+            (true, None) => {
+                let params = DhcpParams {
+                    timing: self.inner.opts.dhcp_timing,
+                    route_metric: self.inner.opts.dhcp_route_metric,
+                    hostname: self.inner.opts.dhcp_hostname.clone(),
+                    apply_mtu: want.mtu.is_none(),
+                };
+                let changed = self.inner.changed.clone();
+                let on_change: OnChange = Arc::new(move || Self::bump(&changed));
+                o.dhcp = Some(DhcpTask::spawn(nl.clone(), link.clone(), params, on_change));
+            }
+            (false, task) => drop(task),
+        }
+        o.want = want;
+    }
+
+    async fn teardown(&self, o: Owned, exists: bool, errors: &mut Vec<NetworkError>) {
+        let nl = &self.inner.nl;
+        let link = &o.link;
+        tracing::info!(link = %link.name, "network: link no longer configured; setting it down");
+        if let Some(task) = o.dhcp {
+            task.release().await;
+        }
+        if !exists {
+            return;
+        }
+        for r in &o.want.routes {
+            if let Err(e) = nl.del_route(link, r).await {
+                errors.push(e);
+            }
+        }
+        for a in &o.want.addrs {
+            if let Err(e) = nl.del_address(link, *a).await {
+                errors.push(e);
+            }
+        }
+        if let Err(e) = nl.set_up(link, false).await {
+            errors.push(e);
+        }
+    }
+
+    /// Links, leases, DNS and the last apply's errors.
+    pub fn status(&self) -> NetworkStatus {
+        let (links, errors) = {
+            let v = self.view();
+            let links = v
+                .links
+                .iter()
+                .map(|(s, rx)| LinkStatus {
+                    dhcp: rx.as_ref().map(|rx| rx.borrow().clone()),
+                    ..s.clone()
+                })
+                .collect();
+            (links, v.errors.clone())
+        };
+        NetworkStatus {
+            links,
+            dns: self.dns(),
+            search_domains: self.search_domains(),
+            errors,
+        }
+    }
+
+    fn leases(&self) -> Vec<super::dhcp::Lease> {
+        let v = self.view();
+        v.links
+            .iter()
+            .filter_map(|(_, rx)| rx.as_ref().and_then(|rx| rx.borrow().lease.clone()))
+            .collect()
+    }
+
+    /// DNS servers for resolv.conf: the config's nameservers first, then
+    /// those of every DHCP lease (links in name order), without repeats.
+    pub fn dns(&self) -> Vec<IpAddr> {
+        let mut out = self.view().nameservers.clone();
+        for l in self.leases() {
+            for d in l.dns {
+                let d = IpAddr::V4(d);
+                if !out.contains(&d) {
+                    out.push(d);
+                }
+            }
+        }
+        out
+    }
+
+    /// Search domains: the config's first, then each lease's domain name and
+    /// search list, without repeats.
+    pub fn search_domains(&self) -> Vec<String> {
+        let mut out = self.view().search.clone();
+        for l in self.leases() {
+            for d in l.domain_name.into_iter().chain(l.search) {
+                if !out.contains(&d) {
+                    out.push(d);
+                }
+            }
+        }
+        out
+    }
+
+    /// The host name a DHCP server offered (option 12), if any. The config's
+    /// hostname, when set, wins; this is for nodes without one.
+    pub fn dhcp_hostname(&self) -> Option<String> {
+        self.leases().into_iter().find_map(|l| l.hostname)
+    }
+
+    /// Bumped whenever a lease is installed, renewed or removed and after
+    /// each apply: wait on it to regenerate resolv.conf.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changed.subscribe()
+    }
+
+    /// Renew a link's DHCP lease now instead of at T1. False when the link
+    /// runs no DHCP client.
+    pub async fn renew_now(&self, link: &str) -> bool {
+        let owned = self.inner.owned.lock().await;
+        match owned.get(link).and_then(|o| o.dhcp.as_ref()) {
+            Some(t) => {
+                t.renew_now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Release every DHCP lease (before reboot or shutdown). The static
+    /// configuration stays.
+    pub async fn release_all(&self) {
+        let mut owned = self.inner.owned.lock().await;
+        for o in owned.values_mut() {
+            if let Some(t) = o.dhcp.take() {
+                t.release().await;
+            }
+        }
+    }
+}
+
+/// Set `net.ipv4.conf.<link>.promote_secondaries` (as systemd-networkd
+/// does); best effort, a failure is logged.
+fn promote_secondaries(link: &Link) {
+    let path = format!("/proc/sys/net/ipv4/conf/{}/promote_secondaries", link.name);
+    if let Err(e) = std::fs::write(&path, b"1") {
+        tracing::warn!(link = %link.name, "network: {path}: {e}");
+    }
+}
+
+/// The desired state of every link `net` touches.
+fn desired(
+    net: Option<&Network>,
+    links: &[Link],
+    selector: &LinkSelector,
+) -> (BTreeMap<String, (Link, Want)>, Vec<NetworkError>) {
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    match net {
+        Some(net) if !net.interfaces.is_empty() => {
+            for iface in &net.interfaces {
+                let found = links.iter().find(|l| {
+                    iface.name.as_ref().is_none_or(|n| *n == l.name)
+                        && iface.mac.as_ref().is_none_or(|m| Some(*m) == l.mac)
+                        && (iface.name.is_some() || iface.mac.is_some())
+                });
+                let Some(link) = found else {
+                    let mut what = Vec::new();
+                    if let Some(n) = &iface.name {
+                        what.push(format!("name {n}"));
+                    }
+                    if let Some(m) = &iface.mac {
+                        what.push(format!("mac {m}"));
+                    }
+                    errors.push(NetworkError::NoSuchLink(format!(
+                        "interface with {}",
+                        what.join(" and ")
+                    )));
+                    continue;
+                };
+                if out.contains_key(&link.name) {
+                    errors.push(NetworkError::DuplicateMatch(link.name.clone()));
+                    continue;
+                }
+                let want = Want {
+                    addrs: iface.addresses.clone(),
+                    routes: iface
+                        .routes
+                        .iter()
+                        .map(|r| RouteSpec {
+                            to: r.to,
+                            via: r.via,
+                            metric: r.metric,
+                        })
+                        .collect(),
+                    mtu: iface.mtu,
+                    dhcp: iface.dhcp,
+                };
+                out.insert(link.name.clone(), (link.clone(), want));
+            }
+        }
+        _ => {
+            for l in links.iter().filter(|l| selector.selects(l)) {
+                let want = Want {
+                    dhcp: true,
+                    ..Want::default()
+                };
+                out.insert(l.name.clone(), (l.clone(), want));
+            }
+        }
+    }
+    (out, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use basalt_api::config::{Interface, Route};
+
+    fn link(index: u32, name: &str, mac: u8, physical: bool) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            mac: Some(MacAddr([2, 0, 0, 0, 0, mac])),
+            mtu: 1500,
+            up: false,
+            kind: (!physical).then(|| "veth".into()),
+            loopback: false,
+            physical,
+        }
+    }
+
+    fn links() -> Vec<Link> {
+        let mut lo = link(1, "lo", 0, false);
+        lo.loopback = true;
+        lo.mac = None;
+        vec![
+            lo,
+            link(2, "eth0", 1, true),
+            link(3, "eth1", 2, true),
+            link(4, "veth0", 3, false),
+        ]
+    }
+
+    fn iface(name: Option<&str>, mac: Option<u8>) -> Interface {
+        Interface {
+            name: name.map(Into::into),
+            mac: mac.map(|m| MacAddr([2, 0, 0, 0, 0, m])),
+            dhcp: false,
+            addresses: vec![],
+            routes: vec![],
+            mtu: None,
+        }
+    }
+
+    #[test]
+    fn no_config_is_dhcp_on_physical_links() {
+        let (d, e) = desired(None, &links(), &LinkSelector::Physical);
+        assert!(e.is_empty());
+        assert_eq!(d.keys().collect::<Vec<_>>(), ["eth0", "eth1"]);
+        assert!(d.values().all(|(_, w)| w.dhcp && w.addrs.is_empty()));
+        // A config that names no interfaces does not say otherwise.
+        let (d, _) = desired(Some(&Network::default()), &links(), &LinkSelector::Physical);
+        assert_eq!(d.len(), 2);
+        let (d, _) = desired(
+            None,
+            &links(),
+            &LinkSelector::Named(vec!["veth0".into(), "lo".into()]),
+        );
+        assert_eq!(d.keys().collect::<Vec<_>>(), ["veth0"]);
+    }
+
+    #[test]
+    fn interfaces_match_by_name_and_mac() {
+        let mut by_mac = iface(None, Some(2));
+        by_mac.dhcp = true;
+        let mut by_name = iface(Some("veth0"), None);
+        by_name.addresses = vec!["10.0.0.2/24".parse().unwrap()];
+        by_name.routes = vec![Route {
+            to: "10.1.0.0/16".parse().unwrap(),
+            via: Some("10.0.0.1".parse().unwrap()),
+            metric: Some(5),
+        }];
+        by_name.mtu = Some(9000);
+        let both_mismatch = iface(Some("eth0"), Some(9));
+        let missing = iface(Some("eth7"), None);
+        let dup = iface(Some("eth1"), None);
+        let net = Network {
+            interfaces: vec![by_mac, by_name, both_mismatch, missing, dup],
+            ..Network::default()
+        };
+        let (d, e) = desired(Some(&net), &links(), &LinkSelector::Physical);
+        assert_eq!(d.keys().collect::<Vec<_>>(), ["eth1", "veth0"]);
+        assert!(d["eth1"].1.dhcp);
+        let v = &d["veth0"].1;
+        assert_eq!(
+            (v.mtu, v.addrs.len(), v.routes[0].metric),
+            (Some(9000), 1, Some(5))
+        );
+        let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "no link matches interface with name eth0 and mac 02:00:00:00:00:09",
+                "no link matches interface with name eth7",
+                "link eth1 is matched by more than one [[machine.network.interfaces]] entry",
+            ]
+        );
+    }
+}

@@ -1,0 +1,1240 @@
+//! A DHCPv4 client (RFC 2131) as a pure state machine: no sockets, no clock.
+//!
+//! The caller feeds it the current time ([`Client::poll`]) and every reply
+//! that arrives ([`Client::handle`]), and carries out the [`Action`]s it
+//! returns: send a message, install a lease, remove a lease. It sleeps until
+//! [`Client::next_wakeup`]. Time is injected, so the retransmit schedule and
+//! the T1/T2/expiry transitions are tested without waiting.
+//!
+//! States: INIT → SELECTING (DISCOVER, collect the first OFFER) → REQUESTING
+//! (broadcast REQUEST for it) → BOUND (ACK) → RENEWING at T1 (REQUEST
+//! unicast to the server) → REBINDING at T2 (REQUEST broadcast) → back to
+//! INIT when the lease expires. A NAK anywhere drops the lease and restarts.
+//! [`Client::release`] sends RELEASE and stops.
+
+use super::netlink::v4_cidr;
+use basalt_api::config::Cidr;
+use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
+use serde::Serialize;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+/// Retransmission parameters. The defaults are RFC 2131's: 4 s doubling to
+/// 64 s with ±1 s of jitter; four REQUESTs before starting over; while
+/// renewing or rebinding, retry after half the remaining time, at least 60 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub initial: Duration,
+    pub max: Duration,
+    pub jitter: Duration,
+    pub request_attempts: u32,
+    pub renew_min: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(4),
+            max: Duration::from_secs(64),
+            jitter: Duration::from_secs(1),
+            request_attempts: 4,
+            renew_min: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Timing {
+    /// The delay before retransmission number `attempt + 1`, without jitter:
+    /// `initial · 2^attempt`, capped at `max`.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Lease time that never expires (RFC 2132 §9.2).
+pub const INFINITE: u32 = u32::MAX;
+
+/// What a server granted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    /// The server identifier (option 54): where renewals and RELEASE go.
+    pub server: Ipv4Addr,
+    pub routers: Vec<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub domain_name: Option<String>,
+    /// Option 119 (domain search), without trailing dots.
+    pub search: Vec<String>,
+    /// Option 12: the name the server suggests for this host.
+    pub hostname: Option<String>,
+    pub mtu: Option<u16>,
+    /// Seconds; [`INFINITE`] never expires.
+    pub lease_secs: u32,
+    pub t1_secs: u32,
+    pub t2_secs: u32,
+}
+
+impl Lease {
+    /// The address with its prefix, as it is installed on the link.
+    pub fn cidr(&self) -> Option<Cidr> {
+        v4_cidr(self.address, self.prefix_len)
+    }
+
+    /// T1, T2 and expiry as instants, counting from `start`; `None` for an
+    /// infinite lease.
+    fn deadlines(&self, start: Instant) -> Option<(Instant, Instant, Instant)> {
+        if self.lease_secs == INFINITE {
+            return None;
+        }
+        let at = |s: u32| start.checked_add(Duration::from_secs(u64::from(s)));
+        Some((at(self.t1_secs)?, at(self.t2_secs)?, at(self.lease_secs)?))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    #[error("no address offered (yiaddr is 0.0.0.0)")]
+    NoAddress,
+    #[error("no server identifier (option 54)")]
+    NoServerId,
+    #[error("no lease time (option 51)")]
+    NoLeaseTime,
+    #[error("subnet mask {0} is not contiguous")]
+    BadMask(Ipv4Addr),
+}
+
+/// Read a lease from an OFFER or ACK. Missing options fall back as RFC 2131
+/// and common clients do: no subnet mask → the classful prefix; no T1/T2 →
+/// 50 % / 87.5 % of the lease (also when they are out of order); no server
+/// identifier → `fallback_server` (the server of the OFFER being requested).
+/// The address and the lease time are required.
+pub fn parse_lease(msg: &Message, fallback_server: Option<Ipv4Addr>) -> Result<Lease, LeaseError> {
+    let address = msg.yiaddr();
+    if address.is_unspecified() {
+        return Err(LeaseError::NoAddress);
+    }
+    let opts = msg.opts();
+    let server = match opts.get(OptionCode::ServerIdentifier) {
+        Some(DhcpOption::ServerIdentifier(s)) => *s,
+        _ => fallback_server.ok_or(LeaseError::NoServerId)?,
+    };
+    let lease_secs = match opts.get(OptionCode::AddressLeaseTime) {
+        Some(DhcpOption::AddressLeaseTime(t)) => *t,
+        _ => return Err(LeaseError::NoLeaseTime),
+    };
+    let prefix_len = match opts.get(OptionCode::SubnetMask) {
+        Some(DhcpOption::SubnetMask(m)) => mask_prefix(*m).ok_or(LeaseError::BadMask(*m))?,
+        _ => classful_prefix(address),
+    };
+    let (mut t1, mut t2) = (lease_secs / 2, (u64::from(lease_secs) * 7 / 8) as u32);
+    if lease_secs != INFINITE {
+        let got_t1 = match opts.get(OptionCode::Renewal) {
+            Some(DhcpOption::Renewal(t)) => Some(*t),
+            _ => None,
+        };
+        let got_t2 = match opts.get(OptionCode::Rebinding) {
+            Some(DhcpOption::Rebinding(t)) => Some(*t),
+            _ => None,
+        };
+        if let Some(x) = got_t2
+            && x < lease_secs
+        {
+            t2 = x;
+        }
+        if let Some(x) = got_t1
+            && x < t2
+        {
+            t1 = x;
+        }
+        if t1 > t2 {
+            t1 = t2;
+        }
+    } else {
+        (t1, t2) = (INFINITE, INFINITE);
+    }
+    let list = |code| match opts.get(code) {
+        Some(DhcpOption::Router(v)) | Some(DhcpOption::DomainNameServer(v)) => v.clone(),
+        _ => Vec::new(),
+    };
+    let text = |code| match opts.get(code) {
+        Some(DhcpOption::DomainName(s)) | Some(DhcpOption::Hostname(s)) => {
+            let s = s.trim_end_matches(['\0', '.']).trim();
+            (!s.is_empty()).then(|| s.to_string())
+        }
+        _ => None,
+    };
+    let search = match opts.get(OptionCode::DomainSearch) {
+        Some(DhcpOption::DomainSearch(names)) => names
+            .iter()
+            .map(|n| n.to_utf8().trim_end_matches('.').to_string())
+            .filter(|n| !n.is_empty())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mtu = match opts.get(OptionCode::InterfaceMtu) {
+        Some(DhcpOption::InterfaceMtu(m)) if *m >= 576 => Some(*m),
+        _ => None,
+    };
+    Ok(Lease {
+        address,
+        prefix_len,
+        server,
+        routers: list(OptionCode::Router),
+        dns: list(OptionCode::DomainNameServer),
+        domain_name: text(OptionCode::DomainName),
+        search,
+        hostname: text(OptionCode::Hostname),
+        mtu,
+        lease_secs,
+        t1_secs: t1,
+        t2_secs: t2,
+    })
+}
+
+fn mask_prefix(mask: Ipv4Addr) -> Option<u8> {
+    let m = u32::from(mask);
+    let n = m.leading_ones();
+    let expect = if n == 0 { 0 } else { u32::MAX << (32 - n) };
+    (m == expect).then_some(n as u8)
+}
+
+fn classful_prefix(a: Ipv4Addr) -> u8 {
+    match a.octets()[0] {
+        0..=127 => 8,
+        128..=191 => 16,
+        _ => 24,
+    }
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// 255.255.255.255:67 out of the link.
+    Broadcast,
+    /// The server's address, port 67.
+    Server(Ipv4Addr),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Send {
+        msg: Box<Message>,
+        dest: Dest,
+    },
+    /// Install this lease: address, routes, DNS. It may replace a lease
+    /// installed before (a renewal, possibly with changed options).
+    Bind(Lease),
+    /// Remove this lease from the link (expired, NAKed or released).
+    Unbind(Lease),
+}
+
+/// The client's state as shown in status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Init,
+    Selecting,
+    Requesting,
+    Bound,
+    Renewing,
+    Rebinding,
+    Stopped,
+}
+
+#[derive(Debug, Clone)]
+struct Exchange {
+    xid: u32,
+    started: Instant,
+    attempt: u32,
+    next: Instant,
+    /// When the last REQUEST went out: a lease counts from there.
+    sent: Instant,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Init {
+        at: Instant,
+    },
+    Selecting(Exchange),
+    Requesting {
+        ex: Exchange,
+        offer: Lease,
+    },
+    Bound {
+        lease: Lease,
+        at: Instant,
+    },
+    Renewing {
+        ex: Exchange,
+        lease: Lease,
+        at: Instant,
+    },
+    Rebinding {
+        ex: Exchange,
+        lease: Lease,
+        at: Instant,
+    },
+    Stopped,
+}
+
+/// The DHCPv4 client of one link.
+#[derive(Debug, Clone)]
+pub struct Client {
+    mac: [u8; 6],
+    hostname: Option<String>,
+    timing: Timing,
+    rng: u64,
+    state: State,
+}
+
+const REQUESTED: &[OptionCode] = &[
+    OptionCode::SubnetMask,
+    OptionCode::Router,
+    OptionCode::DomainNameServer,
+    OptionCode::Hostname,
+    OptionCode::DomainName,
+    OptionCode::InterfaceMtu,
+    OptionCode::AddressLeaseTime,
+    OptionCode::Renewal,
+    OptionCode::Rebinding,
+    OptionCode::DomainSearch,
+];
+
+impl Client {
+    /// A client that sends its first DISCOVER at `now`. `seed` drives the
+    /// transaction ids and jitter (pass real randomness on a node).
+    pub fn new(
+        mac: [u8; 6],
+        hostname: Option<String>,
+        timing: Timing,
+        seed: u64,
+        now: Instant,
+    ) -> Self {
+        Self {
+            mac,
+            hostname,
+            timing,
+            rng: seed | 1,
+            state: State::Init { at: now },
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Init { .. } => Phase::Init,
+            State::Selecting(_) => Phase::Selecting,
+            State::Requesting { .. } => Phase::Requesting,
+            State::Bound { .. } => Phase::Bound,
+            State::Renewing { .. } => Phase::Renewing,
+            State::Rebinding { .. } => Phase::Rebinding,
+            State::Stopped => Phase::Stopped,
+        }
+    }
+
+    /// The lease held (bound, renewing or rebinding).
+    pub fn lease(&self) -> Option<&Lease> {
+        match &self.state {
+            State::Bound { lease, .. }
+            | State::Renewing { lease, .. }
+            | State::Rebinding { lease, .. } => Some(lease),
+            _ => None,
+        }
+    }
+
+    /// When [`Client::poll`] next has something to do; `None` when stopped
+    /// or holding an infinite lease.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        match &self.state {
+            State::Init { at } => Some(*at),
+            State::Selecting(ex) | State::Requesting { ex, .. } => Some(ex.next),
+            State::Bound { lease, at } => lease.deadlines(*at).map(|(t1, _, _)| t1),
+            State::Renewing { ex, lease, at } => {
+                lease.deadlines(*at).map(|(_, t2, _)| ex.next.min(t2))
+            }
+            State::Rebinding { ex, lease, at } => {
+                lease.deadlines(*at).map(|(_, _, exp)| ex.next.min(exp))
+            }
+            State::Stopped => None,
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64: plenty for xids and jitter.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    fn delay(&mut self, attempt: u32) -> Duration {
+        let base = self.timing.backoff(attempt);
+        let j = self.timing.jitter.as_millis() as u64;
+        if j == 0 {
+            return base;
+        }
+        let r = self.random() % (2 * j + 1);
+        base.saturating_add(Duration::from_millis(r))
+            .saturating_sub(Duration::from_millis(j))
+    }
+
+    fn exchange(&mut self, now: Instant) -> Exchange {
+        let xid = self.random() as u32;
+        let next = now + self.delay(0);
+        Exchange {
+            xid,
+            started: now,
+            attempt: 0,
+            next,
+            sent: now,
+        }
+    }
+
+    fn retry(&mut self, ex: &mut Exchange, now: Instant) {
+        ex.attempt += 1;
+        ex.sent = now;
+        ex.next = now + self.delay(ex.attempt);
+    }
+
+    /// Retry after half the time left before `deadline`, at least
+    /// `renew_min`, never past the deadline.
+    fn renew_retry(&self, ex: &mut Exchange, now: Instant, deadline: Instant) {
+        ex.attempt += 1;
+        ex.sent = now;
+        let half = deadline.saturating_duration_since(now) / 2;
+        ex.next = (now + half.max(self.timing.renew_min)).min(deadline);
+    }
+
+    /// Advance timers: (re)transmit, start renewing/rebinding, expire.
+    pub fn poll(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        // Bound → expired → INIT → SELECTING is the longest chain.
+        for _ in 0..4 {
+            if !self.step(now, &mut out) {
+                break;
+            }
+        }
+        out
+    }
+
+    /// One transition; true when the new state should be looked at again.
+    fn step(&mut self, now: Instant, out: &mut Vec<Action>) -> bool {
+        let state = std::mem::replace(&mut self.state, State::Stopped);
+        self.state = match state {
+            State::Init { at } if now >= at => {
+                let ex = self.exchange(now);
+                out.push(self.discover(&ex, now));
+                State::Selecting(ex)
+            }
+            State::Selecting(mut ex) if now >= ex.next => {
+                self.retry(&mut ex, now);
+                out.push(self.discover(&ex, now));
+                State::Selecting(ex)
+            }
+            State::Requesting { mut ex, offer } if now >= ex.next => {
+                if ex.attempt + 1 >= self.timing.request_attempts {
+                    tracing::info!(server = %offer.server, "dhcp: no ACK for the REQUEST; starting over");
+                    self.state = State::Init { at: now };
+                    return true;
+                }
+                self.retry(&mut ex, now);
+                out.push(self.request_selecting(&ex, &offer, now));
+                State::Requesting { ex, offer }
+            }
+            State::Bound { lease, at } => match lease.deadlines(at) {
+                Some((_, _, exp)) if now >= exp => return self.expire(lease, now, out),
+                Some((_, t2, exp)) if now >= t2 => {
+                    let mut ex = self.exchange(now);
+                    self.renew_retry(&mut ex, now, exp);
+                    ex.attempt = 0;
+                    out.push(self.request_bound(&ex, &lease, Dest::Broadcast, now));
+                    State::Rebinding { ex, lease, at }
+                }
+                Some((t1, t2, _)) if now >= t1 => {
+                    let mut ex = self.exchange(now);
+                    self.renew_retry(&mut ex, now, t2);
+                    ex.attempt = 0;
+                    out.push(self.request_bound(&ex, &lease, Dest::Server(lease.server), now));
+                    State::Renewing { ex, lease, at }
+                }
+                _ => State::Bound { lease, at },
+            },
+            State::Renewing { mut ex, lease, at } => match lease.deadlines(at) {
+                Some((_, _, exp)) if now >= exp => return self.expire(lease, now, out),
+                Some((_, t2, _)) if now >= t2 => {
+                    // T2: give up on the server; ask anyone.
+                    self.state = State::Bound { lease, at };
+                    return true;
+                }
+                Some((_, t2, _)) if now >= ex.next => {
+                    self.renew_retry(&mut ex, now, t2);
+                    out.push(self.request_bound(&ex, &lease, Dest::Server(lease.server), now));
+                    State::Renewing { ex, lease, at }
+                }
+                _ => State::Renewing { ex, lease, at },
+            },
+            State::Rebinding { mut ex, lease, at } => match lease.deadlines(at) {
+                Some((_, _, exp)) if now >= exp => return self.expire(lease, now, out),
+                Some((_, _, exp)) if now >= ex.next => {
+                    self.renew_retry(&mut ex, now, exp);
+                    out.push(self.request_bound(&ex, &lease, Dest::Broadcast, now));
+                    State::Rebinding { ex, lease, at }
+                }
+                _ => State::Rebinding { ex, lease, at },
+            },
+            other => other,
+        };
+        false
+    }
+
+    fn expire(&mut self, lease: Lease, now: Instant, out: &mut Vec<Action>) -> bool {
+        tracing::warn!(address = %lease.address, "dhcp: lease expired");
+        out.push(Action::Unbind(lease));
+        self.state = State::Init { at: now };
+        true
+    }
+
+    fn xid(&self) -> Option<u32> {
+        match &self.state {
+            State::Selecting(ex)
+            | State::Requesting { ex, .. }
+            | State::Renewing { ex, .. }
+            | State::Rebinding { ex, .. } => Some(ex.xid),
+            _ => None,
+        }
+    }
+
+    /// Feed a message that arrived on the link's port 68.
+    pub fn handle(&mut self, msg: &Message, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        if msg.opcode() != Opcode::BootReply || msg.chaddr().get(..6) != Some(&self.mac[..]) {
+            return out;
+        }
+        if self.xid() != Some(msg.xid()) {
+            return out;
+        }
+        let Some(kind) = msg.opts().msg_type() else {
+            return out;
+        };
+        let server_id = match msg.opts().get(OptionCode::ServerIdentifier) {
+            Some(DhcpOption::ServerIdentifier(s)) => Some(*s),
+            _ => None,
+        };
+        let state = std::mem::replace(&mut self.state, State::Stopped);
+        self.state = match (state, kind) {
+            (State::Selecting(ex), MessageType::Offer) => match parse_lease(msg, None) {
+                Ok(offer) => {
+                    tracing::info!(address = %offer.address, server = %offer.server, "dhcp: OFFER");
+                    let next = now + self.delay(0);
+                    let ex = Exchange {
+                        attempt: 0,
+                        next,
+                        sent: now,
+                        ..ex
+                    };
+                    out.push(self.request_selecting(&ex, &offer, now));
+                    State::Requesting { ex, offer }
+                }
+                Err(e) => {
+                    tracing::info!("dhcp: ignoring an OFFER: {e}");
+                    State::Selecting(ex)
+                }
+            },
+            (State::Requesting { ex, offer }, MessageType::Ack)
+                if server_id.is_none_or(|s| s == offer.server) =>
+            {
+                match parse_lease(msg, Some(offer.server)) {
+                    Ok(lease) => {
+                        out.push(Action::Bind(lease.clone()));
+                        State::Bound { lease, at: ex.sent }
+                    }
+                    Err(e) => {
+                        tracing::info!("dhcp: ignoring an ACK: {e}");
+                        State::Requesting { ex, offer }
+                    }
+                }
+            }
+            (
+                State::Renewing { ex, lease: old, at } | State::Rebinding { ex, lease: old, at },
+                MessageType::Ack,
+            ) => match parse_lease(msg, Some(old.server)) {
+                Ok(lease) => {
+                    if lease.address != old.address {
+                        out.push(Action::Unbind(old));
+                    }
+                    out.push(Action::Bind(lease.clone()));
+                    State::Bound { lease, at: ex.sent }
+                }
+                Err(e) => {
+                    tracing::info!("dhcp: ignoring an ACK: {e}");
+                    State::Bound { lease: old, at }
+                }
+            },
+            (State::Requesting { offer, .. }, MessageType::Nak)
+                if server_id.is_none_or(|s| s == offer.server) =>
+            {
+                tracing::info!(server = %offer.server, "dhcp: NAK; starting over");
+                State::Init { at: now }
+            }
+            (State::Renewing { lease, .. } | State::Rebinding { lease, .. }, MessageType::Nak) => {
+                tracing::info!(address = %lease.address, "dhcp: NAK; dropping the lease and starting over");
+                out.push(Action::Unbind(lease));
+                State::Init { at: now }
+            }
+            (other, _) => other,
+        };
+        if matches!(self.state, State::Init { .. }) {
+            out.extend(self.poll(now));
+        }
+        out
+    }
+
+    /// Start renewing now instead of at T1 (an operator's request, or a test).
+    pub fn renew_now(&mut self, now: Instant) -> Vec<Action> {
+        let state = std::mem::replace(&mut self.state, State::Stopped);
+        let mut out = Vec::new();
+        self.state = match state {
+            State::Bound { lease, at } | State::Renewing { lease, at, .. } => {
+                let mut ex = self.exchange(now);
+                let deadline = lease
+                    .deadlines(at)
+                    .map_or(now + self.timing.max, |(_, t2, _)| t2);
+                self.renew_retry(&mut ex, now, deadline.max(now + self.timing.initial));
+                ex.attempt = 0;
+                out.push(self.request_bound(&ex, &lease, Dest::Server(lease.server), now));
+                State::Renewing { ex, lease, at }
+            }
+            other => other,
+        };
+        out
+    }
+
+    /// Give the lease back (RELEASE to its server) and stop.
+    pub fn release(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        if let Some(lease) = self.lease().cloned() {
+            let xid = self.random() as u32;
+            let mut m = self.message(MessageType::Release, xid, 0, lease.address, false);
+            m.opts_mut()
+                .insert(DhcpOption::ServerIdentifier(lease.server));
+            out.push(Action::Send {
+                msg: Box::new(m),
+                dest: Dest::Server(lease.server),
+            });
+            out.push(Action::Unbind(lease));
+        }
+        let _ = now;
+        self.state = State::Stopped;
+        out
+    }
+
+    fn message(
+        &self,
+        kind: MessageType,
+        xid: u32,
+        secs: u16,
+        ciaddr: Ipv4Addr,
+        broadcast: bool,
+    ) -> Message {
+        let u = Ipv4Addr::UNSPECIFIED;
+        let mut m = Message::new_with_id(xid, ciaddr, u, u, u, &self.mac);
+        m.set_opcode(Opcode::BootRequest).set_secs(secs);
+        if broadcast {
+            // No address yet: the kernel would drop a unicast reply.
+            m.set_flags(Flags::default().set_broadcast());
+        }
+        let o = m.opts_mut();
+        o.insert(DhcpOption::MessageType(kind));
+        let mut client_id = vec![1u8];
+        client_id.extend_from_slice(&self.mac);
+        o.insert(DhcpOption::ClientIdentifier(client_id));
+        if kind != MessageType::Release {
+            o.insert(DhcpOption::ParameterRequestList(REQUESTED.to_vec()));
+            o.insert(DhcpOption::MaxMessageSize(1500));
+            if let Some(h) = &self.hostname {
+                o.insert(DhcpOption::Hostname(h.clone()));
+            }
+        }
+        m
+    }
+
+    fn secs(ex: &Exchange, now: Instant) -> u16 {
+        now.saturating_duration_since(ex.started)
+            .as_secs()
+            .min(u64::from(u16::MAX)) as u16
+    }
+
+    fn discover(&self, ex: &Exchange, now: Instant) -> Action {
+        let m = self.message(
+            MessageType::Discover,
+            ex.xid,
+            Self::secs(ex, now),
+            Ipv4Addr::UNSPECIFIED,
+            true,
+        );
+        Action::Send {
+            msg: Box::new(m),
+            dest: Dest::Broadcast,
+        }
+    }
+
+    fn request_selecting(&self, ex: &Exchange, offer: &Lease, now: Instant) -> Action {
+        let mut m = self.message(
+            MessageType::Request,
+            ex.xid,
+            Self::secs(ex, now),
+            Ipv4Addr::UNSPECIFIED,
+            true,
+        );
+        m.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(offer.address));
+        m.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(offer.server));
+        Action::Send {
+            msg: Box::new(m),
+            dest: Dest::Broadcast,
+        }
+    }
+
+    /// RENEWING/REBINDING REQUEST: ciaddr set, no server id or requested IP.
+    fn request_bound(&self, ex: &Exchange, lease: &Lease, dest: Dest, now: Instant) -> Action {
+        let m = self.message(
+            MessageType::Request,
+            ex.xid,
+            Self::secs(ex, now),
+            lease.address,
+            false,
+        );
+        Action::Send {
+            msg: Box::new(m),
+            dest,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+    fn timing() -> Timing {
+        Timing {
+            jitter: Duration::ZERO,
+            ..Timing::default()
+        }
+    }
+
+    fn sent(actions: &[Action]) -> Vec<(MessageType, Dest, Message)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { msg, dest } => {
+                    Some((msg.opts().msg_type().unwrap(), *dest, (**msg).clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn reply(to: &Message, kind: MessageType, yiaddr: Ipv4Addr, extra: &[DhcpOption]) -> Message {
+        let u = Ipv4Addr::UNSPECIFIED;
+        let mut m = Message::new_with_id(to.xid(), u, yiaddr, u, u, &MAC);
+        m.set_opcode(Opcode::BootReply);
+        m.opts_mut().insert(DhcpOption::MessageType(kind));
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+        for o in extra {
+            m.opts_mut().insert(o.clone());
+        }
+        m
+    }
+
+    fn full_opts(lease: u32) -> Vec<DhcpOption> {
+        vec![
+            DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)),
+            DhcpOption::Router(vec![SERVER]),
+            DhcpOption::DomainNameServer(vec![
+                Ipv4Addr::new(10, 0, 0, 53),
+                Ipv4Addr::new(10, 0, 0, 54),
+            ]),
+            DhcpOption::DomainName("example.test".into()),
+            DhcpOption::Hostname("node-7".into()),
+            DhcpOption::AddressLeaseTime(lease),
+        ]
+    }
+
+    /// Drive a client from INIT to BOUND; returns the client and t0.
+    fn bound(lease_secs: u32) -> (Client, Instant) {
+        let t0 = Instant::now();
+        let mut c = Client::new(MAC, None, timing(), 42, t0);
+        let d = sent(&c.poll(t0));
+        assert_eq!(d.len(), 1);
+        let (kind, dest, discover) = &d[0];
+        assert_eq!((*kind, *dest), (MessageType::Discover, Dest::Broadcast));
+        assert!(discover.flags().broadcast());
+        let addr = Ipv4Addr::new(10, 0, 0, 50);
+        let r = sent(&c.handle(
+            &reply(discover, MessageType::Offer, addr, &full_opts(lease_secs)),
+            t0,
+        ));
+        let (kind, dest, req) = &r[0];
+        assert_eq!((*kind, *dest), (MessageType::Request, Dest::Broadcast));
+        assert_eq!(req.xid(), discover.xid());
+        assert_eq!(
+            req.opts().get(OptionCode::RequestedIpAddress),
+            Some(&DhcpOption::RequestedIpAddress(addr))
+        );
+        assert_eq!(
+            req.opts().get(OptionCode::ServerIdentifier),
+            Some(&DhcpOption::ServerIdentifier(SERVER))
+        );
+        let acts = c.handle(
+            &reply(req, MessageType::Ack, addr, &full_opts(lease_secs)),
+            t0,
+        );
+        assert!(matches!(&acts[..], [Action::Bind(l)] if l.address == addr && l.prefix_len == 24));
+        assert_eq!(c.phase(), Phase::Bound);
+        (c, t0)
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let t = Timing::default();
+        let secs: Vec<u64> = (0..8).map(|a| t.backoff(a).as_secs()).collect();
+        assert_eq!(secs, [4, 8, 16, 32, 64, 64, 64, 64]);
+        assert_eq!(t.backoff(u32::MAX).as_secs(), 64);
+    }
+
+    #[test]
+    fn discover_retransmit_schedule() {
+        let t0 = Instant::now();
+        let mut c = Client::new(MAC, None, timing(), 7, t0);
+        let first = sent(&c.poll(t0));
+        let xid = first[0].2.xid();
+        assert_eq!(c.next_wakeup(), Some(t0 + Duration::from_secs(4)));
+        // Nothing before the deadline.
+        assert!(c.poll(t0 + Duration::from_secs(3)).is_empty());
+        let mut at = t0;
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            let next = c.next_wakeup().unwrap();
+            gaps.push((next - at).as_secs());
+            at = next;
+            let s = sent(&c.poll(at));
+            assert_eq!(s.len(), 1);
+            assert_eq!(s[0].0, MessageType::Discover);
+            assert_eq!(s[0].2.xid(), xid, "retransmissions keep the xid");
+            assert_eq!(u64::from(s[0].2.secs()), (at - t0).as_secs());
+        }
+        assert_eq!(gaps, [4, 8, 16, 32, 64, 64]);
+    }
+
+    #[test]
+    fn jitter_stays_within_a_second() {
+        let t0 = Instant::now();
+        let mut c = Client::new(MAC, None, Timing::default(), 99, t0);
+        c.poll(t0);
+        let d = c.next_wakeup().unwrap() - t0;
+        assert!(
+            d >= Duration::from_secs(3) && d <= Duration::from_secs(5),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn request_gives_up_after_attempts_and_rediscovers() {
+        let t0 = Instant::now();
+        let mut c = Client::new(MAC, None, timing(), 7, t0);
+        let d = sent(&c.poll(t0));
+        let offer = reply(
+            &d[0].2,
+            MessageType::Offer,
+            Ipv4Addr::new(10, 0, 0, 50),
+            &full_opts(600),
+        );
+        c.handle(&offer, t0);
+        assert_eq!(c.phase(), Phase::Requesting);
+        let mut kinds = Vec::new();
+        for _ in 0..4 {
+            let at = c.next_wakeup().unwrap();
+            kinds.extend(sent(&c.poll(at)).into_iter().map(|s| s.0));
+        }
+        assert_eq!(
+            kinds,
+            [
+                MessageType::Request,
+                MessageType::Request,
+                MessageType::Request,
+                MessageType::Discover
+            ]
+        );
+        assert_eq!(c.phase(), Phase::Selecting);
+    }
+
+    #[test]
+    fn ignores_foreign_replies() {
+        let t0 = Instant::now();
+        let mut c = Client::new(MAC, None, timing(), 7, t0);
+        let d = sent(&c.poll(t0));
+        let mut wrong_xid = reply(
+            &d[0].2,
+            MessageType::Offer,
+            Ipv4Addr::new(10, 0, 0, 50),
+            &full_opts(600),
+        );
+        wrong_xid.set_xid(d[0].2.xid().wrapping_add(1));
+        assert!(c.handle(&wrong_xid, t0).is_empty());
+        let mut wrong_mac = reply(
+            &d[0].2,
+            MessageType::Offer,
+            Ipv4Addr::new(10, 0, 0, 50),
+            &full_opts(600),
+        );
+        wrong_mac.set_chaddr(&[1, 2, 3, 4, 5, 6]);
+        assert!(c.handle(&wrong_mac, t0).is_empty());
+        let mut request = reply(
+            &d[0].2,
+            MessageType::Offer,
+            Ipv4Addr::new(10, 0, 0, 50),
+            &full_opts(600),
+        );
+        request.set_opcode(Opcode::BootRequest);
+        assert!(c.handle(&request, t0).is_empty());
+        // An ACK while selecting is not an answer to anything.
+        let ack = reply(
+            &d[0].2,
+            MessageType::Ack,
+            Ipv4Addr::new(10, 0, 0, 50),
+            &full_opts(600),
+        );
+        assert!(c.handle(&ack, t0).is_empty());
+        assert_eq!(c.phase(), Phase::Selecting);
+    }
+
+    #[test]
+    fn t1_renews_unicast_then_t2_rebinds_then_expiry_restarts() {
+        let (mut c, t0) = bound(1000);
+        let lease = c.lease().unwrap().clone();
+        assert_eq!((lease.t1_secs, lease.t2_secs), (500, 875));
+        assert_eq!(c.next_wakeup(), Some(t0 + Duration::from_secs(500)));
+        assert!(c.poll(t0 + Duration::from_secs(499)).is_empty());
+
+        let s = sent(&c.poll(t0 + Duration::from_secs(500)));
+        assert_eq!(c.phase(), Phase::Renewing);
+        let (kind, dest, req) = &s[0];
+        assert_eq!((*kind, *dest), (MessageType::Request, Dest::Server(SERVER)));
+        assert_eq!(req.ciaddr(), lease.address);
+        assert!(!req.flags().broadcast());
+        assert!(req.opts().get(OptionCode::ServerIdentifier).is_none());
+        assert!(req.opts().get(OptionCode::RequestedIpAddress).is_none());
+        // Retry after half of the 375 s left before T2 (≥ 60 s).
+        assert_eq!(
+            c.next_wakeup(),
+            Some(t0 + Duration::from_millis(500_000 + 187_500))
+        );
+
+        let s = sent(&c.poll(t0 + Duration::from_secs(875)));
+        assert_eq!(c.phase(), Phase::Rebinding);
+        assert_eq!(s[0].1, Dest::Broadcast);
+        assert_eq!(s[0].2.ciaddr(), lease.address);
+        // Half of 125 s, but at least 60 s.
+        assert_eq!(
+            c.next_wakeup(),
+            Some(t0 + Duration::from_millis(875_000 + 62_500))
+        );
+        assert_eq!(sent(&c.poll(t0 + Duration::from_millis(937_500))).len(), 1);
+        // 62.5 s left: the 60 s floor applies.
+        assert_eq!(c.next_wakeup(), Some(t0 + Duration::from_millis(997_500)));
+        assert_eq!(sent(&c.poll(t0 + Duration::from_millis(997_500))).len(), 1);
+        // 2.5 s left: the retry is clamped to the expiry.
+        assert_eq!(c.next_wakeup(), Some(t0 + Duration::from_secs(1000)));
+
+        let acts = c.poll(t0 + Duration::from_secs(1000));
+        assert!(matches!(&acts[0], Action::Unbind(l) if *l == lease));
+        assert!(
+            matches!(&acts[1], Action::Send { msg, dest: Dest::Broadcast } if msg.opts().msg_type() == Some(MessageType::Discover))
+        );
+        assert_eq!(c.phase(), Phase::Selecting);
+    }
+
+    #[test]
+    fn renewal_ack_rebinds_from_request_time() {
+        let (mut c, t0) = bound(1000);
+        let t1 = t0 + Duration::from_secs(500);
+        let s = sent(&c.poll(t1));
+        let ack = reply(
+            &s[0].2,
+            MessageType::Ack,
+            Ipv4Addr::new(10, 0, 0, 50),
+            &full_opts(1000),
+        );
+        let acts = c.handle(&ack, t1 + Duration::from_secs(1));
+        assert!(matches!(&acts[..], [Action::Bind(_)]));
+        assert_eq!(c.phase(), Phase::Bound);
+        // The new lease counts from when the REQUEST was sent.
+        assert_eq!(c.next_wakeup(), Some(t1 + Duration::from_secs(500)));
+    }
+
+    #[test]
+    fn renew_now_forces_a_unicast_request() {
+        let (mut c, t0) = bound(120);
+        let s = sent(&c.renew_now(t0 + Duration::from_secs(1)));
+        assert_eq!(
+            (s[0].0, s[0].1),
+            (MessageType::Request, Dest::Server(SERVER))
+        );
+        assert_eq!(c.phase(), Phase::Renewing);
+    }
+
+    #[test]
+    fn nak_while_renewing_drops_lease_and_rediscovers() {
+        let (mut c, t0) = bound(1000);
+        let lease = c.lease().unwrap().clone();
+        let s = sent(&c.poll(t0 + Duration::from_secs(500)));
+        let nak = reply(&s[0].2, MessageType::Nak, Ipv4Addr::UNSPECIFIED, &[]);
+        let acts = c.handle(&nak, t0 + Duration::from_secs(501));
+        assert!(matches!(&acts[0], Action::Unbind(l) if *l == lease));
+        assert_eq!(sent(&acts)[0].0, MessageType::Discover);
+        assert_eq!(c.phase(), Phase::Selecting);
+        assert!(c.lease().is_none());
+    }
+
+    #[test]
+    fn nak_while_requesting_restarts_without_unbind() {
+        let t0 = Instant::now();
+        let mut c = Client::new(MAC, None, timing(), 7, t0);
+        let d = sent(&c.poll(t0));
+        let r = sent(&c.handle(
+            &reply(
+                &d[0].2,
+                MessageType::Offer,
+                Ipv4Addr::new(10, 0, 0, 50),
+                &full_opts(600),
+            ),
+            t0,
+        ));
+        let acts = c.handle(
+            &reply(&r[0].2, MessageType::Nak, Ipv4Addr::UNSPECIFIED, &[]),
+            t0,
+        );
+        assert!(!acts.iter().any(|a| matches!(a, Action::Unbind(_))));
+        let s = sent(&acts);
+        assert_eq!(s[0].0, MessageType::Discover);
+        assert_ne!(s[0].2.xid(), d[0].2.xid(), "a new exchange gets a new xid");
+    }
+
+    #[test]
+    fn nak_from_another_server_is_ignored_while_requesting() {
+        let t0 = Instant::now();
+        let mut c = Client::new(MAC, None, timing(), 7, t0);
+        let d = sent(&c.poll(t0));
+        let r = sent(&c.handle(
+            &reply(
+                &d[0].2,
+                MessageType::Offer,
+                Ipv4Addr::new(10, 0, 0, 50),
+                &full_opts(600),
+            ),
+            t0,
+        ));
+        let mut nak = reply(&r[0].2, MessageType::Nak, Ipv4Addr::UNSPECIFIED, &[]);
+        nak.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 0, 2)));
+        assert!(c.handle(&nak, t0).is_empty());
+        assert_eq!(c.phase(), Phase::Requesting);
+    }
+
+    #[test]
+    fn release_sends_to_server_and_stops() {
+        let (mut c, t0) = bound(600);
+        let acts = c.release(t0);
+        let s = sent(&acts);
+        assert_eq!(
+            (s[0].0, s[0].1),
+            (MessageType::Release, Dest::Server(SERVER))
+        );
+        assert_eq!(s[0].2.ciaddr(), Ipv4Addr::new(10, 0, 0, 50));
+        assert_eq!(
+            s[0].2.opts().get(OptionCode::ServerIdentifier),
+            Some(&DhcpOption::ServerIdentifier(SERVER))
+        );
+        assert!(matches!(acts.last(), Some(Action::Unbind(_))));
+        assert_eq!(c.phase(), Phase::Stopped);
+        assert_eq!(c.next_wakeup(), None);
+        // Releasing without a lease sends nothing.
+        let mut idle = Client::new(MAC, None, timing(), 1, t0);
+        assert!(idle.release(t0).is_empty());
+    }
+
+    #[test]
+    fn infinite_lease_never_renews() {
+        let (c, _) = bound(INFINITE);
+        assert_eq!(c.next_wakeup(), None);
+        assert_eq!(c.lease().unwrap().t1_secs, INFINITE);
+    }
+
+    #[test]
+    fn lease_parsing_full() {
+        let req = Message::default();
+        let mut opts = full_opts(3600);
+        opts.push(DhcpOption::Renewal(1000));
+        opts.push(DhcpOption::Rebinding(2000));
+        opts.push(DhcpOption::InterfaceMtu(1400));
+        let l = parse_lease(
+            &reply(&req, MessageType::Ack, Ipv4Addr::new(10, 0, 0, 50), &opts),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            l,
+            Lease {
+                address: Ipv4Addr::new(10, 0, 0, 50),
+                prefix_len: 24,
+                server: SERVER,
+                routers: vec![SERVER],
+                dns: vec![Ipv4Addr::new(10, 0, 0, 53), Ipv4Addr::new(10, 0, 0, 54)],
+                domain_name: Some("example.test".into()),
+                search: vec![],
+                hostname: Some("node-7".into()),
+                mtu: Some(1400),
+                lease_secs: 3600,
+                t1_secs: 1000,
+                t2_secs: 2000,
+            }
+        );
+        assert_eq!(l.cidr().unwrap().to_string(), "10.0.0.50/24");
+    }
+
+    #[test]
+    fn lease_parsing_missing_options() {
+        let req = Message::default();
+        let only_time = [DhcpOption::AddressLeaseTime(100)];
+        let l = parse_lease(
+            &reply(
+                &req,
+                MessageType::Ack,
+                Ipv4Addr::new(172, 16, 5, 9),
+                &only_time,
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(l.prefix_len, 16, "classful fallback without a mask");
+        assert!(l.routers.is_empty() && l.dns.is_empty() && l.search.is_empty());
+        assert_eq!((l.domain_name, l.hostname, l.mtu), (None, None, None));
+        assert_eq!((l.t1_secs, l.t2_secs), (50, 87));
+
+        let a = parse_lease(
+            &reply(
+                &req,
+                MessageType::Ack,
+                Ipv4Addr::new(10, 1, 2, 3),
+                &only_time,
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(a.prefix_len, 8);
+        let c = parse_lease(
+            &reply(
+                &req,
+                MessageType::Ack,
+                Ipv4Addr::new(192, 168, 1, 3),
+                &only_time,
+            ),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.prefix_len, 24);
+
+        assert_eq!(
+            parse_lease(
+                &reply(&req, MessageType::Ack, Ipv4Addr::new(10, 0, 0, 50), &[]),
+                None
+            ),
+            Err(LeaseError::NoLeaseTime)
+        );
+        assert_eq!(
+            parse_lease(
+                &reply(&req, MessageType::Ack, Ipv4Addr::UNSPECIFIED, &only_time),
+                None
+            ),
+            Err(LeaseError::NoAddress)
+        );
+        let mut no_sid = reply(
+            &req,
+            MessageType::Ack,
+            Ipv4Addr::new(10, 0, 0, 50),
+            &only_time,
+        );
+        no_sid.opts_mut().remove(OptionCode::ServerIdentifier);
+        assert_eq!(parse_lease(&no_sid, None), Err(LeaseError::NoServerId));
+        assert_eq!(parse_lease(&no_sid, Some(SERVER)).unwrap().server, SERVER);
+
+        let bad_mask = [
+            DhcpOption::AddressLeaseTime(100),
+            DhcpOption::SubnetMask(Ipv4Addr::new(255, 0, 255, 0)),
+        ];
+        assert_eq!(
+            parse_lease(
+                &reply(
+                    &req,
+                    MessageType::Ack,
+                    Ipv4Addr::new(10, 0, 0, 50),
+                    &bad_mask
+                ),
+                None
+            ),
+            Err(LeaseError::BadMask(Ipv4Addr::new(255, 0, 255, 0)))
+        );
+        // T1/T2 out of order or beyond the lease fall back to the defaults.
+        let odd = [
+            DhcpOption::AddressLeaseTime(100),
+            DhcpOption::Renewal(95),
+            DhcpOption::Rebinding(200),
+        ];
+        let l = parse_lease(
+            &reply(&req, MessageType::Ack, Ipv4Addr::new(10, 0, 0, 50), &odd),
+            None,
+        )
+        .unwrap();
+        assert_eq!((l.t1_secs, l.t2_secs), (50, 87));
+    }
+
+    #[test]
+    fn lease_survives_a_wire_round_trip() {
+        use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+        let req = Message::default();
+        let mut m = reply(
+            &req,
+            MessageType::Ack,
+            Ipv4Addr::new(10, 0, 0, 50),
+            &full_opts(600),
+        );
+        let names = ["corp.example.", "example."]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        m.opts_mut().insert(DhcpOption::DomainSearch(names));
+        let mut buf = Vec::new();
+        m.encode(&mut Encoder::new(&mut buf)).unwrap();
+        let back = Message::decode(&mut Decoder::new(&buf)).unwrap();
+        let l = parse_lease(&back, None).unwrap();
+        assert_eq!(l.search, ["corp.example", "example"]);
+        assert_eq!(l.dns.len(), 2);
+    }
+
+    #[test]
+    fn mask_prefixes() {
+        assert_eq!(mask_prefix(Ipv4Addr::new(255, 255, 255, 0)), Some(24));
+        assert_eq!(mask_prefix(Ipv4Addr::new(255, 255, 255, 255)), Some(32));
+        assert_eq!(mask_prefix(Ipv4Addr::new(0, 0, 0, 0)), Some(0));
+        assert_eq!(mask_prefix(Ipv4Addr::new(255, 255, 128, 0)), Some(17));
+        assert_eq!(mask_prefix(Ipv4Addr::new(0, 255, 255, 0)), None);
+    }
+}

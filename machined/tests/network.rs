@@ -1,0 +1,539 @@
+//! Network tests against the real kernel and a real DHCP server (dnsmasq).
+//! They need root (CI runs as root) and skip with a message otherwise.
+//!
+//! Isolation: every test creates its own network namespaces
+//! (`ip netns add basalt-test-<pid>-<tag>`) and veth pairs created inside
+//! them; the host's interfaces are never touched, and a guard deletes the
+//! namespaces (and kills dnsmasq) even when an assertion fails.
+//!
+//! Running our code inside a namespace: network namespaces are per thread,
+//! so [`in_netns`] starts a thread that `setns(2)`s into the namespace and
+//! runs a current-thread tokio runtime there. Every socket the code opens
+//! (rtnetlink, the DHCP UDP socket) belongs to that namespace, and tasks of a
+//! current-thread runtime never leave the thread. The checks use the peer
+//! tool, `ip -n NS -j …` (JSON), and dnsmasq's lease file.
+
+use basalt_api::config::{Cidr, Interface, MacAddr, Network, Route};
+use machined::network::dhcp::{Phase, Timing};
+use machined::network::{ControllerOptions, LinkSelector, NetworkController};
+use serde_json::Value;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn skip_unless_root(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return false;
+    }
+    eprintln!("SKIP {test}: needs root (network namespaces)");
+    true
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip_json(ns: &str, args: &[&str]) -> Vec<Value> {
+    let mut full = vec!["ip", "-n", ns, "-j"];
+    full.extend_from_slice(args);
+    serde_json::from_str(&run(&full)).unwrap()
+}
+
+/// `local/prefixlen` of every address on a link.
+fn addrs(ns: &str, dev: &str) -> Vec<String> {
+    ip_json(ns, &["addr", "show", "dev", dev])
+        .iter()
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+        .collect()
+}
+
+fn routes(ns: &str, dev: &str) -> Vec<Value> {
+    ip_json(ns, &["route", "show", "dev", dev])
+}
+
+fn link(ns: &str, dev: &str) -> Value {
+    ip_json(ns, &["link", "show", "dev", dev]).remove(0)
+}
+
+fn is_up(ns: &str, dev: &str) -> bool {
+    link(ns, dev)["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "UP")
+}
+
+/// A network namespace that is deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Self {
+        let name = format!("basalt-test-{}-{tag}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        run(&["ip", "netns", "add", &name]);
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Run `f` on a thread inside network namespace `ns`, on a current-thread
+/// tokio runtime; a panic there fails the test.
+fn in_netns<F, Fut, T>(ns: &str, f: F) -> T
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    let path = format!("/run/netns/{ns}");
+    let t = std::thread::spawn(move || {
+        let fd = std::fs::File::open(&path).unwrap();
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&fd),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f())
+    });
+    match t.join() {
+        Ok(v) => v,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn fast_timing() -> Timing {
+    Timing {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(2),
+        jitter: Duration::from_millis(100),
+        ..Timing::default()
+    }
+}
+
+struct Dnsmasq {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Dnsmasq {
+    fn start(ns: &str, dev: &str) -> Self {
+        assert!(
+            Path::new("/usr/sbin/dnsmasq").exists()
+                || Command::new("dnsmasq").arg("--version").output().is_ok(),
+            "dnsmasq is missing: scripts/install-deps installs dnsmasq-base"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = |f: &str| dir.path().join(f).display().to_string();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "dnsmasq",
+                "--no-daemon",
+                "--port=0",
+                "--conf-file=/dev/null",
+            ])
+            .arg(format!("--interface={dev}"))
+            .args([
+                "--bind-interfaces",
+                "--dhcp-range=10.77.0.50,10.77.0.99,255.255.255.0,2m",
+                "--dhcp-option=option:router,10.77.0.1",
+                "--dhcp-option=option:dns-server,10.77.0.53,10.77.0.54",
+                "--dhcp-option=option:domain-name,basalt.test",
+                "--dhcp-authoritative",
+                "--no-ping",
+                "--user=root",
+                "--log-dhcp",
+            ])
+            .arg(format!("--dhcp-leasefile={}", p("leases")))
+            .arg(format!("--pid-file={}", p("pid")))
+            .arg(format!("--log-facility={}", p("log")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Dnsmasq { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // With --no-daemon dnsmasq writes no pid file; its log says when
+        // the DHCP socket is ready.
+        while !d.log().contains("DHCP, IP range") {
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq did not start: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.path().join(f)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        // `ip netns exec` execs dnsmasq, so this pid is dnsmasq's own.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- dnsmasq log ---\n{}", self.log());
+        }
+    }
+}
+
+#[test]
+fn dhcp_lease_renew_release_against_dnsmasq() {
+    if skip_unless_root("dhcp_lease_renew_release_against_dnsmasq") {
+        return;
+    }
+    let srv = Netns::new("dhcp-srv");
+    let cli = Netns::new("dhcp-cli");
+    run(&[
+        "ip", "-n", &cli.0, "link", "add", "vA", "type", "veth", "peer", "name", "vB", "netns",
+        &srv.0,
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &srv.0,
+        "addr",
+        "add",
+        "10.77.0.1/24",
+        "dev",
+        "vB",
+    ]);
+    run(&["ip", "-n", &srv.0, "link", "set", "vB", "up"]);
+    let mac = link(&cli.0, "vA")["address"].as_str().unwrap().to_string();
+    let dnsmasq = Dnsmasq::start(&srv.0, "vB");
+
+    let ns = cli.0.clone();
+    let lease_file = dnsmasq.path("leases");
+    let leases = move || Dnsmasq::parse_leases(&lease_file);
+    in_netns(&cli.0, move || async move {
+        let opts = ControllerOptions {
+            dhcp_links: LinkSelector::Named(vec!["vA".into()]),
+            dhcp_timing: fast_timing(),
+            ..ControllerOptions::default()
+        };
+        let net = NetworkController::start(opts).await.unwrap();
+        let mut changes = net.changes();
+        net.apply(None).await.unwrap();
+
+        // lo comes up with 127.0.0.1/8.
+        assert!(addrs(&ns, "lo").contains(&"127.0.0.1/8".to_string()));
+        assert!(is_up(&ns, "lo"));
+
+        // DISCOVER/OFFER/REQUEST/ACK.
+        let lease = wait_for("a DHCP lease", Duration::from_secs(20), || {
+            net.status()
+                .links
+                .iter()
+                .find_map(|l| l.dhcp.as_ref()?.lease.clone())
+        })
+        .await;
+        let last = u32::from(lease.address).to_be_bytes()[3];
+        assert!(
+            lease.address.octets()[..3] == [10, 77, 0] && (50..=99).contains(&last),
+            "{lease:?}"
+        );
+        assert_eq!(lease.prefix_len, 24);
+        assert_eq!(lease.routers, [Ipv4Addr::new(10, 77, 0, 1)]);
+        assert_eq!(
+            lease.dns,
+            [Ipv4Addr::new(10, 77, 0, 53), Ipv4Addr::new(10, 77, 0, 54)]
+        );
+        assert_eq!(lease.server, Ipv4Addr::new(10, 77, 0, 1));
+        assert_eq!(lease.lease_secs, 120);
+        assert_eq!(lease.domain_name.as_deref(), Some("basalt.test"));
+        assert_eq!(
+            net.dns(),
+            [IpAddr::from([10, 77, 0, 53]), IpAddr::from([10, 77, 0, 54])]
+        );
+        assert_eq!(net.search_domains(), ["basalt.test"]);
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+
+        // Installed for real, as `ip` sees it.
+        assert!(
+            addrs(&ns, "vA").contains(&format!("{}/24", lease.address)),
+            "{:?}",
+            addrs(&ns, "vA")
+        );
+        let default: Vec<Value> = ip_json(&ns, &["route", "show", "default"]);
+        assert_eq!(default.len(), 1, "{default:?}");
+        assert_eq!(default[0]["gateway"], "10.77.0.1");
+        assert_eq!(default[0]["dev"], "vA");
+        assert_eq!(default[0]["metric"], 1024);
+        assert_eq!(default[0]["protocol"], "dhcp");
+        // And dnsmasq agrees.
+        let held = leases();
+        assert!(
+            held.iter()
+                .any(|(_, m, ip)| *m == mac && *ip == lease.address.to_string()),
+            "{held:?}"
+        );
+        let expiry = held[0].0;
+
+        // Renew (unicast REQUEST to the server) now instead of at T1.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(net.renew_now("vA").await);
+        wait_for("the renewal ACK", Duration::from_secs(10), || {
+            let s = net.status();
+            let d = s.links[0].dhcp.as_ref()?;
+            (d.renewals == 1 && d.phase == Phase::Bound).then_some(())
+        })
+        .await;
+        assert_eq!(
+            net.status().links[0]
+                .dhcp
+                .as_ref()
+                .unwrap()
+                .lease
+                .as_ref()
+                .unwrap()
+                .address,
+            lease.address
+        );
+        wait_for(
+            "dnsmasq to extend the lease",
+            Duration::from_secs(5),
+            || {
+                leases()
+                    .iter()
+                    .any(|(e, m, _)| *m == mac && *e > expiry)
+                    .then_some(())
+            },
+        )
+        .await;
+        assert!(changes.has_changed().unwrap());
+
+        // A config that turns DHCP off on the link: RELEASE, the lease's
+        // address and route go, the static address comes.
+        let cfg = Network {
+            interfaces: vec![Interface {
+                name: Some("vA".into()),
+                mac: None,
+                dhcp: false,
+                addresses: vec!["10.77.0.200/24".parse().unwrap()],
+                routes: vec![],
+                mtu: None,
+            }],
+            nameservers: vec![IpAddr::from([192, 0, 2, 53])],
+            search_domains: vec![],
+        };
+        net.apply(Some(&cfg)).await.unwrap();
+        wait_for(
+            "dnsmasq to drop the released lease",
+            Duration::from_secs(5),
+            || (!leases().iter().any(|(_, m, _)| *m == mac)).then_some(()),
+        )
+        .await;
+        let now = addrs(&ns, "vA");
+        assert!(!now.contains(&format!("{}/24", lease.address)), "{now:?}");
+        assert!(now.contains(&"10.77.0.200/24".to_string()), "{now:?}");
+        assert!(ip_json(&ns, &["route", "show", "default"]).is_empty());
+        assert_eq!(net.dns(), [IpAddr::from([192, 0, 2, 53])]);
+        assert!(net.status().links[0].dhcp.is_none());
+    });
+    drop(dnsmasq);
+}
+
+impl Dnsmasq {
+    /// `(expiry, mac, ip)` of every lease in a dnsmasq lease file.
+    fn parse_leases(path: &Path) -> Vec<(u64, String, String)> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                Some((
+                    f.first()?.parse().ok()?,
+                    f.get(1)?.to_string(),
+                    f.get(2)?.to_string(),
+                ))
+            })
+            .collect()
+    }
+}
+
+fn cidr(s: &str) -> Cidr {
+    s.parse().unwrap()
+}
+
+fn iface(name: &str, addresses: &[&str], routes: Vec<Route>, mtu: Option<u32>) -> Interface {
+    Interface {
+        name: Some(name.into()),
+        mac: None,
+        dhcp: false,
+        addresses: addresses.iter().map(|a| cidr(a)).collect(),
+        routes,
+        mtu,
+    }
+}
+
+fn route(to: &str, via: Option<&str>, metric: Option<u32>) -> Route {
+    Route {
+        to: cidr(to),
+        via: via.map(|v| v.parse().unwrap()),
+        metric,
+    }
+}
+
+fn find_route<'a>(rs: &'a [Value], dst: &str) -> Option<&'a Value> {
+    rs.iter().find(|r| r["dst"] == dst)
+}
+
+#[test]
+fn static_config_applies_and_reconciles() {
+    if skip_unless_root("static_config_applies_and_reconciles") {
+        return;
+    }
+    let ns = Netns::new("static");
+    run(&[
+        "ip", "-n", &ns.0, "link", "add", "s0", "type", "veth", "peer", "name", "s1",
+    ]);
+    run(&["ip", "-n", &ns.0, "link", "set", "s1", "up"]);
+    let s1_mac: MacAddr = link(&ns.0, "s1")["address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let n = ns.0.clone();
+    in_netns(&ns.0, move || async move {
+        let opts = ControllerOptions {
+            dhcp_links: LinkSelector::Named(vec![]),
+            ..ControllerOptions::default()
+        };
+        let net = NetworkController::start(opts).await.unwrap();
+
+        // 1: two addresses, MTU, a gatewayed route with a metric, an on-link route.
+        let first = Network {
+            interfaces: vec![iface(
+                "s0",
+                &["10.88.0.2/24", "fd00:88::2/64"],
+                vec![
+                    route("10.99.0.0/16", Some("10.88.0.1"), Some(123)),
+                    route("10.98.0.0/16", None, None),
+                ],
+                Some(1400),
+            )],
+            nameservers: vec![IpAddr::from([10, 88, 0, 53])],
+            search_domains: vec!["static.test".into()],
+        };
+        net.apply(Some(&first)).await.unwrap();
+        let l = link(&n, "s0");
+        assert_eq!(l["mtu"], 1400);
+        assert!(is_up(&n, "s0"));
+        let a = addrs(&n, "s0");
+        assert!(
+            a.contains(&"10.88.0.2/24".into()) && a.contains(&"fd00:88::2/64".into()),
+            "{a:?}"
+        );
+        let rs = routes(&n, "s0");
+        let r = find_route(&rs, "10.99.0.0/16").unwrap_or_else(|| panic!("{rs:?}"));
+        assert_eq!(
+            (&r["gateway"], &r["metric"], &r["protocol"]),
+            (&"10.88.0.1".into(), &123.into(), &"static".into())
+        );
+        let r = find_route(&rs, "10.98.0.0/16").unwrap_or_else(|| panic!("{rs:?}"));
+        assert_eq!(r["scope"], "link");
+        assert_eq!(net.dns(), [IpAddr::from([10, 88, 0, 53])]);
+        assert_eq!(net.search_domains(), ["static.test"]);
+        // Applying the same config again changes nothing and fails nothing.
+        net.apply(Some(&first)).await.unwrap();
+        assert_eq!(addrs(&n, "s0"), a);
+
+        // 2: reconcile to a new address, route and MTU: the old ones go.
+        let second = Network {
+            interfaces: vec![iface(
+                "s0",
+                &["10.88.0.3/24"],
+                vec![route("10.97.0.0/16", Some("10.88.0.1"), Some(7))],
+                Some(1450),
+            )],
+            ..Network::default()
+        };
+        net.apply(Some(&second)).await.unwrap();
+        let a = addrs(&n, "s0");
+        assert!(a.contains(&"10.88.0.3/24".into()), "{a:?}");
+        assert!(
+            !a.contains(&"10.88.0.2/24".into()) && !a.contains(&"fd00:88::2/64".into()),
+            "{a:?}"
+        );
+        let rs = routes(&n, "s0");
+        assert!(
+            find_route(&rs, "10.99.0.0/16").is_none() && find_route(&rs, "10.98.0.0/16").is_none(),
+            "{rs:?}"
+        );
+        assert_eq!(find_route(&rs, "10.97.0.0/16").unwrap()["metric"], 7);
+        assert_eq!(link(&n, "s0")["mtu"], 1450);
+        let st = net.status();
+        assert_eq!(st.links.len(), 1);
+        assert_eq!(st.links[0].addresses, [cidr("10.88.0.3/24")]);
+        assert!(net.dns().is_empty());
+
+        // 3: s0 no longer listed (s1 matched by MAC instead), plus an entry
+        // that matches nothing: s0 is stripped and set down, the rest applies,
+        // the error names the interface.
+        let mut by_mac = iface("unused", &["10.66.0.1/24"], vec![], None);
+        by_mac.name = None;
+        by_mac.mac = Some(s1_mac);
+        let third = Network {
+            interfaces: vec![by_mac, iface("nope0", &[], vec![], None)],
+            ..Network::default()
+        };
+        let err = net.apply(Some(&third)).await.unwrap_err();
+        assert_eq!(err.to_string(), "no link matches interface with name nope0");
+        assert!(!is_up(&n, "s0"));
+        let a = addrs(&n, "s0");
+        assert!(!a.iter().any(|x| x.starts_with("10.")), "{a:?}");
+        assert!(addrs(&n, "s1").contains(&"10.66.0.1/24".into()));
+        let st = net.status();
+        assert_eq!(st.errors, ["no link matches interface with name nope0"]);
+        assert_eq!(
+            st.links.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+            ["s1"]
+        );
+        serde_json::to_string(&st).unwrap();
+    });
+}
