@@ -1,0 +1,544 @@
+//! `build`: from a resolved [`Profile`] to an output directory holding the
+//! kernel, the initramfs (with the root image inside) and `manifest.json`.
+//!
+//! One function per job, called in order by [`build`]: plan modules, fill the
+//! root tree, pack it, fill the initramfs tree, pack it, copy the kernel,
+//! write the manifest. Everything is written into a staging directory next to
+//! the output and renamed into place at the end, so a failed build leaves no
+//! partial output behind.
+
+use crate::elf::Resolver;
+use crate::error::{Error, Result};
+use crate::kmod::{ModuleIndex, ModulePlan};
+use crate::manifest::{self, HashCache, ImageRecord, Manifest, OutputRecord};
+use crate::profile::{Artifact, Install, Profile, is_nix_path};
+use crate::tree::{Node, Tree};
+use crate::{initrd, kernel, rootfs, shells};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tracing::{debug, info};
+
+/// `SOURCE_DATE_EPOCH` when neither the environment nor the CLI gives one:
+/// 1, as Nix uses for store paths (0 is avoided because some tools read it
+/// as "unset").
+pub const DEFAULT_SOURCE_DATE_EPOCH: u32 = 1;
+
+/// Where the generated files live, in both images.
+pub const TRUST_PATH: &str = "/etc/basalt/trust.toml";
+pub const CONFIG_PATH: &str = "/etc/basalt/config.toml";
+pub const CONFIG_SIG_PATH: &str = "/etc/basalt/config.toml.sig";
+pub const MODULES_LOAD_PATH: &str = "/etc/basalt/modules.load";
+/// machined, the initramfs' PID 1.
+pub const INIT_PATH: &str = "/init";
+/// Modules live under the merged-/usr path in the initramfs so a `/lib` →
+/// `usr/lib` symlink (brought by a dynamic `/init`) never collides with them.
+pub const MODULES_ROOT: &str = "/usr/lib/modules";
+pub const KERNEL_NAME: &str = "vmlinuz";
+pub const ROOTFS_NAME: &str = "root.squashfs";
+
+/// Empty directories the read-only root needs as mount points.
+const ROOT_MOUNT_POINTS: &[(&str, u32)] = &[
+    ("/dev", 0o755),
+    ("/proc", 0o555),
+    ("/sys", 0o555),
+    ("/run", 0o755),
+    ("/tmp", 0o1777),
+    ("/var", 0o755),
+];
+/// The initramfs before machined runs: what the kernel and `/init` expect.
+const INITRAMFS_DIRS: &[(&str, u32)] = &[
+    ("/dev", 0o755),
+    ("/proc", 0o555),
+    ("/sys", 0o555),
+    ("/run", 0o755),
+    ("/tmp", 0o1777),
+];
+
+pub struct BuildOptions<'a> {
+    pub source_date_epoch: u32,
+    /// Called with a short description as each step starts (for progress bars).
+    pub on_step: Option<&'a dyn Fn(&str)>,
+}
+
+impl Default for BuildOptions<'_> {
+    fn default() -> Self {
+        BuildOptions {
+            source_date_epoch: DEFAULT_SOURCE_DATE_EPOCH,
+            on_step: None,
+        }
+    }
+}
+
+/// What [`build`] made.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    pub out_dir: PathBuf,
+    pub manifest: Manifest,
+    pub modules: ModulePlan,
+}
+
+/// Builds `profile` into `out` (replacing a previous build there).
+pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Result<BuildReport> {
+    let step = |s: &str| {
+        info!("{s}");
+        if let Some(f) = options.on_step {
+            f(s);
+        }
+    };
+    let epoch = options.source_date_epoch;
+    let staging = staging_dir(out)?;
+    let stage = staging.path();
+
+    step("resolving kernel modules");
+    let release = kernel::release(&profile.kernel.image)?;
+    let modules_dir = profile
+        .kernel
+        .modules_dir
+        .clone()
+        .unwrap_or_else(|| kernel::default_modules_dir(&release));
+    let index = ModuleIndex::load(&modules_dir)?;
+    let plan = index.plan(&profile.kernel.modules)?;
+    for b in &plan.builtin {
+        info!(module = %b, "built into the kernel, nothing to load");
+    }
+    let modules_load = modules_load_list(&release, &plan);
+    let etc = etc_basalt_files(profile, &modules_load)?;
+
+    // Kept until both images are packed: the trees read the unpacked files.
+    let mut nix_inputs = Vec::new();
+    let nix_root = match &profile.nix {
+        Some(settings) => {
+            step("fetching and unpacking Nix inputs");
+            nix_inputs = crate::nix_inputs::collect(settings)?;
+            let dir = scratch_dir(stage)?;
+            crate::nix_inputs::unpack(&nix_inputs, dir.path())?;
+            info!(inputs = nix_inputs.len(), "Nix inputs unpacked");
+            Some(dir)
+        }
+        None => None,
+    };
+
+    step("collecting the root image");
+    let root = root_tree(profile, &etc, nix_root.as_ref().map(|d| d.path()), epoch)?;
+    shells::check_tree(&root)?;
+    step("packing the root image");
+    let root_image = stage.join(ROOTFS_NAME);
+    rootfs::write(&root, profile.rootfs, &root_image)?;
+
+    step("collecting the initramfs");
+    let initramfs_tree = initramfs_tree(
+        profile,
+        &etc,
+        &modules_dir,
+        &release,
+        &plan,
+        &root_image,
+        epoch,
+    )?;
+    shells::check_tree(&initramfs_tree)?;
+    step("packing the initramfs");
+    let initramfs_name = initrd::output_name(profile.output.compression);
+    let initramfs_path = stage.join(initramfs_name);
+    initrd::write(&initramfs_tree, profile.output.compression, &initramfs_path)?;
+
+    step("writing outputs and manifest");
+    let (root_sha, root_size) = crate::hash::file(&root_image)?;
+    let (initramfs_sha, initramfs_size) = crate::hash::file(&initramfs_path)?;
+    let mut outputs = Vec::new();
+    for artifact in &profile.output.artifacts {
+        let name = match artifact {
+            Artifact::Kernel => {
+                let dest = stage.join(KERNEL_NAME);
+                std::fs::copy(&profile.kernel.image, &dest)
+                    .map_err(Error::io("copying kernel", &profile.kernel.image))?;
+                set_mode(&dest, 0o644)?;
+                KERNEL_NAME
+            }
+            Artifact::Initramfs => initramfs_name,
+            Artifact::Rootfs => ROOTFS_NAME,
+        };
+        let (sha256, size) = match artifact {
+            Artifact::Initramfs => (initramfs_sha.clone(), initramfs_size),
+            Artifact::Rootfs => (root_sha.clone(), root_size),
+            Artifact::Kernel => crate::hash::file(&stage.join(name))?,
+        };
+        outputs.push(OutputRecord {
+            name: name.to_string(),
+            kind: artifact.to_string(),
+            sha256,
+            size,
+        });
+    }
+    outputs.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let mut cache = HashCache::default();
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        profile: profile.name.clone(),
+        source_date_epoch: epoch,
+        kernel_release: release,
+        outputs,
+        initramfs: ImageRecord {
+            format: "cpio".into(),
+            path: None,
+            sha256: initramfs_sha,
+            size: initramfs_size,
+            files: manifest::records(&initramfs_tree, &mut cache)?,
+        },
+        rootfs: ImageRecord {
+            format: "squashfs".into(),
+            path: Some(rootfs::ROOT_IMAGE_PATH.into()),
+            sha256: root_sha,
+            size: root_size,
+            files: manifest::records(&root, &mut cache)?,
+        },
+        nix_inputs: crate::nix_inputs::records(&nix_inputs),
+    };
+    if !profile.output.artifacts.contains(&Artifact::Initramfs) {
+        remove_file(&initramfs_path)?;
+    }
+    if !profile.output.artifacts.contains(&Artifact::Rootfs) {
+        remove_file(&root_image)?;
+    }
+    let manifest_path = stage.join(manifest::MANIFEST_NAME);
+    std::fs::write(&manifest_path, manifest.to_json())
+        .map_err(Error::io("writing", &manifest_path))?;
+    set_mode(&manifest_path, 0o644)?;
+
+    publish(staging, out)?;
+    info!(out = %out.display(), "build complete");
+    Ok(BuildReport {
+        out_dir: out.to_path_buf(),
+        manifest,
+        modules: plan,
+    })
+}
+
+/// Scratch space beside the staging directory (same file system), removed
+/// when dropped; never part of the output.
+fn scratch_dir(stage: &Path) -> Result<tempfile::TempDir> {
+    let parent = stage
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    tempfile::Builder::new()
+        .prefix(".image-builder-scratch-")
+        .tempdir_in(&parent)
+        .map_err(Error::io("creating a scratch directory in", &parent))
+}
+
+/// A fresh directory beside `out`, on the same file system so the final
+/// rename is atomic; removed automatically if the build fails.
+fn staging_dir(out: &Path) -> Result<tempfile::TempDir> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(Error::io("creating", &parent))?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}.partial-"))
+        .tempdir_in(&parent)
+        .map_err(Error::io("creating a staging directory in", &parent))
+}
+
+/// Renames the staging directory to `out`. An existing `out` is replaced only
+/// if it is empty or a previous build (has a manifest), so a mistyped `--out`
+/// never deletes someone's files.
+fn publish(staging: tempfile::TempDir, out: &Path) -> Result<()> {
+    set_mode(staging.path(), 0o755)?;
+    let old = if out.exists() {
+        let is_build = out.join(manifest::MANIFEST_NAME).is_file();
+        let is_empty = std::fs::read_dir(out)
+            .map_err(Error::io("reading", out))?
+            .next()
+            .is_none();
+        if !is_build && !is_empty {
+            return Err(Error::Io {
+                op: "replacing",
+                path: out.to_path_buf(),
+                source: std::io::Error::other(
+                    "exists, is not empty and holds no manifest.json; refusing to replace it",
+                ),
+            });
+        }
+        let parent = staging
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let old = tempfile::Builder::new()
+            .prefix(".old-build-")
+            .tempdir_in(&parent)
+            .map_err(Error::io("creating a directory in", &parent))?;
+        let old_path = old.path().join("previous");
+        std::fs::rename(out, &old_path).map_err(Error::io("moving aside", out))?;
+        Some(old)
+    } else {
+        None
+    };
+    let staged = staging.keep();
+    std::fs::rename(&staged, out).map_err(Error::io("renaming the staging directory to", out))?;
+    drop(old);
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(Error::io("setting permissions of", path))
+}
+
+fn remove_file(path: &Path) -> Result<()> {
+    std::fs::remove_file(path).map_err(Error::io("removing", path))
+}
+
+/// `/etc/basalt/modules.load`: one absolute in-initramfs `.ko` path a line,
+/// dependencies first.
+fn modules_load_list(release: &str, plan: &ModulePlan) -> String {
+    let mut text = String::new();
+    for rel in &plan.load_order {
+        text.push_str(&format!("{MODULES_ROOT}/{release}/{rel}\n"));
+    }
+    text
+}
+
+/// A generated file that goes to `/etc/basalt` in both images.
+struct Generated {
+    path: &'static str,
+    data: Vec<u8>,
+    mode: u32,
+}
+
+#[derive(Serialize)]
+struct TrustFile<'a> {
+    admins: &'a [String],
+    readers: &'a [String],
+    threshold: u32,
+}
+
+/// trust.toml, the optional signed config (checked against those trust
+/// roots now, not at first boot), and modules.load.
+fn etc_basalt_files(profile: &Profile, modules_load: &str) -> Result<Vec<Generated>> {
+    let trust = &profile.trust;
+    let trust_toml = toml::to_string(&TrustFile {
+        admins: &trust.admins,
+        readers: &trust.readers,
+        threshold: trust.threshold,
+    })
+    .map_err(|e| Error::Trust(format!("serialising {TRUST_PATH}: {e}")))?;
+    let mut out = vec![
+        Generated {
+            path: TRUST_PATH,
+            data: trust_toml.into_bytes(),
+            mode: 0o644,
+        },
+        Generated {
+            path: MODULES_LOAD_PATH,
+            data: modules_load.as_bytes().to_vec(),
+            mode: 0o644,
+        },
+    ];
+    if let Some(config) = &profile.config {
+        let document =
+            std::fs::read(&config.document).map_err(Error::io("reading", &config.document))?;
+        let signature =
+            std::fs::read(&config.signature).map_err(Error::io("reading", &config.signature))?;
+        let policy = trust_policy(profile)?;
+        basalt_api::signed::verify_and_parse(&document, &signature, &policy, 0).map_err(|e| {
+            Error::Trust(format!(
+                "baked config {} with {}: {e}",
+                config.document.display(),
+                config.signature.display()
+            ))
+        })?;
+        // The config may carry secrets (e.g. join tokens): root-only.
+        out.push(Generated {
+            path: CONFIG_PATH,
+            data: document,
+            mode: 0o600,
+        });
+        out.push(Generated {
+            path: CONFIG_SIG_PATH,
+            data: signature,
+            mode: 0o644,
+        });
+    }
+    Ok(out)
+}
+
+fn trust_policy(profile: &Profile) -> Result<basalt_api::trust::TrustPolicy> {
+    let parse = |keys: &[String]| -> Result<Vec<basalt_api::sshkey::PublicKey>> {
+        keys.iter()
+            .map(|k| {
+                basalt_api::sshkey::PublicKey::from_openssh(k)
+                    .map_err(|e| Error::Trust(format!("{k}: {e}")))
+            })
+            .collect()
+    };
+    Ok(basalt_api::trust::TrustPolicy::new(
+        parse(&profile.trust.admins)?,
+        parse(&profile.trust.readers)?,
+        profile.trust.threshold as usize,
+    ))
+}
+
+fn add_generated(tree: &mut Tree, etc: &[Generated], origin: &str) -> Result<()> {
+    for g in etc {
+        tree.add_bytes(Path::new(g.path), g.data.clone(), g.mode, origin)?;
+    }
+    Ok(())
+}
+
+fn os_release(profile: &Profile) -> String {
+    format!(
+        "NAME=Basalt\nID=basalt\nVERSION_ID={v}\nPRETTY_NAME=\"Basalt {v} ({p})\"\nVARIANT_ID={p}\nHOME_URL=\"https://github.com/basalt-os/basalt\"\n",
+        v = env!("CARGO_PKG_VERSION"),
+        p = profile.name.replace(['"', '\\', '\n'], "_"),
+    )
+}
+
+/// The root image: mount points, the profile's binaries with their ELF
+/// closures, its files, os-release and `/etc/basalt`.
+fn root_tree(
+    profile: &Profile,
+    etc: &[Generated],
+    nix_root: Option<&Path>,
+    epoch: u32,
+) -> Result<Tree> {
+    let mut tree = Tree::new(epoch);
+    for (dir, mode) in ROOT_MOUNT_POINTS {
+        tree.insert(
+            Path::new(dir),
+            Node::Dir { mode: *mode },
+            epoch,
+            "root image skeleton",
+        )?;
+    }
+    if let Some(root) = nix_root {
+        crate::nix_inputs::add_unpacked(&mut tree, root)?;
+    }
+    let resolver = Resolver::default();
+    for b in &profile.binaries {
+        if nix_root.is_some() && is_nix_path(&b.source) {
+            link_nix_path(&mut tree, b)?;
+            continue;
+        }
+        let report = resolver.add_binary(&mut tree, &b.source, &b.target, b.mode, &b.origin)?;
+        debug!(binary = %b.target.display(), libraries = report.libraries.len(), "added with its closure");
+    }
+    for f in &profile.files {
+        if nix_root.is_some() && is_nix_path(&f.source) {
+            link_nix_path(&mut tree, f)?;
+            continue;
+        }
+        tree.add_host_file(&f.source, &f.target, f.mode, &f.origin)?;
+    }
+    tree.add_bytes(
+        Path::new("/usr/lib/os-release"),
+        os_release(profile).into_bytes(),
+        0o644,
+        "generated os-release",
+    )?;
+    tree.add_symlink(
+        Path::new("/etc/os-release"),
+        "../usr/lib/os-release",
+        "generated os-release",
+    )?;
+    // machined generates these at runtime under /run (the root is read-only).
+    for (link, target) in [
+        ("/etc/resolv.conf", "../run/basalt/resolv.conf"),
+        ("/etc/hosts", "../run/basalt/hosts"),
+        // Writable config drop-ins (machine.files may write here; CNI
+        // plugins and containerd's CRI watch these directories).
+        ("/etc/cni", "../run/basalt/etc/cni"),
+        ("/etc/cri", "../run/basalt/etc/cri"),
+    ] {
+        tree.add_symlink(Path::new(link), target, "generated by machined at runtime")?;
+    }
+    add_generated(&mut tree, etc, "generated /etc/basalt")?;
+    info!(entries = tree.len(), "root image collected");
+    Ok(tree)
+}
+
+/// `target` → the store path, which must be part of the Nix inputs.
+fn link_nix_path(tree: &mut Tree, install: &Install) -> Result<()> {
+    let source = crate::tree::image_path(&install.source)?;
+    if tree.get(&source).is_none() {
+        return Err(Error::Profile(format!(
+            "{}: {source} is not inside any of the Nix inputs",
+            install.origin
+        )));
+    }
+    if install.target == install.source {
+        return Ok(());
+    }
+    tree.add_symlink(&install.target, &source, &install.origin)?;
+    Ok(())
+}
+
+/// The initramfs: `/init` (machined and, if dynamic, its closure), the
+/// console node, every planned module, `/etc/basalt`, and the root image.
+fn initramfs_tree(
+    profile: &Profile,
+    etc: &[Generated],
+    modules_dir: &Path,
+    release: &str,
+    plan: &ModulePlan,
+    root_image: &Path,
+    epoch: u32,
+) -> Result<Tree> {
+    let mut tree = Tree::new(epoch);
+    for (dir, mode) in INITRAMFS_DIRS {
+        tree.insert(
+            Path::new(dir),
+            Node::Dir { mode: *mode },
+            epoch,
+            "initramfs skeleton",
+        )?;
+    }
+    tree.insert(
+        Path::new("/dev/console"),
+        Node::CharDevice {
+            major: 5,
+            minor: 1,
+            mode: 0o600,
+        },
+        epoch,
+        "initramfs skeleton",
+    )?;
+    let origin = format!("{}: machined", profile.file.display());
+    Resolver::default().add_binary(
+        &mut tree,
+        &profile.machined,
+        Path::new(INIT_PATH),
+        Some(0o755),
+        &origin,
+    )?;
+    for rel in &plan.load_order {
+        let source = modules_dir.join(rel);
+        let target = Path::new(MODULES_ROOT).join(release).join(rel);
+        tree.add_host_file(
+            &source,
+            &target,
+            Some(0o644),
+            &format!("kernel module {rel}"),
+        )?;
+    }
+    add_generated(&mut tree, etc, "generated /etc/basalt")?;
+    tree.add_host_file(
+        root_image,
+        Path::new(rootfs::ROOT_IMAGE_PATH),
+        Some(0o444),
+        "the root image",
+    )?;
+    info!(
+        entries = tree.len(),
+        modules = plan.load_order.len(),
+        "initramfs collected"
+    );
+    Ok(tree)
+}

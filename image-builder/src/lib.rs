@@ -1,0 +1,29 @@
+//! Assembles reproducible Basalt node images.
+//!
+//! A [`profile`] names the inputs; [`assemble::build`] turns it into an output
+//! directory: `vmlinuz`, `initramfs.cpio.zst` (machined as `/init`, kernel
+//! modules, `/etc/basalt/*`, and the read-only root image at
+//! `/basalt/root.squashfs`) and `manifest.json`. [`inspect`] and [`verify`]
+//! read outputs back.
+
+pub mod assemble;
+pub mod elf;
+pub mod error;
+pub mod expand;
+pub mod hash;
+pub mod initrd;
+pub mod inspect;
+pub mod kernel;
+pub mod kmod;
+pub mod manifest;
+pub mod nix;
+pub mod nix_inputs;
+pub mod profile;
+pub mod rootfs;
+pub mod shells;
+pub mod tree;
+pub mod verify;
+
+pub use assemble::{BuildOptions, BuildReport, build};
+pub use error::{Error, Result};
+pub use profile::{LoadOptions, Profile};

@@ -1,0 +1,717 @@
+//! The contract between the Nix flake and `image-builder`, proven with a real, offline Nix 2.8
+//! build, plus the checks CI can make on the flake without nixpkgs.
+//!
+//! `nix/image.nix` is the node image derivation the flake's `node-image` uses: image-builder is
+//! the builder itself, the profile comes from `nix/profile.nix`, and the payload's closure comes
+//! from `closureInfo` or `exportReferencesGraph`. Both files use builtins only, so here
+//! `nix/tests/contract.nix` builds that very derivation in a private store, with a statically
+//! linked image-builder (`-C target-feature=+crt-static`, built once by cargo and imported into
+//! the store) as the builder, a stand-in kernel, and a three-path payload with references. Then
+//! Nix, unsquashfs, cpio and zstd check the result: manifest, `image-builder verify`, store paths
+//! in the root image as Nix built them, `/init` and modules in the initramfs, three closure
+//! routes giving the same bytes, and `nix-build --check` rebuilding bit for bit.
+//!
+//! Needs root and Debian's `nix-bin` (chroot-store builds run in Nix's sandbox), plus
+//! squashfs-tools, cpio and zstd: `scripts/install-deps`. Nothing outside the fixture directory
+//! (under cargo's target tmp dir) is written but the static build in the target dir.
+
+mod nix_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use image_builder::manifest::{FileKind, FileRecord, Manifest};
+use image_builder::nix::{ClosureFormat, StorePath, parse_store_path, read_closure_file};
+use nix_support::{describe_tree, make_writable, nix_command, run};
+use sha2::{Digest, Sha256};
+
+const KERNEL_RELEASE: &str = "6.1.0-basalt-contract";
+const SOURCE_DATE_EPOCH: u32 = 1_700_000_000;
+const NIX_CONF: &str = "build-users-group =\nsubstituters =\nsandbox = false\n\
+                        extra-sandbox-paths = /bin /lib /lib64 /usr\n\
+                        experimental-features = nix-command flakes\n";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("image-builder sits in the workspace")
+        .to_path_buf()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// The admin key baked into the contract images (the public half only matters).
+fn admin_line() -> String {
+    basalt_api::sshkey::PrivateKey::from_seed(&[0x4e; 32], "nix-contract-admin")
+        .public()
+        .to_openssh()
+}
+
+// ---- the statically linked image-builder --------------------------------------------------
+
+/// `cargo build --release -p image-builder --target <host triple>` with `+crt-static`, into the
+/// target dir these tests were built in (so cargo's own freshness check is the cache: a second
+/// run costs a second). `--target` keeps the flag off build scripts and proc macros.
+fn static_image_builder() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+        let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .expect("CARGO_TARGET_TMPDIR is <target>/tmp")
+            .to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let started = std::time::Instant::now();
+        let out = Command::new(&cargo)
+            .current_dir(repo_root())
+            .args(["build", "--release", "--locked", "-p", "image-builder"])
+            .args(["--target", &triple])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cargo:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "static build of image-builder failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "nix_flake_build: static image-builder ready in {:.1?}",
+            started.elapsed()
+        );
+        let bin = target_dir.join(&triple).join("release/image-builder");
+        let data = fs::read(&bin).unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+        let elf = goblin::elf::Elf::parse(&data).expect("image-builder is an ELF file");
+        assert!(
+            elf.interpreter.is_none() && elf.libraries.is_empty(),
+            "{} is not statically linked (interpreter {:?}, libraries {:?})",
+            bin.display(),
+            elf.interpreter,
+            elf.libraries
+        );
+        bin
+    })
+}
+
+// ---- the private store and the contract build -----------------------------------------------
+
+struct Contract {
+    dir: PathBuf,
+    store_root: PathBuf,
+    /// A copy of the static binary, imported by `builtins.path`.
+    image_builder: PathBuf,
+    kernel_src: PathBuf,
+    /// `nix-build` output of each attribute of `nix/tests/contract.nix` built up front.
+    out: BTreeMap<&'static str, StorePath>,
+}
+
+/// Built up front, in one `nix-build` run.
+const ATTRS: &[&str] = &[
+    "data",
+    "lib",
+    "app",
+    "image-builder",
+    "closure-info",
+    "image-graph",
+    "image-registration",
+    "image-store-paths",
+];
+
+impl Contract {
+    fn store_uri(&self) -> String {
+        format!("local?root={}", self.store_root.display())
+    }
+
+    fn physical(&self, p: &StorePath) -> PathBuf {
+        self.store_root.join("nix/store").join(p.to_basename())
+    }
+
+    fn output(&self, attr: &str) -> PathBuf {
+        self.physical(&self.out[attr])
+    }
+
+    /// `nix-build nix/tests/contract.nix` with the fixture's arguments; `extra` goes first.
+    fn nix_build(&self, extra: &[&str], attrs: &[&str]) -> Command {
+        let mut c = nix_command(&self.dir, "nix-build");
+        c.args(["--store", &self.store_uri(), "--no-out-link"])
+            .args(extra)
+            .arg(repo_root().join("nix/tests/contract.nix"))
+            .args(["--arg", "imageBuilderSrc"])
+            .arg(path_expr(
+                self.image_builder
+                    .parent()
+                    .and_then(Path::parent)
+                    .expect("<dir>/bin/image-builder"),
+            ))
+            .args(["--arg", "kernelSrc"])
+            .arg(path_expr(&self.kernel_src))
+            .args(["--argstr", "kernelRelease", KERNEL_RELEASE])
+            .args(["--argstr", "admin", &admin_line()])
+            .args(["--arg", "sourceDateEpoch", &SOURCE_DATE_EPOCH.to_string()]);
+        for a in attrs {
+            c.args(["-A", a]);
+        }
+        c
+    }
+
+    fn nix_store(&self, args: &[&str]) -> String {
+        let mut c = nix_command(&self.dir, "nix-store");
+        c.args(["--store", &self.store_uri()]).args(args);
+        run(c)
+    }
+
+    /// `nix-store -qR <app>`, sorted: the payload's closure as Nix knows it.
+    fn app_closure(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .nix_store(&["-qR", &self.out["app"].to_string()])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// A Nix expression for an absolute path, safe for any characters in it.
+fn path_expr(p: &Path) -> String {
+    let s = p.to_str().expect("UTF-8 path");
+    format!("/. + {}", serde_json::to_string(s).expect("json string"))
+}
+
+fn contract() -> &'static Contract {
+    static CONTRACT: OnceLock<Contract> = OnceLock::new();
+    CONTRACT.get_or_init(build_contract)
+}
+
+fn build_contract() -> Contract {
+    for tool in ["nix-build", "nix-store", "nix-instantiate"] {
+        let ok = Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "`{tool}` is missing: run scripts/install-deps (nix-bin)");
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nix-flake-build");
+    if dir.exists() {
+        make_writable(&dir);
+        fs::remove_dir_all(&dir).expect("remove the previous fixture");
+    }
+    for sub in ["conf", "home", "image-builder/bin"] {
+        fs::create_dir_all(dir.join(sub)).expect("fixture dirs");
+    }
+    fs::write(dir.join("conf/nix.conf"), NIX_CONF).expect("nix.conf");
+    let image_builder = dir.join("image-builder/bin/image-builder");
+    fs::copy(static_image_builder(), &image_builder).expect("copy the static image-builder");
+    let kernel_src = dir.join("kernel");
+    write_kernel_stand_in(&kernel_src);
+
+    let mut contract = Contract {
+        store_root: dir.join("root"),
+        dir,
+        image_builder,
+        kernel_src,
+        out: BTreeMap::new(),
+    };
+    let started = std::time::Instant::now();
+    let printed = run(contract.nix_build(&[], ATTRS));
+    let paths: Vec<&str> = printed.lines().collect();
+    assert_eq!(paths.len(), ATTRS.len(), "nix-build printed {printed}");
+    for (attr, p) in ATTRS.iter().zip(paths) {
+        let p = parse_store_path(p).unwrap_or_else(|e| panic!("{attr}: {p}: {e}"));
+        contract.out.insert(attr, p);
+    }
+    eprintln!(
+        "nix_flake_build: contract built by Nix in {:.1?}",
+        started.elapsed()
+    );
+    contract
+}
+
+/// A file shaped like an x86 bzImage as far as image-builder reads one (the setup header's
+/// `HdrS` magic and kernel_version pointer), and a depmod tree with a dependency.
+fn write_kernel_stand_in(dir: &Path) {
+    let mut image = vec![0u8; 0x800];
+    image[0x202..0x206].copy_from_slice(b"HdrS");
+    let at = 0x300usize;
+    let pointer = u16::try_from(at - 0x200).expect("fits");
+    image[0x20e..0x210].copy_from_slice(&pointer.to_le_bytes());
+    let version = format!("{KERNEL_RELEASE} (nix@basalt) #1 SMP\0");
+    image[at..at + version.len()].copy_from_slice(version.as_bytes());
+    let modules = dir.join("lib/modules").join(KERNEL_RELEASE);
+    fs::create_dir_all(modules.join("kernel/drivers/misc")).expect("modules dir");
+    fs::create_dir_all(modules.join("kernel/lib")).expect("modules dir");
+    fs::write(dir.join("bzImage"), image).expect("bzImage");
+    fs::write(
+        modules.join("modules.dep"),
+        "kernel/drivers/misc/basalt-dummy.ko: kernel/lib/basalt_dep.ko\nkernel/lib/basalt_dep.ko:\n",
+    )
+    .expect("modules.dep");
+    fs::write(
+        modules.join("kernel/drivers/misc/basalt-dummy.ko"),
+        "dummy module\n",
+    )
+    .expect("ko");
+    fs::write(modules.join("kernel/lib/basalt_dep.ko"), "dependency module\n").expect("ko");
+}
+
+fn manifest(dir: &Path) -> Manifest {
+    let text = fs::read_to_string(dir.join("manifest.json")).expect("manifest.json");
+    serde_json::from_str(&text).expect("manifest.json parses as image-builder's Manifest")
+}
+
+fn image_builder_cli(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_image-builder"))
+        .args(args)
+        .arg(dir)
+        .output()
+        .expect("run image-builder")
+}
+
+/// `nix path-info`'s view: store path → (narHash SRI, narSize, references).
+fn path_info(c: &Contract, root: &StorePath) -> BTreeMap<String, (String, u64, BTreeSet<String>)> {
+    let mut cmd = nix_command(&c.dir, "nix");
+    cmd.args(["--store", &c.store_uri(), "path-info", "--json", "-r"])
+        .arg(root.to_string());
+    let json: serde_json::Value = serde_json::from_str(&run(cmd)).expect("path-info json");
+    json.as_array()
+        .expect("array")
+        .iter()
+        .map(|o| {
+            let refs = o["references"]
+                .as_array()
+                .expect("references")
+                .iter()
+                .map(|r| r.as_str().expect("string").to_owned())
+                .collect();
+            (
+                o["path"].as_str().expect("path").to_owned(),
+                (
+                    o["narHash"].as_str().expect("narHash").to_owned(),
+                    o["narSize"].as_u64().expect("narSize"),
+                    refs,
+                ),
+            )
+        })
+        .collect()
+}
+
+// ---- the tests -------------------------------------------------------------------------------
+
+#[test]
+fn nix_builds_the_image_with_image_builder_as_the_builder() {
+    let c = contract();
+    let out = c.output("image-graph");
+    let m = manifest(&out);
+    assert_eq!(m.profile, "nix-contract");
+    assert_eq!(m.source_date_epoch, SOURCE_DATE_EPOCH);
+    assert_eq!(m.kernel_release, KERNEL_RELEASE);
+    let names: Vec<&str> = m.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["initramfs.cpio.zst", "root.squashfs", "vmlinuz"]);
+    for o in &m.outputs {
+        let data = fs::read(out.join(&o.name)).expect("output file");
+        assert_eq!(o.sha256, sha256_hex(&data), "{}", o.name);
+        assert_eq!(o.size, data.len() as u64, "{}", o.name);
+    }
+    assert_eq!(
+        fs::read(out.join("vmlinuz")).expect("vmlinuz"),
+        fs::read(c.kernel_src.join("bzImage")).expect("bzImage")
+    );
+
+    // Every store path of the closure, with the NAR hash and size Nix itself records.
+    let info = path_info(c, &c.out["app"]);
+    let recorded: Vec<&str> = m.nix_inputs.iter().map(|i| i.store_path.as_str()).collect();
+    assert_eq!(recorded, c.app_closure());
+    assert_eq!(recorded.len(), 4, "app, lib, data, image-builder");
+    for i in &m.nix_inputs {
+        let (nar_hash, nar_size, _) = &info[&i.store_path];
+        assert_eq!(&i.nar_hash, nar_hash, "{}", i.store_path);
+        assert_eq!(i.nar_size, *nar_size, "{}", i.store_path);
+    }
+
+    // image-builder's own verify agrees, and does notice a changed byte.
+    let ok = image_builder_cli(&["verify"], &out);
+    assert!(
+        ok.status.success(),
+        "verify {}: {}{}",
+        out.display(),
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let copy = tempfile::tempdir().expect("tempdir");
+    for o in &m.outputs {
+        fs::copy(out.join(&o.name), copy.path().join(&o.name)).expect("copy");
+    }
+    fs::copy(out.join("manifest.json"), copy.path().join("manifest.json")).expect("copy");
+    let squashfs = copy.path().join("root.squashfs");
+    let mut data = fs::read(&squashfs).expect("read");
+    let last = data.len() - 1;
+    data[last] ^= 0xff;
+    make_writable(copy.path());
+    fs::write(&squashfs, data).expect("write");
+    let bad = image_builder_cli(&["verify"], copy.path());
+    assert_eq!(bad.status.code(), Some(1), "verify must refuse a changed root.squashfs");
+}
+
+#[test]
+fn root_image_holds_the_store_paths_as_nix_built_them() {
+    let c = contract();
+    let out = c.output("image-graph");
+    let work = tempfile::tempdir().expect("tempdir");
+    let root = work.path().join("root");
+    let status = Command::new("unsquashfs")
+        .args(["-no-xattrs", "-quiet", "-d"])
+        .arg(&root)
+        .arg(out.join("root.squashfs"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("unsquashfs (squashfs-tools; scripts/install-deps)");
+    assert!(status.success(), "unsquashfs failed");
+    for p in c.app_closure() {
+        let p = parse_store_path(&p).expect("store path");
+        let in_image = root.join("nix/store").join(p.to_basename());
+        assert_eq!(
+            describe_tree(&in_image),
+            describe_tree(&c.physical(&p)),
+            "{p} in the root image differs from the store"
+        );
+    }
+    let app = c.out["app"].to_string();
+    assert_eq!(
+        fs::read_link(root.join("usr/bin/basalt-app")).expect("usr/bin/basalt-app link"),
+        Path::new(&format!("{app}/bin/basalt-app"))
+    );
+    assert_eq!(
+        fs::read_link(root.join("etc/app.conf")).expect("etc/app.conf link"),
+        Path::new(&format!("{app}/etc/app.conf"))
+    );
+    // The executable behind the link is the static binary Nix ran as the builder.
+    let image_builder = c.out["image-builder"].to_string();
+    assert_eq!(
+        fs::read_link(root.join(format!("{}/bin/basalt-app", &app[1..]))).expect("app link"),
+        Path::new(&format!("{image_builder}/bin/image-builder"))
+    );
+    let trust = fs::read_to_string(root.join("etc/basalt/trust.toml")).expect("trust.toml");
+    assert!(trust.contains(&admin_line()), "{trust}");
+}
+
+#[test]
+fn initramfs_holds_init_and_modules_in_dependency_order() {
+    let c = contract();
+    let out = c.output("image-graph");
+    let initramfs = out.join("initramfs.cpio.zst");
+    let listed = image_builder_cli(&["inspect", "--json"], &initramfs);
+    assert!(listed.status.success(), "inspect failed");
+    let records: Vec<FileRecord> = serde_json::from_slice(&listed.stdout).expect("inspect json");
+    let by_path: BTreeMap<&str, &FileRecord> =
+        records.iter().map(|r| (r.path.as_str(), r)).collect();
+    let init = by_path["/init"];
+    assert_eq!(init.kind, FileKind::File);
+    assert_eq!(
+        init.sha256.as_deref(),
+        Some(sha256_hex(&fs::read(&c.image_builder).expect("binary")).as_str()),
+        "/init is the static binary imported into the store"
+    );
+    let modules = format!("/usr/lib/modules/{KERNEL_RELEASE}");
+    let load_order = format!(
+        "{modules}/kernel/lib/basalt_dep.ko\n{modules}/kernel/drivers/misc/basalt-dummy.ko\n"
+    );
+    for ko in load_order.lines() {
+        assert!(by_path.contains_key(ko), "{ko} missing from the initramfs");
+    }
+
+    // GNU cpio reads the archive too, and modules.load lists dependencies first.
+    let zstd = Command::new("zstd")
+        .args(["-dc"])
+        .arg(&initramfs)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("zstd (scripts/install-deps)");
+    let cpio = Command::new("cpio")
+        .args(["-i", "--quiet", "--to-stdout", "etc/basalt/modules.load"])
+        .stdin(zstd.stdout.expect("zstd stdout"))
+        .output()
+        .expect("cpio (scripts/install-deps)");
+    assert!(cpio.status.success(), "{}", String::from_utf8_lossy(&cpio.stderr));
+    assert_eq!(String::from_utf8_lossy(&cpio.stdout), load_order);
+}
+
+#[test]
+fn closure_info_layout_is_what_nixpkgs_closure_info_writes() {
+    let c = contract();
+    let ci = c.output("closure-info");
+    let closure = c.app_closure();
+    let info = path_info(c, &c.out["app"]);
+
+    let store_paths: BTreeSet<String> = fs::read_to_string(ci.join("store-paths"))
+        .expect("store-paths")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(store_paths, closure.iter().cloned().collect());
+    let total: u64 = fs::read_to_string(ci.join("total-nar-size"))
+        .expect("total-nar-size")
+        .trim()
+        .parse()
+        .expect("a number");
+    assert_eq!(total, info.values().map(|(_, size, _)| size).sum::<u64>());
+
+    // registration: path, narHash, narSize, "", count, references — what `nix-store
+    // --load-db` reads. Nix must accept it, and image-builder must read its graph.
+    let registration = ci.join("registration");
+    let parsed = read_closure_file(&registration).expect("image-builder reads registration");
+    assert_eq!(parsed.format, ClosureFormat::ReferencesGraph);
+    let parsed_paths: Vec<String> = parsed.paths.iter().map(ToString::to_string).collect();
+    assert_eq!(parsed_paths, closure);
+    let graph = parsed.references.expect("references");
+    for (path, (_, _, refs)) in &info {
+        let p = parse_store_path(path).expect("store path");
+        let got: BTreeSet<String> = graph[&p].iter().map(ToString::to_string).collect();
+        assert_eq!(&got, refs, "references of {path}");
+    }
+    let text = fs::read_to_string(&registration).expect("registration");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let path = lines[i];
+        let nix_hash = c.nix_store(&["-q", "--hash", path]);
+        assert_eq!(lines[i + 1], nix_hash.trim(), "narHash of {path}");
+        assert_eq!(lines[i + 2], info[path].1.to_string(), "narSize of {path}");
+        assert_eq!(lines[i + 3], "", "deriver of {path}");
+        let n: usize = lines[i + 4].parse().expect("reference count");
+        i += 5 + n;
+    }
+    // A fresh Nix database loads it as is (the format closureInfo promises).
+    let db = tempfile::tempdir().expect("tempdir");
+    let mut load = nix_command(&c.dir, "nix-store");
+    load.args(["--load-db", "--store"])
+        .arg(format!("local?root={}", db.path().display()))
+        .stdin(fs::File::open(&registration).expect("open"));
+    run(load);
+}
+
+#[test]
+fn every_closure_route_gives_the_same_bytes() {
+    let c = contract();
+    let routes = ["image-graph", "image-registration", "image-store-paths"];
+    let hashes: Vec<String> = routes
+        .iter()
+        .map(|r| c.nix_store(&["-q", "--hash", &c.out[r].to_string()]))
+        .collect();
+    assert!(
+        hashes.iter().all(|h| h == &hashes[0]),
+        "NAR hashes differ: {routes:?} → {hashes:?}"
+    );
+    assert_eq!(
+        describe_tree(&c.output("image-graph")),
+        describe_tree(&c.output("image-store-paths"))
+    );
+}
+
+#[test]
+fn nix_rebuilds_the_image_bit_for_bit() {
+    let c = contract();
+    // `--check` builds again and compares the new output with the registered one byte for
+    // byte; any difference fails with "may not be deterministic".
+    let printed = run(c.nix_build(&["--check"], &["image-registration"]));
+    assert_eq!(printed.trim(), c.out["image-registration"].to_string());
+}
+
+#[test]
+fn a_closure_missing_what_the_profile_installs_fails_the_build() {
+    let c = contract();
+    let out = c
+        .nix_build(&[], &["image-incomplete"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("nix-build");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the build must fail:\n{log}");
+    assert!(
+        log.contains("is not inside any of the Nix inputs"),
+        "image-builder should name the missing input:\n{log}"
+    );
+}
+
+// ---- the flake itself, as far as this machine can check it ----------------------------------
+
+/// Every `.nix` file in the repository, outside build output and VCS directories.
+fn nix_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("dir entry"))
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ty = e.file_type().expect("file type");
+            if ty.is_dir() {
+                if name == "target" || name.starts_with('.') || name == "result" {
+                    continue;
+                }
+                walk(&e.path(), out);
+            } else if ty.is_file() && name.ends_with(".nix") {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&repo_root(), &mut out);
+    out
+}
+
+/// A temporary directory that may hold read-only store objects.
+struct Scratch(tempfile::TempDir);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        make_writable(self.0.path());
+    }
+}
+
+/// A scratch Nix environment for evaluation-only commands (never the machine's `/nix`).
+fn scratch_nix() -> (Scratch, impl Fn(&str) -> Command) {
+    let dir = Scratch(tempfile::tempdir().expect("tempdir"));
+    let dir_path = dir.0.path();
+    fs::create_dir_all(dir_path.join("conf")).expect("conf");
+    fs::write(dir_path.join("conf/nix.conf"), NIX_CONF).expect("nix.conf");
+    let root = dir_path.join("root");
+    let base = dir_path.to_path_buf();
+    let cmd = move |program: &str| {
+        let mut c = nix_command(&base, program);
+        c.args(["--store", &format!("local?root={}", root.display())]);
+        c
+    };
+    (dir, cmd)
+}
+
+#[test]
+fn every_nix_file_in_the_repository_parses() {
+    let files = nix_files();
+    let root = repo_root();
+    let rel: BTreeSet<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(&root).expect("in repo").display().to_string())
+        .collect();
+    for needed in [
+        "flake.nix",
+        "nix/basalt.nix",
+        "nix/checks.nix",
+        "nix/devshell.nix",
+        "nix/apps.nix",
+        "nix/image.nix",
+        "nix/node-image.nix",
+        "nix/profile.nix",
+        "nix/tests/contract.nix",
+    ] {
+        assert!(rel.contains(needed), "{needed} missing; found {rel:?}");
+    }
+    let (_scratch, nix) = scratch_nix();
+    for f in &files {
+        // Nix 2.8's parser also resolves every variable: a typo outside `with` fails here.
+        let out = nix("nix-instantiate")
+            .arg("--parse")
+            .arg(f)
+            .output()
+            .expect("nix-instantiate (nix-bin)");
+        assert!(
+            out.status.success(),
+            "{} does not parse: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn flake_lock_pins_the_input_flake_nix_names() {
+    let root = repo_root();
+    let (_scratch, nix) = scratch_nix();
+    // Evaluating the flake's top level needs no inputs: its nixpkgs URL, and the inputs the
+    // outputs function takes.
+    let mut eval = nix("nix-instantiate");
+    eval.args(["--eval", "--strict", "--json", "--expr"]).arg(format!(
+        "let f = import {}; in {{ url = f.inputs.nixpkgs.url; inputs = builtins.attrNames f.inputs; \
+         args = builtins.attrNames (builtins.functionArgs f.outputs); }}",
+        root.join("flake.nix").display()
+    ));
+    let flake: serde_json::Value = serde_json::from_str(&run(eval)).expect("json");
+    assert_eq!(flake["inputs"], serde_json::json!(["nixpkgs"]));
+    assert_eq!(flake["args"], serde_json::json!(["nixpkgs", "self"]));
+    let url = flake["url"].as_str().expect("url");
+    let branch = url
+        .strip_prefix("github:NixOS/nixpkgs/")
+        .unwrap_or_else(|| panic!("nixpkgs comes from GitHub: {url}"));
+    assert!(
+        branch.starts_with("nixos-") && branch[6..].split('.').all(|p| p.parse::<u32>().is_ok()),
+        "nixpkgs follows a release branch (nixos-YY.MM), not {branch}"
+    );
+
+    let lock: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(root.join("flake.lock")).expect("flake.lock"))
+            .expect("flake.lock is JSON");
+    assert_eq!(lock["version"], 7);
+    let root_node = lock["root"].as_str().expect("root");
+    let node_name = lock["nodes"][root_node]["inputs"]["nixpkgs"]
+        .as_str()
+        .expect("root input nixpkgs");
+    let node = &lock["nodes"][node_name];
+    let original = &node["original"];
+    assert_eq!(original["type"], "github");
+    assert_eq!(original["owner"], "NixOS");
+    assert_eq!(original["repo"], "nixpkgs");
+    assert_eq!(original["ref"], branch, "flake.lock follows flake.nix's branch");
+    let locked = &node["locked"];
+    assert_eq!(locked["type"], "github");
+    assert_eq!(locked["repo"], "nixpkgs");
+    let rev = locked["rev"].as_str().expect("rev");
+    assert!(
+        rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a full commit: {rev}"
+    );
+    let nar_hash = locked["narHash"].as_str().expect("narHash");
+    let b64 = nar_hash.strip_prefix("sha256-").expect("SRI sha256");
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
+    assert_eq!(raw.len(), 32, "{nar_hash}");
+    assert!(locked["lastModified"].as_u64().is_some());
+
+    // Nix itself takes the lock as it is: with the flake (flake.nix, flake.lock, nix/) copied
+    // on its own, offline and forbidden to write the lock file, `nix flake metadata` must not
+    // need to lock anything again (a lock that disagrees with flake.nix would make it fetch).
+    let copy = tempfile::tempdir().expect("tempdir");
+    fs::copy(root.join("flake.nix"), copy.path().join("flake.nix")).expect("copy flake.nix");
+    fs::copy(root.join("flake.lock"), copy.path().join("flake.lock")).expect("copy flake.lock");
+    copy_tree(&root.join("nix"), &copy.path().join("nix"));
+    let mut metadata = nix("nix");
+    metadata
+        .args(["flake", "metadata", "--json", "--offline", "--no-write-lock-file"])
+        .arg(format!("path:{}", copy.path().display()));
+    let meta: serde_json::Value = serde_json::from_str(&run(metadata)).expect("metadata json");
+    assert_eq!(meta["locks"]["nodes"][node_name]["locked"], *locked);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for e in fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let dest = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), dest).expect("copy");
+        }
+    }
+}
