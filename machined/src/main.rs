@@ -13,7 +13,14 @@ fn usage() -> ! {
 }
 
 fn main() {
-    tracing_subscriber::fmt().with_target(false).init();
+    if std::process::id() == 1 {
+        // PID 1 sets up its own console/kmsg logging after mounting /dev.
+        machined::pid1::run()
+    }
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
     let mut args = std::env::args().skip(1);
     let mut dev_root: Option<PathBuf> = None;
     let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], basalt_api::request::API_PORT));
@@ -29,7 +36,10 @@ fn main() {
         }
     }
     let Some(root) = dev_root else {
-        eprintln!("machined: PID 1 mode is not wired yet; use --dev-root DIR");
+        if std::process::id() == 1 {
+            machined::pid1::run()
+        }
+        eprintln!("machined: not PID 1; for development use --dev-root DIR");
         std::process::exit(2)
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()

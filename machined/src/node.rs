@@ -5,6 +5,7 @@ use crate::auth::Nonces;
 use crate::converge;
 use crate::host::Host;
 use crate::state::{SignedDoc, Slot, StateError, StateStore};
+use crate::network::NetworkController;
 use crate::supervisor::{ServiceSpec, Supervisor};
 use basalt_api::config::MachineConfig;
 use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
@@ -67,6 +68,8 @@ pub struct Node {
     /// Services to run once the node has a config (containerd on a node).
     services: Vec<ServiceSpec>,
     services_started: std::sync::atomic::AtomicBool,
+    /// Links, DHCP and DNS on a real node; None in dev mode.
+    network: std::sync::Mutex<Option<NetworkController>>,
     pub state: StateStore,
     image_trust: TrustPolicy,
     pub nonces: Nonces,
@@ -126,6 +129,7 @@ impl Node {
             supervisor,
             services,
             services_started: std::sync::atomic::AtomicBool::new(false),
+            network: std::sync::Mutex::new(None),
             state,
             image_trust,
             nonces,
@@ -141,6 +145,48 @@ impl Node {
             node.start_services();
         }
         node
+    }
+
+    fn net(&self) -> Option<NetworkController> {
+        self.network.lock().ok().and_then(|n| n.clone())
+    }
+
+    /// Hand the node its network controller: converge the current config's
+    /// network and keep resolv.conf in step with DHCP from now on.
+    pub async fn attach_network(self: &Arc<Self>, net: Option<NetworkController>) {
+        let Some(net) = net else { return };
+        if let Ok(mut slot) = self.network.lock() {
+            *slot = Some(net.clone());
+        }
+        let cfg = self.inner.lock().await.current.as_ref().map(|c| c.config.clone());
+        self.converge_network(cfg.as_ref()).await;
+        let node = Arc::clone(self);
+        let mut changes = net.changes();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                node.write_resolv(&net);
+            }
+        });
+    }
+
+    async fn converge_network(&self, cfg: Option<&MachineConfig>) {
+        let Some(net) = self.net() else { return };
+        if let Err(e) = net.apply(cfg.map(|c| &c.machine.network)).await {
+            tracing::error!("network: {e}");
+        }
+        self.write_resolv(&net);
+    }
+
+    /// Config nameservers first, then DHCP's.
+    fn write_resolv(&self, net: &NetworkController) {
+        let text = crate::network::resolv_conf(&net.dns(), &net.search_domains());
+        if let Err(e) = self.host.write_atomic(converge::RESOLV_CONF, text.as_bytes(), 0o644) {
+            tracing::error!("writing resolv.conf: {e}");
+        }
+    }
+
+    pub fn network_status(&self) -> Option<serde_json::Value> {
+        self.net().and_then(|n| serde_json::to_value(n.status()).ok())
     }
 
     /// DESIGN step 7: services start once the node has a config.
@@ -229,6 +275,7 @@ impl Node {
             plan.push(format!("converge error: {e}"));
         }
         if !reboot {
+            self.converge_network(Some(&new)).await;
             self.start_services();
         }
         if req.mode == ApplyMode::Try {
@@ -284,6 +331,8 @@ impl Node {
         {
             tracing::error!("converging after rollback: {e}");
         }
+        let cfg = inner.current.as_ref().map(|c| c.config.clone());
+        self.converge_network(cfg.as_ref()).await;
         tracing::warn!(
             "try apply of generation {generation} was not confirmed: rolled back to {}",
             inner.current.as_ref().map_or(0, |c| c.config.generation)

@@ -270,7 +270,13 @@ async fn route(
             Err(e) => error(500, e.to_string()),
         },
         (Method::GET, "/v1/processes") => json(StatusCode::OK, &inspect::processes()),
-        (Method::GET, "/v1/network") => json(StatusCode::OK, &inspect::network()),
+        (Method::GET, "/v1/network") => {
+            let mut v = serde_json::to_value(inspect::network()).unwrap_or_default();
+            if let (Some(obj), Some(ctl)) = (v.as_object_mut(), node.network_status()) {
+                obj.insert("controller".into(), ctl);
+            }
+            json(StatusCode::OK, &v)
+        }
         (Method::GET, "/v1/read") => match q("path") {
             None => error(400, "missing ?path="),
             Some(p) => match inspect::read_file(&node.host, node.state.dir(), p) {
@@ -301,6 +307,25 @@ async fn route(
                     StatusCode::ACCEPTED,
                     &serde_json::json!({ "restarting": name }),
                 ),
+                Err(e) => error(404, e.to_string()),
+            }
+        }
+        (Method::POST, p) if p.starts_with("/v1/services/") && p.ends_with("/kill") => {
+            // Debugging aid: SIGKILL the service's process group, as a crash
+            // would; the supervisor restarts it with backoff.
+            let name = &p["/v1/services/".len()..p.len() - "/kill".len()];
+            match node.supervisor.status(name).map(|s| s.pid) {
+                Ok(Some(pid)) => match rustix::process::Pid::from_raw(pid as i32) {
+                    Some(pgid) => match rustix::process::kill_process_group(
+                        pgid,
+                        rustix::process::Signal::KILL,
+                    ) {
+                        Ok(()) => json(StatusCode::ACCEPTED, &serde_json::json!({ "killed": pid })),
+                        Err(e) => error(500, format!("kill {pid}: {e}")),
+                    },
+                    None => error(500, format!("bad pid {pid}")),
+                },
+                Ok(None) => error(409, format!("{name} is not running")),
                 Err(e) => error(404, e.to_string()),
             }
         }

@@ -1,0 +1,155 @@
+//! The mount table PID 1 builds: API filesystems, the read-only root image
+//! and the switch into it, writable tmpfs for /run, /tmp, /var, and STATE.
+
+use rustix::mount::{MountFlags, UnmountFlags, mount, mount_move, unmount};
+use std::ffi::CString;
+use std::fs;
+use std::io;
+
+/// Mount options as the C string mount(2) wants; none when empty.
+fn opts(data: &str) -> Option<CString> {
+    if data.is_empty() {
+        None
+    } else {
+        CString::new(data).ok()
+    }
+}
+
+fn mnt(src: &str, target: &str, fstype: &str, flags: MountFlags, data: &str) {
+    let _ = fs::create_dir_all(target);
+    if let Err(e) = mount(src, target, fstype, flags, opts(data).as_deref()) {
+        // EBUSY: already mounted (e.g. devtmpfs automounted by the kernel).
+        if e != rustix::io::Errno::BUSY {
+            tracing::warn!("mount {fstype} on {target}: {e}");
+        }
+    }
+}
+
+const NOSUID_NODEV_NOEXEC: MountFlags = MountFlags::NOSUID
+    .union(MountFlags::NODEV)
+    .union(MountFlags::NOEXEC);
+
+/// Step 1: what every later step needs. Safe to call before logging exists.
+pub fn early() {
+    mnt("proc", "/proc", "proc", NOSUID_NODEV_NOEXEC, "");
+    mnt("sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC, "");
+    mnt(
+        "devtmpfs",
+        "/dev",
+        "devtmpfs",
+        MountFlags::NOSUID,
+        "mode=0755",
+    );
+    mnt(
+        "tmpfs",
+        "/run",
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        "mode=0755",
+    );
+}
+
+/// Step 3: mount the root image read-only and make it `/`.
+pub fn switch_root(image: &str) -> io::Result<()> {
+    let fstype = if image.ends_with(".erofs") {
+        "erofs"
+    } else {
+        "squashfs"
+    };
+    let (loopdev, _hold) = super::loopdev::attach_read_only(image)?;
+    fs::create_dir_all("/sysroot")?;
+    mount(
+        loopdev.as_str(),
+        "/sysroot",
+        fstype,
+        MountFlags::RDONLY,
+        None,
+    )
+    .map_err(|e| io::Error::other(format!("mount {loopdev} ({fstype}) on /sysroot: {e}")))?;
+    for (dir, mode) in [("/sysroot/tmp", "mode=1777"), ("/sysroot/var", "mode=0755")] {
+        mount(
+            "tmpfs",
+            dir,
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            opts(mode).as_deref(),
+        )
+        .map_err(|e| io::Error::other(format!("tmpfs on {dir}: {e}")))?;
+    }
+    for dir in ["/dev", "/proc", "/sys", "/run"] {
+        let target = format!("/sysroot{dir}");
+        mount_move(dir, target.as_str())
+            .map_err(|e| io::Error::other(format!("moving {dir}: {e}")))?;
+    }
+    std::env::set_current_dir("/sysroot")?;
+    mount_move(".", "/").map_err(|e| io::Error::other(format!("moving /sysroot to /: {e}")))?;
+    rustix::process::chroot(".").map_err(|e| io::Error::other(format!("chroot: {e}")))?;
+    std::env::set_current_dir("/")?;
+    Ok(())
+}
+
+/// After the switch (or without one): the rest of the API filesystems.
+pub fn late() {
+    mnt(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        "mode=0620,ptmxmode=0666",
+    );
+    mnt(
+        "tmpfs",
+        "/dev/shm",
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        "mode=1777",
+    );
+    mnt(
+        "cgroup2",
+        "/sys/fs/cgroup",
+        "cgroup2",
+        NOSUID_NODEV_NOEXEC,
+        "nsdelegate",
+    );
+    mnt(
+        "bpf",
+        "/sys/fs/bpf",
+        "bpf",
+        NOSUID_NODEV_NOEXEC,
+        "mode=0700",
+    );
+    if !std::path::Path::new("/tmp").is_dir() || fs::write("/tmp/.basalt-probe", b"").is_err() {
+        mnt(
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            "mode=1777",
+        );
+    }
+    let _ = fs::remove_file("/tmp/.basalt-probe");
+    // Targets of the image's /etc/{cni,cri} symlinks: the writable drop-in dirs.
+    for dir in ["/run/basalt/etc/cni/net.d", "/run/basalt/etc/cri/conf.d"] {
+        let _ = fs::create_dir_all(dir);
+    }
+    // Memory accounting for the per-service cgroups.
+    let _ = fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+memory +pids");
+}
+
+pub fn mount_state(dev: &str, target: &str) -> io::Result<()> {
+    fs::create_dir_all(target)?;
+    mount(
+        dev,
+        target,
+        "ext4",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        None,
+    )
+    .map_err(|e| io::Error::other(format!("mount {dev} (ext4) on {target}: {e}")))
+}
+
+pub fn unmount_state(target: &str) {
+    if let Err(e) = unmount(target, UnmountFlags::empty()) {
+        tracing::warn!("unmounting {target}: {e}");
+    }
+}
