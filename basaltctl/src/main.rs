@@ -93,6 +93,8 @@ enum Command {
 enum ServiceCmd {
     /// Restart a service.
     Restart { name: String },
+    /// SIGKILL a service's processes, as a crash would; it restarts with backoff.
+    Kill { name: String },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -203,6 +205,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             a,
             &format!("/v1/services/{name}/restart"),
             &format!("restarting {name}"),
+        )),
+        Command::Service(ServiceCmd::Kill { name }) => done(n::post(
+            a,
+            &format!("/v1/services/{name}/kill"),
+            &format!("killed {name}"),
         )),
         Command::Logs { name, follow } => done(n::stream(
             a,

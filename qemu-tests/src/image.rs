@@ -1,0 +1,98 @@
+//! The node image the tests boot: the Debian profile built with a
+//! deterministic test admin key, cached under the target dir and reused
+//! while its inputs (machined, the profile, this harness) are unchanged.
+
+use anyhow::{Context, Result, bail};
+use image_builder::assemble::{self, BuildOptions};
+use image_builder::profile::{self, LoadOptions};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+pub struct Image {
+    pub dir: PathBuf,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// machined for /init: `BASALT_MACHINED`, else the release build.
+pub fn machined() -> Result<PathBuf> {
+    let p = std::env::var_os("BASALT_MACHINED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("release/machined"));
+    if !p.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release -p machined` first (scripts/test does)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+fn file_hash(h: &mut Sha256, p: &Path) -> Result<()> {
+    h.update(p.as_os_str().as_encoded_bytes());
+    h.update(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?);
+    Ok(())
+}
+
+/// Build once per test process (and once per input set across runs).
+pub fn debian() -> Result<&'static Image> {
+    static IMAGE: OnceLock<Image> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(img) = IMAGE.get() {
+        return Ok(img);
+    }
+    let profile_path = workspace().join("configs/images/debian.toml");
+    let machined = machined()?;
+    let admin = crate::admin_key().public().to_openssh();
+    let mut h = Sha256::new();
+    file_hash(&mut h, &machined)?;
+    file_hash(&mut h, &profile_path)?;
+    file_hash(&mut h, &std::env::current_exe()?)?;
+    h.update(admin.as_bytes());
+    let key: String = h
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = target_dir().join("qemu-images").join(key);
+    if !dir.join("manifest.json").exists() {
+        let keys = dir.with_extension("admin.pub");
+        std::fs::create_dir_all(keys.parent().unwrap_or(Path::new(".")))?;
+        std::fs::write(&keys, format!("{admin}\n"))?;
+        let keys_str = keys.display().to_string();
+        let env = move |name: &str| match name {
+            "BASALT_ADMIN_PUB" => Some(keys_str.clone()),
+            other => profile::process_env(other),
+        };
+        let profile = profile::load(
+            &profile_path,
+            &LoadOptions {
+                env: &env,
+                machined: Some(machined.clone()),
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        eprintln!("qemu-tests: building the node image into {}", dir.display());
+        assemble::build(&profile, &dir, &BuildOptions::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let img = Image {
+        kernel: dir.join("vmlinuz"),
+        initramfs: dir.join("initramfs.cpio.zst"),
+        dir,
+    };
+    Ok(IMAGE.get_or_init(|| img))
+}

@@ -1,0 +1,239 @@
+//! One QEMU guest: serial console to a file, API port forwarded to
+//! 127.0.0.1, killed with its process group on drop.
+
+use crate::accel::accel;
+use crate::image::Image;
+use anyhow::{Context, Result, bail};
+use basalt_api::sshkey::PrivateKey;
+use basaltctl::client::NodeClient;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const FINGERPRINT_LINE: &str = "basalt: TLS fingerprint ";
+
+#[derive(Default, Clone)]
+pub struct VmOptions {
+    pub disks: Vec<PathBuf>,
+    pub memory_mib: Option<u32>,
+    /// Extra kernel arguments.
+    pub append: String,
+}
+
+pub struct Vm {
+    child: Child,
+    pub port: u16,
+    pub console_path: PathBuf,
+    _dir: Option<tempfile_dir::TempDir>,
+}
+
+/// A tiny temp-dir holder (std only) so the crate needs no extra deps.
+mod tempfile_dir {
+    use std::path::PathBuf;
+    pub struct TempDir(pub PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Vm {
+    /// Boot `image`; the console goes to `<dir>/console.log`.
+    pub fn boot(image: &Image, name: &str, opts: &VmOptions) -> Result<Vm> {
+        let dir = crate::image::target_dir()
+            .join("qemu-runs")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let console_path = dir.join("console.log");
+        let port = free_port()?;
+        let accel = accel(&image.kernel);
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-accel",
+            accel,
+            "-m",
+            &opts.memory_mib.unwrap_or(1024).to_string(),
+            "-smp",
+            "2",
+        ])
+        .args(["-display", "none", "-monitor", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", console_path.display()))
+        .arg("-kernel")
+        .arg(&image.kernel)
+        .arg("-initrd")
+        .arg(&image.initramfs)
+        .arg("-append")
+        .arg(format!("console=ttyS0 panic=-1 {}", opts.append))
+        .args([
+            "-netdev",
+            &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:50443"),
+        ])
+        .args(["-device", "virtio-net-pci,netdev=n0"]);
+        if accel == "tcg" {
+            cmd.args(["-cpu", "max"]);
+        }
+        for (i, d) in opts.disks.iter().enumerate() {
+            cmd.args([
+                "-drive",
+                &format!("file={},format=raw,if=virtio,index={i}", d.display()),
+            ]);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("qemu.stderr"))?)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .context("starting qemu-system-x86_64 (install qemu-system-x86)")?;
+        Ok(Vm {
+            child,
+            port,
+            console_path,
+            _dir: None,
+        })
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn console(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.console_path).unwrap_or_default()).into_owned()
+    }
+
+    pub fn console_tail(&self, n: usize) -> String {
+        let c = self.console();
+        let lines: Vec<&str> = c.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Wait until `needle` has appeared `count` times on the console.
+    pub fn wait_console(
+        &mut self,
+        needle: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.console();
+            if c.matches(needle).count() >= count {
+                return Ok(c);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "QEMU exited ({status}) before {needle:?} appeared; console:\n{}",
+                    self.console_tail(40)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{needle:?} did not appear within {timeout:?}; console:\n{}",
+                    self.console_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The fingerprint machined printed on the console for boot number `boot`
+    /// (1-based). Only lines that start with the banner count: the kernel
+    /// echoes the same text from /dev/kmsg behind a `[time]` prefix.
+    pub fn fingerprint(&mut self, boot: usize, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.console();
+            let seen: Vec<&str> = c
+                .lines()
+                .filter_map(|l| l.strip_prefix(FINGERPRINT_LINE))
+                .collect();
+            if let Some(fp) = seen.get(boot - 1) {
+                return Ok(fp.trim().to_string());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "QEMU exited ({status}) before boot {boot} printed its fingerprint; console:\n{}",
+                    self.console_tail(40)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "boot {boot} printed no fingerprint within {timeout:?}; console:\n{}",
+                    self.console_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A client pinned to `fingerprint`, once the API answers.
+    pub fn client(
+        &mut self,
+        fingerprint: &str,
+        key: PrivateKey,
+        timeout: Duration,
+    ) -> Result<NodeClient> {
+        let client = NodeClient::new(&self.addr(), Some(fingerprint.to_string()), Arc::new(key))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match client.nonce() {
+                Ok(_) => return Ok(client),
+                Err(e) if Instant::now() > deadline => {
+                    bail!(
+                        "API not ready within {timeout:?}: {e}; console:\n{}",
+                        self.console_tail(40)
+                    )
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(300)),
+            }
+        }
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "QEMU still running after {timeout:?}; console:\n{}",
+                    self.console_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.console_path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- console of the failed VM ({}) ----\n{}",
+                self.console_path.display(),
+                self.console_tail(60)
+            );
+        }
+        // SAFETY: kill(2) on our child's process group; no memory involved.
+        let pgid = -(self.child.id() as i32);
+        unsafe {
+            libc::kill(pgid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}

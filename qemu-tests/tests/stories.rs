@@ -1,0 +1,309 @@
+//! What an operator does with a Basalt node, on a real kernel under QEMU,
+//! through the API only (basaltctl's client), never a shell.
+
+use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
+use basalt_api::{CONFIG_NAMESPACE, sshsig};
+use basaltctl::client::NodeClient;
+use qemu_tests::image;
+use qemu_tests::vm::{Vm, VmOptions};
+use qemu_tests::{admin_key, reader_key, stranger_key};
+use std::time::{Duration, Instant};
+
+const BOOT: Duration = Duration::from_secs(180);
+const WORKER: &str = include_str!("../../configs/worker.toml");
+const EXAMPLE_ADMIN: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIRBnXLtUn61qn3ftZ0PoOixOodqYhzuC1OWicDtwZPQ ops@example";
+
+/// The example worker config, administered by the test admin and read by the test reader.
+fn worker(generation: u64) -> String {
+    WORKER
+        .replace(EXAMPLE_ADMIN, &admin_key().public().to_openssh())
+        .replace(
+            "readers = []",
+            &format!("readers = [\"{}\"]", reader_key().public().to_openssh()),
+        )
+        .replace("generation = 1", &format!("generation = {generation}"))
+}
+
+fn apply(
+    c: &NodeClient,
+    doc: &str,
+    sig: &str,
+) -> Result<ApplyResponse, basaltctl::client::ClientError> {
+    c.post(
+        "/v1/apply",
+        &ApplyRequest {
+            config: doc.to_string(),
+            signatures: sig.to_string(),
+            mode: ApplyMode::Auto,
+            dry_run: false,
+            try_timeout_secs: None,
+        },
+    )
+}
+
+fn sign(key: &basalt_api::sshkey::PrivateKey, doc: &str) -> String {
+    sshsig::sign(key, CONFIG_NAMESPACE, doc.as_bytes())
+}
+
+fn boot(name: &str, opts: &VmOptions) -> (Vm, String, NodeClient) {
+    let img = image::debian().expect("node image");
+    let mut vm = Vm::boot(img, name, opts).expect("boot");
+    let fp = vm.fingerprint(1, BOOT).expect("fingerprint on the console");
+    let client = vm.client(&fp, admin_key(), BOOT).expect("API");
+    (vm, fp, client)
+}
+
+fn read(c: &NodeClient, path: &str) -> String {
+    let v: serde_json::Value = c
+        .get(&format!("/v1/read?path={path}"))
+        .unwrap_or_else(|e| panic!("read {path}: {e}"));
+    v["content"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn boots_into_maintenance_and_pins_the_console_fingerprint() {
+    let (mut vm, fp, client) = boot("maintenance", &VmOptions::default());
+    let s: Status = client.get("/v1/status").unwrap();
+    assert_eq!(s.mode, "maintenance");
+    assert_eq!(s.generation, 0);
+    assert_eq!(
+        s.tls_fingerprint, fp,
+        "status reports the certificate it serves"
+    );
+    assert_eq!(s.state, "ram", "no STATE disk attached");
+    // A client pinned to any other certificate refuses to talk.
+    let wrong = NodeClient::new(
+        &vm.addr(),
+        Some("SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()),
+        std::sync::Arc::new(admin_key()),
+    )
+    .unwrap();
+    assert!(
+        wrong
+            .get::<Status>("/v1/status")
+            .unwrap_err()
+            .to_string()
+            .contains("is pinned")
+    );
+    // The read-only root and no shell.
+    let mounts: serde_json::Value = client.get("/v1/mounts").unwrap();
+    let root = mounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["target"] == "/")
+        .expect("a / mount")
+        .clone();
+    assert_eq!(root["fstype"], "squashfs", "{root}");
+    assert!(
+        root["options"]
+            .as_str()
+            .unwrap()
+            .split(',')
+            .any(|o| o == "ro"),
+        "{root}"
+    );
+    for shell in [
+        "/bin/sh",
+        "/usr/bin/sh",
+        "/bin/bash",
+        "/usr/bin/busybox",
+        "/usr/bin/python3",
+    ] {
+        let e = client
+            .get::<serde_json::Value>(&format!("/v1/read?path={shell}"))
+            .unwrap_err();
+        assert_eq!(e.status(), Some(404), "{shell}: {e}");
+    }
+    let _ = vm.wait_console("basalt:", 1, Duration::from_secs(1));
+}
+
+#[test]
+fn applies_a_signed_worker_config_and_refuses_bad_ones() {
+    let (_vm, _fp, admin) = boot("apply", &VmOptions::default());
+    let doc = worker(1);
+    let r = apply(&admin, &doc, &sign(&admin_key(), &doc)).unwrap();
+    assert_eq!(r.generation, 1);
+    let s: Status = admin.get("/v1/status").unwrap();
+    assert_eq!(
+        (s.mode.as_str(), s.generation, s.hostname.as_str()),
+        ("configured", 1, "worker-1")
+    );
+
+    // DHCP from QEMU, the static route, DNS, sysctls, the file under /var.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let net: serde_json::Value = admin.get("/v1/network").unwrap();
+        let eth0 = net["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "eth0")
+            .cloned();
+        let has_addr = eth0.as_ref().is_some_and(|l| {
+            l["addresses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "10.0.2.15/24")
+        });
+        let has_route = net["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["destination"] == "192.168.100.0/24" && r["gateway"] == "10.0.2.2");
+        if has_addr && has_route {
+            break;
+        }
+        assert!(Instant::now() < deadline, "network never converged: {net}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(read(&admin, "/etc/resolv.conf").contains("nameserver 10.0.2.3"));
+    assert_eq!(read(&admin, "/proc/sys/net/ipv4/ip_forward").trim(), "1");
+    assert_eq!(read(&admin, "/proc/sys/vm/max_map_count").trim(), "262144");
+    assert_eq!(
+        read(&admin, "/var/lib/basalt-example/motd"),
+        "managed by basalt\n"
+    );
+    assert_eq!(read(&admin, "/proc/sys/kernel/hostname").trim(), "worker-1");
+
+    // Refusals leave the node as it is.
+    let before: Status = admin.get("/v1/status").unwrap();
+    let next = worker(2).replace("worker-1", "worker-2");
+    let cases: Vec<(&str, String, String, u16, &str)> = vec![
+        (
+            "bad signature",
+            next.clone(),
+            sign(&admin_key(), &worker(2)),
+            403,
+            "does not match these bytes",
+        ),
+        (
+            "untrusted key",
+            next.clone(),
+            sign(&stranger_key(), &next),
+            403,
+            "is not a trusted admin key",
+        ),
+        (
+            "replayed generation",
+            doc.clone(),
+            sign(&admin_key(), &doc),
+            409,
+            "is not newer",
+        ),
+    ];
+    for (name, d, s, status, msg) in cases {
+        let e = apply(&admin, &d, &s).unwrap_err();
+        assert_eq!(e.status(), Some(status), "{name}: {e}");
+        assert!(e.to_string().contains(msg), "{name}: {e}");
+    }
+    let reader = NodeClient::new(
+        &_vm.addr(),
+        Some(before.tls_fingerprint.clone()),
+        std::sync::Arc::new(reader_key()),
+    )
+    .unwrap();
+    let e = apply(&reader, &next, &sign(&admin_key(), &next)).unwrap_err();
+    assert_eq!(e.status(), Some(403), "reader applying: {e}");
+    let after: Status = admin.get("/v1/status").unwrap();
+    assert_eq!(
+        (after.generation, after.config_sha256, after.hostname),
+        (before.generation, before.config_sha256, before.hostname)
+    );
+}
+
+#[test]
+fn containerd_runs_and_is_restarted_after_a_kill() {
+    let (_vm, _fp, admin) = boot("containerd", &VmOptions::default());
+    let doc = worker(1);
+    apply(&admin, &doc, &sign(&admin_key(), &doc)).unwrap();
+    let running = |admin: &NodeClient| -> Option<(u64, u64)> {
+        let list: serde_json::Value = admin.get("/v1/services").ok()?;
+        let c = list
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == "containerd")?
+            .clone();
+        (c["state"] == "running" && c["ready"] == true).then(|| {
+            (
+                c["pid"].as_u64().unwrap_or(0),
+                c["restarts"].as_u64().unwrap_or(0),
+            )
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (pid, restarts) = loop {
+        if let Some(r) = running(&admin) {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "containerd never became ready: {}",
+            admin.get::<serde_json::Value>("/v1/services").unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // Ready means its socket accepted a connection; its log shows it serving.
+    let logs = admin
+        .send("GET", "/v1/logs/containerd", vec![])
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(logs.contains("containerd.sock"), "{logs}");
+    admin
+        .post::<_, serde_json::Value>("/v1/services/containerd/kill", &serde_json::json!({}))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some((p, r)) = running(&admin)
+            && p != pid
+            && r > restarts
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "containerd not restarted");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn config_survives_reboot_on_state_and_shutdown_powers_off() {
+    let dir = image::target_dir().join("qemu-runs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join(format!("state-{}.raw", std::process::id()));
+    qemu_tests::statedisk::create(&disk, 96).unwrap();
+    let opts = VmOptions {
+        disks: vec![disk.clone()],
+        ..VmOptions::default()
+    };
+    let (mut vm, fp, admin) = boot("persist", &opts);
+    let s: Status = admin.get("/v1/status").unwrap();
+    assert_eq!(
+        s.state, "/var/lib/basalt/state",
+        "STATE disk found by label"
+    );
+    let doc = worker(1);
+    apply(&admin, &doc, &sign(&admin_key(), &doc)).unwrap();
+    let boot_id = admin.get::<Status>("/v1/status").unwrap().boot_id;
+    admin
+        .post::<_, serde_json::Value>("/v1/reboot", &serde_json::json!({}))
+        .unwrap();
+    let fp2 = vm.fingerprint(2, BOOT).expect("second boot");
+    assert_eq!(fp2, fp, "the TLS identity lives on STATE");
+    let admin = vm.client(&fp2, admin_key(), BOOT).unwrap();
+    let s: Status = admin.get("/v1/status").unwrap();
+    assert_eq!(
+        (s.mode.as_str(), s.generation, s.hostname.as_str()),
+        ("configured", 1, "worker-1")
+    );
+    assert_ne!(s.boot_id, boot_id, "it really rebooted");
+    admin
+        .post::<_, serde_json::Value>("/v1/shutdown", &serde_json::json!({}))
+        .unwrap();
+    let status = vm.wait_exit(Duration::from_secs(120)).unwrap();
+    assert!(status.success(), "QEMU exit status {status}");
+    let _ = std::fs::remove_file(&disk);
+}
