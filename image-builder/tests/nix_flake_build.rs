@@ -119,7 +119,6 @@ const ATTRS: &[&str] = &[
     "data",
     "lib",
     "app",
-    "image-builder",
     "closure-info",
     "image-graph",
     "image-registration",
@@ -198,7 +197,10 @@ fn build_contract() -> Contract {
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success());
-        assert!(ok, "`{tool}` is missing: run scripts/install-deps (nix-bin)");
+        assert!(
+            ok,
+            "`{tool}` is missing: run scripts/install-deps (nix-bin)"
+        );
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nix-flake-build");
     if dir.exists() {
@@ -210,7 +212,15 @@ fn build_contract() -> Contract {
     }
     fs::write(dir.join("conf/nix.conf"), NIX_CONF).expect("nix.conf");
     let image_builder = dir.join("image-builder/bin/image-builder");
-    fs::copy(static_image_builder(), &image_builder).expect("copy the static image-builder");
+    // The release profile keeps line tables; without them the binary is a fifth of the size,
+    // which is what the images (it is /init and a store path in them) are packed from.
+    let strip = Command::new("strip")
+        .args(["--strip-debug", "-o"])
+        .arg(&image_builder)
+        .arg(static_image_builder())
+        .status()
+        .expect("strip (binutils; scripts/install-deps)");
+    assert!(strip.success(), "strip failed");
     let kernel_src = dir.join("kernel");
     write_kernel_stand_in(&kernel_src);
 
@@ -229,6 +239,14 @@ fn build_contract() -> Contract {
         let p = parse_store_path(p).unwrap_or_else(|e| panic!("{attr}: {p}: {e}"));
         contract.out.insert(attr, p);
     }
+    // The imported binary is a source, not a derivation: find it in app's closure.
+    let imported = contract
+        .app_closure()
+        .into_iter()
+        .find(|p| p.ends_with("-image-builder-static"))
+        .expect("app refers to the imported image-builder");
+    let imported = parse_store_path(&imported).expect("store path");
+    contract.out.insert("image-builder", imported);
     eprintln!(
         "nix_flake_build: contract built by Nix in {:.1?}",
         started.elapsed()
@@ -260,7 +278,11 @@ fn write_kernel_stand_in(dir: &Path) {
         "dummy module\n",
     )
     .expect("ko");
-    fs::write(modules.join("kernel/lib/basalt_dep.ko"), "dependency module\n").expect("ko");
+    fs::write(
+        modules.join("kernel/lib/basalt_dep.ko"),
+        "dependency module\n",
+    )
+    .expect("ko");
 }
 
 fn manifest(dir: &Path) -> Manifest {
@@ -358,7 +380,11 @@ fn nix_builds_the_image_with_image_builder_as_the_builder() {
     make_writable(copy.path());
     fs::write(&squashfs, data).expect("write");
     let bad = image_builder_cli(&["verify"], copy.path());
-    assert_eq!(bad.status.code(), Some(1), "verify must refuse a changed root.squashfs");
+    assert_eq!(
+        bad.status.code(),
+        Some(1),
+        "verify must refuse a changed root.squashfs"
+    );
 }
 
 #[test]
@@ -429,7 +455,7 @@ fn initramfs_holds_init_and_modules_in_dependency_order() {
     }
 
     // GNU cpio reads the archive too, and modules.load lists dependencies first.
-    let zstd = Command::new("zstd")
+    let mut zstd = Command::new("zstd")
         .args(["-dc"])
         .arg(&initramfs)
         .stdout(Stdio::piped())
@@ -437,10 +463,18 @@ fn initramfs_holds_init_and_modules_in_dependency_order() {
         .expect("zstd (scripts/install-deps)");
     let cpio = Command::new("cpio")
         .args(["-i", "--quiet", "--to-stdout", "etc/basalt/modules.load"])
-        .stdin(zstd.stdout.expect("zstd stdout"))
+        .stdin(zstd.stdout.take().expect("zstd stdout"))
         .output()
         .expect("cpio (scripts/install-deps)");
-    assert!(cpio.status.success(), "{}", String::from_utf8_lossy(&cpio.stderr));
+    assert!(
+        zstd.wait().expect("wait for zstd").success(),
+        "zstd -dc failed"
+    );
+    assert!(
+        cpio.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cpio.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&cpio.stdout), load_order);
 }
 
@@ -601,7 +635,12 @@ fn every_nix_file_in_the_repository_parses() {
     let root = repo_root();
     let rel: BTreeSet<String> = files
         .iter()
-        .map(|f| f.strip_prefix(&root).expect("in repo").display().to_string())
+        .map(|f| {
+            f.strip_prefix(&root)
+                .expect("in repo")
+                .display()
+                .to_string()
+        })
         .collect();
     for needed in [
         "flake.nix",
@@ -670,7 +709,10 @@ fn flake_lock_pins_the_input_flake_nix_names() {
     assert_eq!(original["type"], "github");
     assert_eq!(original["owner"], "NixOS");
     assert_eq!(original["repo"], "nixpkgs");
-    assert_eq!(original["ref"], branch, "flake.lock follows flake.nix's branch");
+    assert_eq!(
+        original["ref"], branch,
+        "flake.lock follows flake.nix's branch"
+    );
     let locked = &node["locked"];
     assert_eq!(locked["type"], "github");
     assert_eq!(locked["repo"], "nixpkgs");
@@ -697,7 +739,13 @@ fn flake_lock_pins_the_input_flake_nix_names() {
     copy_tree(&root.join("nix"), &copy.path().join("nix"));
     let mut metadata = nix("nix");
     metadata
-        .args(["flake", "metadata", "--json", "--offline", "--no-write-lock-file"])
+        .args([
+            "flake",
+            "metadata",
+            "--json",
+            "--offline",
+            "--no-write-lock-file",
+        ])
         .arg(format!("path:{}", copy.path().display()));
     let meta: serde_json::Value = serde_json::from_str(&run(metadata)).expect("metadata json");
     assert_eq!(meta["locks"]["nodes"][node_name]["locked"], *locked);

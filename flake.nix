@@ -1,0 +1,102 @@
+{
+  description = "Basalt: an immutable Kubernetes node OS (machined, basaltctl, image-builder, node images)";
+
+  # One input, pinned by flake.lock to a commit of a release branch.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+
+  outputs =
+    { self, nixpkgs }:
+    let
+      inherit (nixpkgs) lib;
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+      # image-builder reads the kernel release from an x86 bzImage's setup
+      # header; node images (and what boots them) are x86_64 only for now.
+      imageSystems = [ "x86_64-linux" ];
+      forSystems = names: f: lib.genAttrs names (system: f (per system));
+
+      per =
+        system:
+        let
+          pkgs = nixpkgs.legacyPackages.${system};
+          basalt = pkgs.callPackage ./nix/basalt.nix { };
+          basaltStatic = pkgs.callPackage ./nix/basalt.nix { static = true; };
+          mkNodeImage = args: import ./nix/node-image.nix ({ inherit lib pkgs basalt basaltStatic; } // args);
+          # The default image trusts the admin keys in nix/admins.pub (one
+          # OpenSSH ed25519 public key a line); without that file the build
+          # fails and names it. Nothing in this repository ships a trusted key.
+          adminFile =
+            if builtins.pathExists ./nix/admins.pub then
+              ./nix/admins.pub
+            else
+              pkgs.writeText "no-admin-keys-put-them-in-nix-admins.pub" ''
+                # Put your admins' OpenSSH ed25519 public keys in nix/admins.pub,
+                # or build with lib.mkNodeImage { admins = [ … ]; }.
+              '';
+          nodeImage = mkNodeImage { adminFiles = [ "${adminFile}" ]; };
+        in
+        {
+          inherit
+            pkgs
+            basalt
+            basaltStatic
+            mkNodeImage
+            nodeImage
+            ;
+        };
+    in
+    {
+      packages = lib.recursiveUpdate (forSystems systems (p: {
+        inherit (p) basalt;
+        basalt-static = p.basaltStatic;
+        default = p.basalt;
+      })) (forSystems imageSystems (p: {
+        node-image = p.nodeImage.image;
+      }));
+
+      checks = lib.recursiveUpdate (forSystems systems (
+        p:
+        let
+          all = import ./nix/checks.nix { inherit (p) pkgs basalt mkNodeImage; inherit lib; };
+        in
+        {
+          inherit (all) cargo-test;
+        }
+      )) (forSystems imageSystems (
+        p:
+        let
+          all = import ./nix/checks.nix { inherit (p) pkgs basalt mkNodeImage; inherit lib; };
+        in
+        {
+          inherit (all) qemu-boot;
+        }
+      ));
+
+      devShells = forSystems systems (p: {
+        default = import ./nix/devshell.nix { inherit (p) pkgs basalt; };
+      });
+
+      apps = lib.recursiveUpdate (forSystems systems (p: {
+        inherit ((import ./nix/apps.nix {
+          inherit lib;
+          inherit (p) pkgs basalt;
+          demoProfile = p.nodeImage.demoProfile;
+        })) basaltctl;
+      })) (forSystems imageSystems (p: {
+        inherit ((import ./nix/apps.nix {
+          inherit lib;
+          inherit (p) pkgs basalt;
+          demoProfile = p.nodeImage.demoProfile;
+        })) demo;
+      }));
+
+      # For platform teams' own flakes:
+      #   basalt.lib.mkNodeImage { system = "x86_64-linux"; admins = [ "ssh-ed25519 AAAA… ops" ]; }
+      # returns { image; closure; demoProfile; } (see nix/node-image.nix).
+      lib.mkNodeImage = { system, ... }@args: (per system).mkNodeImage (removeAttrs args [ "system" ]);
+
+      formatter = forSystems systems (p: p.pkgs.nixfmt-rfc-style);
+    };
+}
