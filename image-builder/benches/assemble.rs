@@ -2,8 +2,11 @@
 //!
 //! Run with `cargo bench -p image-builder --bench assemble` (needs Debian's nix-bin, cpio and
 //! zstd). Ours and the peer run alternately on the same input. Each benchmark prints one line
-//! `RESULT name=<name> ours=<ms>ms peer=<ms>ms ratio=<ours/peer>` (medians; ratio < 1 means we are
-//! faster). Not a timed test: nothing here fails on slowness.
+//! `RESULT name=<name> ours=<ms>ms peer=<ms>ms ratio=<ours/peer>` (medians of wall-clock time;
+//! ratio < 1 means we are faster), after the samples, the mean CPU time of each side and the load
+//! average on stderr. On a CPU-saturated machine wall time follows CPU time, so a side that spends
+//! more CPU to finish sooner on idle cores (our NAR unpack hashes on a second thread) loses there.
+//! Not a timed test: nothing here fails on slowness.
 //!
 //! Environment:
 //! - `BASALT_BENCH_NAR_SOURCE`: tree to serialise for the NAR benchmark
@@ -49,11 +52,9 @@ fn main() {
         nar_unpack(work.path(), iterations);
     }
 
-    // ===== cpio+zstd benchmark =====
     if only.is_empty() || only == "cpio_zstd" {
         cpio_zstd(work.path(), iterations);
     }
-    // ===== end of cpio+zstd benchmark =====
 }
 
 /// Our NAR unpack (hash-verified, as the builder runs it) vs `nix-store --restore` of the same NAR.
@@ -191,7 +192,8 @@ fn cpio_zstd(work: &Path, iterations: usize) {
         assert!(status.success(), "peer pipeline failed");
         peer_bytes = fs::metadata(&peer_out).map_or(0, |m| m.len());
     }
-    // Outside the timed region: both archives hold the whole tree (the peer also stores `.`).
+    // Outside the timed region: our archive holds every staged entry (GNU cpio's also has `.`).
+    assert!(peer_bytes > 0, "the peer pipeline wrote nothing");
     let entries = initramfs::read_entries(File::open(&ours_out).expect("open our output"))
         .expect("read back our archive")
         .len() as u64;

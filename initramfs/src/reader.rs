@@ -137,7 +137,9 @@ enum State {
 enum Source<R: Read> {
     Plain(Input<R>),
     Zstd(Input<zstd::stream::read::Decoder<'static, Input<R>>>),
-    Gzip(Input<flate2::bufread::GzDecoder<Input<R>>>),
+    /// Boxed: with some flate2 backends the decoder is hundreds of bytes, and `Source` is
+    /// moved on every switch between segments.
+    Gzip(Box<Input<flate2::bufread::GzDecoder<Input<R>>>>),
     /// Only while switching between the variants above, or after a failed switch.
     Switching(Exhausted),
 }
@@ -147,7 +149,7 @@ impl<R: Read> Source<R> {
         match self {
             Source::Plain(s) => s,
             Source::Zstd(s) => s,
-            Source::Gzip(s) => s,
+            Source::Gzip(s) => &mut **s,
             Source::Switching(s) => s,
         }
     }
@@ -287,7 +289,7 @@ impl<R: Read> Reader<R> {
                 self.segment = None;
             }
             Source::Gzip(input) => {
-                self.source = Source::Plain(input.into_inner().into_inner());
+                self.source = Source::Plain((*input).into_inner().into_inner());
                 self.segment = None;
             }
             Source::Switching(_) => self.state = State::Done,
@@ -317,7 +319,9 @@ impl<R: Read> Reader<R> {
                     .single_frame();
                 Source::Zstd(Input::new(decoder))
             }
-            Codec::Gzip => Source::Gzip(Input::new(flate2::bufread::GzDecoder::new(input))),
+            Codec::Gzip => {
+                Source::Gzip(Box::new(Input::new(flate2::bufread::GzDecoder::new(input))))
+            }
             Codec::None => Source::Plain(input),
         };
         Ok(())

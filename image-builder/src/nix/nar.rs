@@ -27,9 +27,9 @@ use super::Error;
 use super::store_path::NIX_STORE_DIR;
 
 /// Large reads amortise syscalls and channel hand-offs; 1 MiB is where gains flatten out.
-const CHUNK: usize = 128 << 10;
+const CHUNK: usize = 1 << 20;
 /// Chunks read ahead of the unpacker; enough to ride out a burst of small files.
-const CHANNEL_DEPTH: usize = 8;
+const CHANNEL_DEPTH: usize = 4;
 /// Linux's NAME_MAX: a longer name could not be created anyway.
 const MAX_NAME: u64 = 255;
 /// Linux's PATH_MAX, the longest symlink target.
@@ -142,10 +142,10 @@ fn unpack_at<R: Read + Send>(
     let result = std::thread::scope(|scope| {
         let (tx, rx) = sync_channel(CHANNEL_DEPTH);
         let (recycle, recycled) = channel();
-        let hasher = scope.spawn(move || hash_chunks(rx, recycle));
-        // Dropping the unpacker (its sender) is what ends the hashing thread.
-        let parsed = Unpacker::new(Chunks::new(reader, limit, tx, recycled), what).run(&tmp);
-        let (nar_hash, nar_size) = hasher
+        let reader_thread = scope.spawn(move || hash_chunks(reader, limit, tx, recycled));
+        // Dropping the unpacker (its receiver) on failure is what stops the reader thread.
+        let parsed = Unpacker::new(rx, recycle, what).run(&tmp);
+        let (nar_hash, nar_size) = reader_thread
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         parsed.map(|stats| UnpackStats {
@@ -224,16 +224,47 @@ pub(crate) fn remove_tree(path: &Path) {
     }
 }
 
-/// Hash and count the chunks the unpacker is done with, on a thread of its own, so SHA-256 runs
-/// while the unpacker creates files. Spent buffers go back for reuse.
-fn hash_chunks(rx: Receiver<(Vec<u8>, usize)>, recycle: Sender<Vec<u8>>) -> (NixHash, u64) {
+/// Read `reader` in chunks on its own thread, hashing and counting them there, so SHA-256 runs
+/// while the unpacker is busy creating files. Refuses to read past `limit` (the expected NAR
+/// size): a decompression bomb or an over-long NAR stops early.
+fn hash_chunks<R: Read>(
+    mut reader: R,
+    limit: Option<u64>,
+    tx: SyncSender<io::Result<Vec<u8>>>,
+    recycled: Receiver<Vec<u8>>,
+) -> (NixHash, u64) {
     let mut hasher = Sha256::new();
     let mut count = 0u64;
-    for (buf, len) in rx {
-        hasher.update(&buf[..len]);
-        count += len as u64;
-        // The unpacker may be gone already; then the buffer is simply freed.
-        let _ = recycle.send(buf);
+    loop {
+        // Buffers stay CHUNK long (zeroed once, when allocated) and are filled by plain reads:
+        // `read_to_end` would start each chunk with small reads and grow them.
+        let mut buf = recycled.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
+        buf.resize(CHUNK, 0);
+        match fill(&mut reader, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.truncate(n);
+                hasher.update(&buf);
+                count += n as u64;
+                if let Some(limit) = limit
+                    && count > limit
+                {
+                    let e = io::Error::other(format!(
+                        "the NAR is longer than its NarSize of {limit} bytes"
+                    ));
+                    let _ = tx.send(Err(e));
+                    break;
+                }
+                if tx.send(Ok(buf)).is_err() {
+                    // The unpacker stopped (it failed); nothing more to read for.
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                break;
+            }
+        }
     }
     (NixHash::Sha256(hasher.finalize().into()), count)
 }
@@ -252,46 +283,17 @@ fn fill<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// A `BufRead` over `reader` in large chunks. Each chunk, once the unpacker has consumed it (so
-/// while it is still in this core's cache), goes to [`hash_chunks`]. Refuses to read past `limit`
-/// (the expected NAR size): a decompression bomb or an over-long NAR stops early.
-struct Chunks<R> {
-    reader: R,
-    limit: Option<u64>,
-    read: u64,
-    /// Always `CHUNK` long; `len` bytes of it are valid.
+/// The unpacker's side of [`hash_chunks`]: a `BufRead` over the chunks, handing spent buffers back.
+struct Chunks {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    recycle: Sender<Vec<u8>>,
     chunk: Vec<u8>,
-    len: usize,
     pos: usize,
     consumed: u64,
     done: bool,
-    hash: SyncSender<(Vec<u8>, usize)>,
-    recycled: Receiver<Vec<u8>>,
 }
 
-impl<R: Read> Chunks<R> {
-    fn new(
-        reader: R,
-        limit: Option<u64>,
-        hash: SyncSender<(Vec<u8>, usize)>,
-        recycled: Receiver<Vec<u8>>,
-    ) -> Self {
-        Self {
-            reader,
-            limit,
-            read: 0,
-            chunk: Vec::new(),
-            len: 0,
-            pos: 0,
-            consumed: 0,
-            done: false,
-            hash,
-            recycled,
-        }
-    }
-}
-
-impl<R: Read> Read for Chunks<R> {
+impl Read for Chunks {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let available = self.fill_buf()?;
         let n = available.len().min(buf.len());
@@ -301,40 +303,24 @@ impl<R: Read> Read for Chunks<R> {
     }
 }
 
-impl<R: Read> BufRead for Chunks<R> {
+impl BufRead for Chunks {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.pos == self.len && !self.done {
-            let next = self
-                .recycled
-                .try_recv()
-                .unwrap_or_else(|_| vec![0; CHUNK]);
-            let spent = std::mem::replace(&mut self.chunk, next);
-            if self.len > 0 && self.hash.send((spent, self.len)).is_err() {
-                self.done = true;
-                return Err(io::Error::other("the hashing thread stopped"));
-            }
-            self.pos = 0;
-            self.len = 0;
-            let n = match fill(&mut self.reader, &mut self.chunk) {
-                Ok(n) => n,
-                Err(e) => {
+        while self.pos == self.chunk.len() && !self.done {
+            match self.rx.recv() {
+                Ok(Ok(next)) => {
+                    let spent = std::mem::replace(&mut self.chunk, next);
+                    // The reader thread may have finished; then the buffer is simply freed.
+                    let _ = self.recycle.send(spent);
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
                     self.done = true;
                     return Err(e);
                 }
-            };
-            self.read += n as u64;
-            if let Some(limit) = self.limit
-                && self.read > limit
-            {
-                self.done = true;
-                return Err(io::Error::other(format!(
-                    "the NAR is longer than its NarSize of {limit} bytes"
-                )));
+                Err(_) => self.done = true,
             }
-            self.len = n;
-            self.done = n == 0;
         }
-        Ok(&self.chunk[self.pos..self.len])
+        Ok(&self.chunk[self.pos..])
     }
 
     fn consume(&mut self, n: usize) {
@@ -350,8 +336,8 @@ enum NodeKind {
     Directory,
 }
 
-struct Unpacker<'a, R> {
-    r: Chunks<R>,
+struct Unpacker<'a> {
+    r: Chunks,
     scratch: Vec<u8>,
     what: &'a str,
     stats: UnpackStats,
@@ -360,10 +346,17 @@ struct Unpacker<'a, R> {
     fix_modes: bool,
 }
 
-impl<'a, R: Read> Unpacker<'a, R> {
-    fn new(r: Chunks<R>, what: &'a str) -> Self {
+impl<'a> Unpacker<'a> {
+    fn new(rx: Receiver<io::Result<Vec<u8>>>, recycle: Sender<Vec<u8>>, what: &'a str) -> Self {
         Self {
-            r,
+            r: Chunks {
+                rx,
+                recycle,
+                chunk: Vec::new(),
+                pos: 0,
+                consumed: 0,
+                done: false,
+            },
             scratch: Vec::with_capacity(512),
             what,
             stats: UnpackStats {
@@ -591,6 +584,13 @@ impl<'a, R: Read> Unpacker<'a, R> {
     /// A length-prefixed, zero-padded string of at most `max` bytes. The bound is checked before
     /// allocating, so a hostile length cannot exhaust memory.
     fn token(&mut self, max: u64) -> Result<Vec<u8>, Error> {
+        self.read_token(max)?;
+        Ok(self.scratch.clone())
+    }
+
+    /// [`Self::token`] into `self.scratch`, which the keywords of the grammar (most tokens) are
+    /// compared in without allocating.
+    fn read_token(&mut self, max: u64) -> Result<(), Error> {
         let len = self.u64()?;
         if len > max {
             return Err(self.invalid(format!("string of {len} bytes where at most {max} fit")));
@@ -602,17 +602,16 @@ impl<'a, R: Read> Unpacker<'a, R> {
         let read = self.r.read_exact(&mut scratch);
         self.scratch = scratch;
         read.map_err(|e| self.read_error(&e))?;
-        self.padding(len as u64)?;
-        Ok(self.scratch.clone())
+        self.padding(len as u64)
     }
 
     fn expect(&mut self, want: &[u8]) -> Result<(), Error> {
-        let got = self.token(MAX_KEYWORD)?;
-        if got != want {
+        self.read_token(MAX_KEYWORD)?;
+        if self.scratch != want {
             return Err(self.invalid(format!(
                 "expected {:?}, got {:?}",
                 String::from_utf8_lossy(want),
-                String::from_utf8_lossy(&got)
+                String::from_utf8_lossy(&self.scratch)
             )));
         }
         Ok(())
