@@ -93,6 +93,8 @@ fn main() {
         WORKER
             .replace(EXAMPLE_ADMIN, &admin_line)
             .replace("generation = 1", &format!("generation = {g}"))
+            // Dev mode runs on the host: metrics on loopback only.
+            .replace("0.0.0.0:9100", "127.0.0.1:0")
             .replace(
                 "hostname = \"worker-1\"",
                 &format!("hostname = \"bench-{g}\""),

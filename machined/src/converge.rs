@@ -73,7 +73,7 @@ pub fn plan(old: Option<&MachineConfig>, new: &MachineConfig, host: &Host) -> (V
     }
     for m in &new.machine.kernel.modules {
         if !old.is_some_and(|o| o.machine.kernel.modules.contains(m)) {
-            steps.push(format!("load kernel module {m}"));
+            steps.push(format!("require kernel module {m}"));
         }
     }
     if steps.is_empty() {
@@ -88,12 +88,26 @@ pub enum ConvergeError {
         "machine.files: {path} exists and op is \"create\"; use op = \"overwrite\" to replace it"
     )]
     Exists { path: String },
+    #[error(
+        "machine.kernel.modules: {name} is not loaded and this image does not provide it; add it to the image profile's [kernel] modules"
+    )]
+    Module { name: String },
     #[error(transparent)]
     Host(#[from] HostError),
 }
 
 /// Refuse configs whose files cannot be written as asked.
 pub fn check(new: &MachineConfig, host: &Host) -> Result<(), ConvergeError> {
+    // Modules ship in the initramfs and are loaded at boot from the image's
+    // list; a config can only ask for one the image provides.
+    if host.mode() == crate::host::HostMode::Node {
+        for m in &new.machine.kernel.modules {
+            let name = m.replace('-', "_");
+            if !host.exists(&format!("/sys/module/{name}")) {
+                return Err(ConvergeError::Module { name: m.clone() });
+            }
+        }
+    }
     for f in &new.machine.files {
         if f.op == FileOp::Create
             && let Ok(existing) = host.read(&f.path)

@@ -87,6 +87,7 @@ pub async fn start(opts: DevOptions) -> Result<RunningNode> {
         nonces,
         tx,
     );
+    node.start_runtime().await;
     let server = tokio::spawn(server::serve(
         listener,
         identity.server_config()?,

@@ -4,8 +4,8 @@
 use crate::auth::Nonces;
 use crate::converge;
 use crate::host::Host;
-use crate::state::{SignedDoc, Slot, StateError, StateStore};
 use crate::network::NetworkController;
+use crate::state::{SignedDoc, Slot, StateError, StateStore};
 use crate::supervisor::{ServiceSpec, Supervisor};
 use basalt_api::config::MachineConfig;
 use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
@@ -68,6 +68,8 @@ pub struct Node {
     /// Services to run once the node has a config (containerd on a node).
     services: Vec<ServiceSpec>,
     services_started: std::sync::atomic::AtomicBool,
+    /// The unauthenticated metrics listener and the address it serves.
+    metrics: std::sync::Mutex<Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>>,
     /// Links, DHCP and DNS on a real node; None in dev mode.
     network: std::sync::Mutex<Option<NetworkController>>,
     pub state: StateStore,
@@ -130,6 +132,7 @@ impl Node {
             services,
             services_started: std::sync::atomic::AtomicBool::new(false),
             network: std::sync::Mutex::new(None),
+            metrics: std::sync::Mutex::new(None),
             state,
             image_trust,
             nonces,
@@ -147,6 +150,49 @@ impl Node {
         node
     }
 
+    /// Start, move or stop the metrics listener to match the config.
+    async fn converge_metrics(self: &Arc<Self>, cfg: Option<&MachineConfig>) {
+        let want = cfg
+            .and_then(|c| c.machine.metrics.as_ref())
+            .map(|m| m.listen);
+        let current = self
+            .metrics
+            .lock()
+            .ok()
+            .and_then(|m| m.as_ref().map(|(a, _)| *a));
+        if want == current {
+            return;
+        }
+        if let Ok(mut slot) = self.metrics.lock()
+            && let Some((_, task)) = slot.take()
+        {
+            task.abort();
+        }
+        let Some(addr) = want else { return };
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                let task = tokio::spawn(crate::server::serve_metrics(l, Arc::clone(self)));
+                if let Ok(mut slot) = self.metrics.lock() {
+                    *slot = Some((addr, task));
+                }
+                tracing::info!("metrics on http://{addr}/metrics");
+            }
+            Err(e) => tracing::error!("machine.metrics.listen {addr}: {e}"),
+        }
+    }
+
+    /// Converge what needs the runtime (metrics) for the running config; called once after boot.
+    pub async fn start_runtime(self: &Arc<Self>) {
+        let cfg = self
+            .inner
+            .lock()
+            .await
+            .current
+            .as_ref()
+            .map(|c| c.config.clone());
+        self.converge_metrics(cfg.as_ref()).await;
+    }
+
     fn net(&self) -> Option<NetworkController> {
         self.network.lock().ok().and_then(|n| n.clone())
     }
@@ -158,7 +204,13 @@ impl Node {
         if let Ok(mut slot) = self.network.lock() {
             *slot = Some(net.clone());
         }
-        let cfg = self.inner.lock().await.current.as_ref().map(|c| c.config.clone());
+        let cfg = self
+            .inner
+            .lock()
+            .await
+            .current
+            .as_ref()
+            .map(|c| c.config.clone());
         self.converge_network(cfg.as_ref()).await;
         let node = Arc::clone(self);
         let mut changes = net.changes();
@@ -180,13 +232,17 @@ impl Node {
     /// Config nameservers first, then DHCP's.
     fn write_resolv(&self, net: &NetworkController) {
         let text = crate::network::resolv_conf(&net.dns(), &net.search_domains());
-        if let Err(e) = self.host.write_atomic(converge::RESOLV_CONF, text.as_bytes(), 0o644) {
+        if let Err(e) = self
+            .host
+            .write_atomic(converge::RESOLV_CONF, text.as_bytes(), 0o644)
+        {
             tracing::error!("writing resolv.conf: {e}");
         }
     }
 
     pub fn network_status(&self) -> Option<serde_json::Value> {
-        self.net().and_then(|n| serde_json::to_value(n.status()).ok())
+        self.net()
+            .and_then(|n| serde_json::to_value(n.status()).ok())
     }
 
     /// DESIGN step 7: services start once the node has a config.
@@ -276,6 +332,7 @@ impl Node {
         }
         if !reboot {
             self.converge_network(Some(&new)).await;
+            self.converge_metrics(Some(&new)).await;
             self.start_services();
         }
         if req.mode == ApplyMode::Try {

@@ -486,3 +486,34 @@ fn dmesg(follow: bool) -> Response<Body> {
     });
     resp
 }
+
+/// `machine.metrics.listen`: the same Prometheus text, read-only and
+/// unauthenticated (Prometheus cannot sign requests; nothing secret is in it).
+pub async fn serve_metrics(listener: TcpListener, node: Arc<Node>) {
+    loop {
+        let Ok((tcp, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let node = Arc::clone(&node);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let node = Arc::clone(&node);
+                async move {
+                    let resp = match (req.method(), req.uri().path()) {
+                        (&Method::GET, "/metrics") => text(inspect::metrics(&node.status().await)),
+                        _ => error(404, "only GET /metrics is served here"),
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service);
+            if let Err(e) = conn.await {
+                tracing::debug!("metrics {peer}: {e}");
+            }
+        });
+    }
+}

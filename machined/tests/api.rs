@@ -482,3 +482,55 @@ fn services_start_with_a_config_and_are_managed_through_the_api() {
     assert_eq!(e.status(), Some(403));
     d.rt.block_on(d.node().node.supervisor.stop_all());
 }
+
+#[test]
+fn metrics_are_served_unauthenticated_where_the_config_says() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = dev(Limits::default());
+    let admin = d.client(1);
+    let doc = edit(
+        &worker(),
+        "listen = \"127.0.0.1:9100\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    admin
+        .post::<_, ApplyResponse>(
+            "/v1/apply",
+            &apply_req(&doc, &sign(1, &doc), ApplyMode::Auto),
+        )
+        .unwrap();
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let m = get("/metrics");
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(m.contains("\nbasalt_config_generation 1\n"), "{m}");
+    assert!(
+        !m.contains("PRIVATE")
+            && !m.contains(
+                cases::key(1)
+                    .public()
+                    .to_openssh()
+                    .split(' ')
+                    .nth(1)
+                    .unwrap()
+            )
+    );
+    assert!(
+        get("/v1/status").starts_with("HTTP/1.1 404"),
+        "only metrics are unauthenticated"
+    );
+}

@@ -131,6 +131,11 @@ impl Vm {
                 return Ok(c);
             }
             if let Some(status) = self.child.try_wait()? {
+                // It may have printed the needle just before exiting.
+                let c = self.console();
+                if c.matches(needle).count() >= count {
+                    return Ok(c);
+                }
                 bail!(
                     "QEMU exited ({status}) before {needle:?} appeared; console:\n{}",
                     self.console_tail(40)

@@ -25,7 +25,13 @@ pub fn edit(doc: &str, from: &str, to: &str) -> String {
 
 /// The worker example, administered by key 1.
 pub fn worker() -> String {
-    edit(WORKER, EXAMPLE_ADMIN, &key(1).public().to_openssh())
+    let doc = edit(WORKER, EXAMPLE_ADMIN, &key(1).public().to_openssh());
+    // Tests listen on loopback only.
+    edit(
+        &doc,
+        "listen = \"0.0.0.0:9100\"",
+        "listen = \"127.0.0.1:9100\"",
+    )
 }
 
 pub struct ConfigCase {
@@ -272,7 +278,7 @@ pub fn config_cases() -> Vec<ConfigCase> {
         ),
         case(
             "bad metrics address",
-            edit(&w, "listen = \"0.0.0.0:9100\"", "listen = \"anywhere\""),
+            edit(&w, "listen = \"127.0.0.1:9100\"", "listen = \"anywhere\""),
             "machine.metrics.listen",
             "invalid socket address syntax",
         ),

@@ -167,6 +167,7 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
         tx,
     );
     node.attach_network(net.clone()).await;
+    node.start_runtime().await;
 
     let addr = SocketAddr::from(([0, 0, 0, 0], basalt_api::request::API_PORT));
     let listener = loop {
