@@ -183,14 +183,17 @@ impl Node {
 
     /// Converge what needs the runtime (metrics) for the running config; called once after boot.
     pub async fn start_runtime(self: &Arc<Self>) {
-        let cfg = self
-            .inner
+        let cfg = self.current_config().await;
+        self.converge_metrics(cfg.as_ref()).await;
+    }
+
+    async fn current_config(&self) -> Option<MachineConfig> {
+        self.inner
             .lock()
             .await
             .current
             .as_ref()
-            .map(|c| c.config.clone());
-        self.converge_metrics(cfg.as_ref()).await;
+            .map(|c| c.config.clone())
     }
 
     fn net(&self) -> Option<NetworkController> {
@@ -204,13 +207,7 @@ impl Node {
         if let Ok(mut slot) = self.network.lock() {
             *slot = Some(net.clone());
         }
-        let cfg = self
-            .inner
-            .lock()
-            .await
-            .current
-            .as_ref()
-            .map(|c| c.config.clone());
+        let cfg = self.current_config().await;
         self.converge_network(cfg.as_ref()).await;
         let node = Arc::clone(self);
         let mut changes = net.changes();
