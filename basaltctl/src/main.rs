@@ -82,6 +82,12 @@ enum Command {
     Reboot,
     /// Stop services and power the node off.
     Shutdown,
+    /// Wipe STATE (configs, TLS identity) and reboot into maintenance mode.
+    Reset {
+        /// Required: this cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print a shell completion script to stdout.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -234,6 +240,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Metrics => done(n::stream(a, "/v1/metrics")),
         Command::Reboot => done(n::post(a, "/v1/reboot", "rebooting")),
         Command::Shutdown => done(n::post(a, "/v1/shutdown", "shutting down")),
+        Command::Reset { yes } => {
+            if !yes {
+                anyhow::bail!("reset wipes the node's configs and identity; pass --yes to do it");
+            }
+            done(n::post(
+                a,
+                "/v1/reset",
+                "reset: STATE wiped, rebooting into maintenance mode",
+            ))
+        }
         Command::Keys(KeysCmd::Gen { out, comment }) => keys::gen_key(&out, &comment),
         Command::Config(cmd) => match cmd {
             ConfigCmd::Gen {

@@ -9,6 +9,7 @@ pub const CONFIG: &str = "/run/basalt/containerd/config.toml";
 pub const SOCKET: &str = "/run/containerd/containerd.sock";
 pub const ROOT: &str = "/var/lib/containerd";
 pub const STATE: &str = "/run/containerd";
+pub const CTR: &str = "/usr/bin/ctr";
 pub const CNI_BIN: &str = "/opt/cni/bin";
 pub const CNI_CONF: &str = "/etc/cni/net.d";
 
@@ -64,7 +65,17 @@ pub fn service(root_prefix: &Path) -> ServiceSpec {
                 .to_string(),
         ],
     );
-    spec.readiness = Readiness::UnixSocket(root_prefix.join(SOCKET.trim_start_matches('/')));
+    // Ready when containerd answers a version request on its socket.
+    let socket = root_prefix
+        .join(SOCKET.trim_start_matches('/'))
+        .display()
+        .to_string();
+    spec.readiness = Readiness::Command(vec![
+        CTR.into(),
+        "--address".into(),
+        socket,
+        "version".into(),
+    ]);
     spec.ready_timeout = Duration::from_secs(60);
     spec.restart = Backoff {
         initial: Duration::from_millis(500),

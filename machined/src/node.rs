@@ -423,6 +423,17 @@ impl Node {
         }
     }
 
+    /// Wipe STATE and reboot into maintenance mode.
+    pub async fn reset(&self) -> Result<(), ApplyError> {
+        let mut inner = self.inner.lock().await;
+        self.state.wipe()?;
+        inner.current = None;
+        inner.pending_try = None;
+        tracing::warn!("STATE wiped by reset; rebooting into maintenance mode");
+        let _ = self.power.send(PowerEvent::Reboot);
+        Ok(())
+    }
+
     pub fn request_power(&self, ev: PowerEvent) {
         let _ = self.power.send(ev);
     }

@@ -345,6 +345,13 @@ async fn route(
                 &serde_json::json!({ "rebooting": true }),
             )
         }
+        (Method::POST, "/v1/reset") => match node.reset().await {
+            Ok(()) => json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({ "reset": true, "rebooting": true }),
+            ),
+            Err(e) => error(e.status(), e.to_string()),
+        },
         (Method::POST, "/v1/shutdown") => {
             node.request_power(PowerEvent::Shutdown);
             json(

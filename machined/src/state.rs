@@ -197,6 +197,22 @@ impl StateStore {
         self.sync_dir().map(|_| true)
     }
 
+    /// Forget everything: configs, generations, the TLS identity. The node
+    /// comes back in maintenance mode with a new certificate.
+    pub fn wipe(&self) -> Result<(), StateError> {
+        let entries = fs::read_dir(&self.dir).map_err(io_err("list", &self.dir))?;
+        for e in entries.flatten() {
+            let p = e.path();
+            let removed = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            removed.map_err(io_err("remove", &p))?;
+        }
+        self.sync_dir()
+    }
+
     /// Drop generation directories no slot points at.
     fn prune(&self) -> Result<(), StateError> {
         let keep: Vec<_> = [Slot::Current, Slot::Previous, Slot::Staged]

@@ -534,3 +534,38 @@ fn metrics_are_served_unauthenticated_where_the_config_says() {
         "only metrics are unauthenticated"
     );
 }
+
+#[test]
+fn reset_wipes_state_and_reboots_into_maintenance() {
+    let mut d = dev(Limits::default());
+    let admin = d.client(1);
+    let doc = worker_with_reader();
+    admin
+        .post::<_, ApplyResponse>(
+            "/v1/apply",
+            &apply_req(&doc, &sign(1, &doc), ApplyMode::Auto),
+        )
+        .unwrap();
+    let e = d
+        .client(3)
+        .post::<_, serde_json::Value>("/v1/reset", &serde_json::json!({}))
+        .unwrap_err();
+    assert_eq!(e.status(), Some(403), "readers cannot reset");
+    admin
+        .post::<_, serde_json::Value>("/v1/reset", &serde_json::json!({}))
+        .unwrap();
+    assert!(
+        d.state_snapshot().is_empty(),
+        "{:?}",
+        d.state_snapshot().keys().collect::<Vec<_>>()
+    );
+    let ev = d.node.as_mut().unwrap().power.try_recv().unwrap();
+    assert_eq!(ev, machined::node::PowerEvent::Reboot);
+    // "Reboot": a new identity, maintenance mode, image roots trusted again.
+    let fp = d.node().fingerprint.clone();
+    d.node.take().unwrap().stop();
+    d.node = Some(boot_at(&d.rt, d.root.path(), Limits::default()));
+    assert_ne!(d.node().fingerprint, fp);
+    let s: Status = d.client(1).get("/v1/status").unwrap();
+    assert_eq!((s.mode.as_str(), s.generation), ("maintenance", 0));
+}

@@ -45,13 +45,29 @@ fn file_hash(h: &mut Sha256, p: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Build once per test process (and once per input set across runs).
+/// Build once per test process (and once per input set across runs), or
+/// use `BASALT_IMAGE_DIR` when set.
 pub fn debian() -> Result<&'static Image> {
     static IMAGE: OnceLock<Image> = OnceLock::new();
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(img) = IMAGE.get() {
         return Ok(img);
+    }
+    // A prebuilt image (e.g. `nix build .#node-image`, for the flake's
+    // qemu-boot check); it must trust the harness's admin key.
+    if let Some(dir) = std::env::var_os("BASALT_IMAGE_DIR").map(PathBuf::from) {
+        let img = Image {
+            kernel: dir.join("vmlinuz"),
+            initramfs: dir.join("initramfs.cpio.zst"),
+            dir,
+        };
+        for f in [&img.kernel, &img.initramfs] {
+            if !f.exists() {
+                bail!("BASALT_IMAGE_DIR: {} is missing", f.display());
+            }
+        }
+        return Ok(IMAGE.get_or_init(|| img));
     }
     let profile_path = workspace().join("configs/images/debian.toml");
     let machined = machined()?;

@@ -105,6 +105,18 @@ fn boots_into_maintenance_and_pins_the_console_fingerprint() {
             .any(|o| o == "ro"),
         "{root}"
     );
+    // /usr is part of the read-only root: nothing writable is mounted over it.
+    assert!(
+        !mounts.as_array().unwrap().iter().any(|m| m["target"]
+            .as_str()
+            .is_some_and(|t| t == "/usr" || t.starts_with("/usr/"))),
+        "{mounts}"
+    );
+    let osr: serde_json::Value = client.get("/v1/read?path=/usr/lib/os-release").unwrap();
+    assert!(
+        osr["content"].as_str().unwrap().contains("ID=basalt"),
+        "{osr}"
+    );
     for shell in [
         "/bin/sh",
         "/usr/bin/sh",
@@ -246,7 +258,8 @@ fn containerd_runs_and_is_restarted_after_a_kill() {
         );
         std::thread::sleep(Duration::from_millis(500));
     };
-    // Ready means its socket accepted a connection; its log shows it serving.
+    // Ready means `ctr version` (in the image, run by machined) got an answer
+    // over containerd's socket; its log shows it serving.
     let logs = admin
         .send("GET", "/v1/logs/containerd", vec![])
         .unwrap()

@@ -20,6 +20,10 @@ pub enum Readiness {
     Tcp(SocketAddr),
     /// Ready once this path exists.
     Path(PathBuf),
+    /// Ready once this command exits 0, e.g. a client asking the service for
+    /// its version over its socket (a socket that accepts is not yet a
+    /// service that answers).
+    Command(Vec<String>),
 }
 
 /// Capped exponential restart backoff: the `n`-th consecutive restart (from 0)
