@@ -8,9 +8,9 @@
 //! - `dhcp_link`: the per-link task that runs it over a UDP socket.
 //! - [`controller`]: [`NetworkController`], what boot and apply call.
 //!
-//! Wiring (all on the tokio runtime, in machined's network namespace):
-//! ```ignore
-//! let net = NetworkController::start(ControllerOptions::default())?; // lo up
+//! Wiring (all on the tokio runtime; `pid1` and `node` do exactly this):
+//! ```text
+//! let net = NetworkController::start(ControllerOptions::default()).await?; // lo up
 //! net.apply(None).await?;                          // boot: DHCP on physical links
 //! net.apply(Some(&cfg.machine.network)).await?;    // each config apply
 //! let dns = net.dns();                             // config nameservers, then DHCP's
