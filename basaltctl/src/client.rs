@@ -130,7 +130,8 @@ impl NodeClient {
     pub fn new(node: &str, pin: Option<String>, key: Arc<PrivateKey>) -> Result<Self, ClientError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Arc::new(PinVerifier {
-            expected: pin,
+            // Fingerprints are often pasted from a serial console (trailing \r).
+            expected: pin.map(|p| p.trim().to_string()),
             seen: Mutex::new(None),
             provider: Arc::clone(&provider),
         });

@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::manifest::NixInputRecord;
-use crate::nix::{BinaryCache, LocalStore, NixInput, StorePath, TrustedKeys};
+use crate::nix::{BinaryCache, CacheOptions, LocalStore, NixInput, StorePath, TrustedKeys};
 use crate::profile::{NixSettings, NixSource};
 use crate::tree::{Content, Node, Tree};
 use std::collections::BTreeSet;
@@ -59,9 +59,11 @@ pub fn collect(settings: &NixSettings) -> Result<Vec<NixInput>> {
             url,
             trusted_public_keys,
             cache_dir,
+            ca_certs,
         } => {
             let keys = TrustedKeys::parse(trusted_public_keys)?;
-            let cache = BinaryCache::open(url, keys, cache_dir)?;
+            let options = CacheOptions::default().extra_roots(ca_certs);
+            let cache = BinaryCache::open_with(url, keys, cache_dir, &options)?;
             cache.fetch_closure(&paths, parallelism())?
         }
     };

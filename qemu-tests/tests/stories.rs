@@ -266,6 +266,12 @@ fn containerd_runs_and_is_restarted_after_a_kill() {
         .text()
         .unwrap();
     assert!(logs.contains("containerd.sock"), "{logs}");
+    // Its own cgroup, with memory accounted by the kernel.
+    let cg = read(&admin, &format!("/proc/{pid}/cgroup"));
+    assert_eq!(cg.trim(), "0::/basalt/containerd", "{cg}");
+    let list: serde_json::Value = admin.get("/v1/services").unwrap();
+    let mem = list[0]["memory_current"].as_u64().unwrap_or(0);
+    assert!(mem > 1024 * 1024, "memory.current of containerd: {list}");
     admin
         .post::<_, serde_json::Value>("/v1/services/containerd/kill", &serde_json::json!({}))
         .unwrap();

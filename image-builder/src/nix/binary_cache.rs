@@ -25,6 +25,79 @@ use super::narinfo::{TrustedKeys, VerifiedNarInfo, verify_narinfo};
 use super::parallel::try_map;
 use super::store_path::{NIX_STORE_DIR, hash_part};
 
+/// How to reach a binary cache, beyond its URL, keys and cache directory.
+///
+/// Built with [`CacheOptions::default`] and the methods below (the fields are public to read; new
+/// ones may be added).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct CacheOptions {
+    /// PEM files of root certificates an `https://` cache may chain to, trusted in addition to
+    /// the built-in (Mozilla) roots: for a private cache behind an internal CA. Each file may hold
+    /// several certificates and must hold at least one. Read and checked for `http(s)://` URLs
+    /// (an `http://` cache may redirect to `https://`); a `file://` cache ignores them.
+    pub extra_roots: Vec<PathBuf>,
+}
+
+impl CacheOptions {
+    /// Also trust the root certificates in the PEM file `pem`.
+    #[must_use]
+    pub fn extra_root(mut self, pem: impl Into<PathBuf>) -> Self {
+        self.extra_roots.push(pem.into());
+        self
+    }
+
+    /// Also trust the root certificates in each of the PEM files `pems`.
+    #[must_use]
+    pub fn extra_roots<I>(mut self, pems: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<PathBuf>,
+    {
+        self.extra_roots.extend(pems.into_iter().map(Into::into));
+        self
+    }
+}
+
+/// The certificates of the PEM file `path`, checked to be usable as trust anchors.
+///
+/// Fails, naming the file, if it cannot be read, is not PEM, holds no `CERTIFICATE` block, or one
+/// of its certificates does not parse.
+pub fn read_root_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
+    const ACTION: &str = "reading root certificates from";
+    let invalid = |reason: String| {
+        Error::io(
+            ACTION,
+            path,
+            io::Error::new(io::ErrorKind::InvalidData, reason),
+        )
+    };
+    let pem = fs::read(path).map_err(|e| Error::io(ACTION, path, e))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| invalid(format!("not a PEM certificate file ({e})")))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            "no PEM `CERTIFICATE` block in it (expected one or more CA certificates)".to_owned(),
+        ));
+    }
+    // reqwest only parses the DER when a client is built; do it now, alone, so a bad certificate
+    // is blamed on its file. Building an async client needs no runtime and opens no connection.
+    let mut check = reqwest::Client::builder().tls_built_in_root_certs(false);
+    for cert in &certs {
+        check = check.add_root_certificate(cert.clone());
+    }
+    check.build().map_err(|e| {
+        let mut reason = "unusable certificate".to_owned();
+        let mut source: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(s) = source {
+            reason.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        invalid(reason)
+    })?;
+    Ok(certs)
+}
+
 /// A binary cache plus the keys its narinfos must be signed with and where downloads are kept.
 pub struct BinaryCache {
     /// The cache URL without query parameters, as shown in errors.
@@ -49,8 +122,22 @@ impl BinaryCache {
     /// Open the cache at `url` and check its `nix-cache-info` (when it has one) serves `/nix/store`.
     ///
     /// An HTTP(S) cache uses a blocking client: call this from ordinary threads, not from inside
-    /// an async runtime.
+    /// an async runtime. `https://` caches must present a certificate for the URL's host that
+    /// chains to a built-in (Mozilla) root; see [`BinaryCache::open_with`] to trust more roots.
+    ///
+    /// Nothing is written under `cache_dir` unless the cache answers as a valid Nix cache.
     pub fn open(url: &str, keys: TrustedKeys, cache_dir: &Path) -> Result<Self, Error> {
+        Self::open_with(url, keys, cache_dir, &CacheOptions::default())
+    }
+
+    /// [`BinaryCache::open`] with `options`, e.g. extra root certificates for a cache behind a
+    /// private CA.
+    pub fn open_with(
+        url: &str,
+        keys: TrustedKeys,
+        cache_dir: &Path,
+        options: &CacheOptions,
+    ) -> Result<Self, Error> {
         let unsupported = |reason: &str| Error::UnsupportedCacheUrl {
             url: url.to_owned(),
             reason: reason.to_owned(),
@@ -73,17 +160,23 @@ impl BinaryCache {
                 root: PathBuf::from(path),
             }
         } else if base.starts_with("http://") || base.starts_with("https://") {
-            let client = reqwest::blocking::Client::builder()
+            let mut builder = reqwest::blocking::Client::builder()
                 .user_agent(concat!("basalt-image-builder/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(30))
                 // The blocking client applies this to the response head and to each body read,
                 // not to the whole transfer: a large NAR on a slow link is fine, a dead peer is not.
-                .timeout(Duration::from_secs(120))
-                .build()
-                .map_err(|e| Error::Http {
-                    url: url.to_owned(),
-                    source: Box::new(e),
-                })?;
+                .timeout(Duration::from_secs(120));
+            // Server certificates are always checked in full (chain, validity, host name); there
+            // is no switch to turn that off, only extra roots to trust a private CA.
+            for pem in &options.extra_roots {
+                for cert in read_root_certificates(pem)? {
+                    builder = builder.add_root_certificate(cert);
+                }
+            }
+            let client = builder.build().map_err(|e| Error::Http {
+                url: url.to_owned(),
+                source: Box::new(e),
+            })?;
             Transport::Http {
                 base: base.to_owned(),
                 client,
@@ -100,6 +193,9 @@ impl BinaryCache {
             cache_dir: cache_dir.to_owned(),
             narinfo_dir: cache_dir.join("narinfo").join(url_key),
         };
+        // Ask the cache first: a URL that does not answer (refused, TLS failure, wrong store)
+        // leaves the cache directory as it was.
+        cache.check_cache_info()?;
         for dir in [
             &cache.narinfo_dir,
             &cache.cache_dir.join("nar"),
@@ -107,7 +203,6 @@ impl BinaryCache {
         ] {
             fs::create_dir_all(dir).map_err(|e| Error::io("creating cache directory", dir, e))?;
         }
-        cache.check_cache_info()?;
         Ok(cache)
     }
 

@@ -31,8 +31,10 @@ pub enum Error {
     #[error("binary cache {cache} has StoreDir {store_dir:?}, expected \"/nix/store\"")]
     WrongStoreDir { cache: String, store_dir: String },
 
-    /// A transport-level failure talking to an HTTP(S) cache.
-    #[error("fetching {url}: {source}")]
+    /// A transport-level failure talking to an HTTP(S) cache. The message
+    /// names the innermost cause (e.g. `invalid peer certificate:
+    /// UnknownIssuer`), which is what an operator can act on.
+    #[error("fetching {url}: {}", innermost(source.as_ref()))]
     Http {
         url: String,
         #[source]
@@ -158,4 +160,13 @@ impl Error {
             source,
         }
     }
+}
+
+/// The deepest error in a source chain, as text.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }

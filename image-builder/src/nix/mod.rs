@@ -20,7 +20,7 @@ mod narinfo;
 mod parallel;
 mod store_path;
 
-pub use binary_cache::BinaryCache;
+pub use binary_cache::{BinaryCache, CacheOptions, read_root_certificates};
 pub use closure::{ClosureFile, ClosureFormat, parse_closure, read_closure_file};
 pub use error::Error;
 pub use input::{NarSource, NixInput};
