@@ -11,7 +11,7 @@ use qemu_tests::vm::{Vm, VmOptions};
 use qemu_tests::{admin_key, image};
 use std::time::{Duration, Instant};
 
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 const MARKER: &str = "BUSYBOX-INIT-READY";
 const WORKER: &str = include_str!("../../configs/worker.toml");
 const EXAMPLE_ADMIN: &str =
