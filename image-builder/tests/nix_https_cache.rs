@@ -276,7 +276,10 @@ fn https_cache_with_an_untrusted_ca_is_refused() {
     let top = e.to_string();
     assert!(top.contains(&format!("{url}/nix-cache-info")), "{top}");
     // The one-line message itself names the certificate problem.
-    assert!(top.contains("invalid peer certificate: UnknownIssuer"), "{top}");
+    assert!(
+        top.contains("invalid peer certificate: UnknownIssuer"),
+        "{top}"
+    );
     let full = chain(e);
     assert!(
         full.contains("invalid peer certificate") && full.contains("UnknownIssuer"),
