@@ -307,6 +307,12 @@ fn https_cache_with_an_untrusted_ca_is_refused() {
 
     // Refused during the handshake: not one request reached the server, nothing was written.
     assert_eq!(server.requests(), Vec::<String>::new());
+    // The server thread logs a failed handshake just after the client gives
+    // up on it: allow it a moment to record the last one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while server.handshake_failures().len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(server.handshake_failures().len(), 3);
     assert!(!cache_dir.exists(), "{:?}", list_all(&cache_dir));
     assert!(!profile_cache.exists(), "{:?}", list_all(&profile_cache));
