@@ -54,6 +54,20 @@ struct Applied {
     config: MachineConfig,
     sha256: String,
     signers: Vec<String>,
+    /// The config's own trust section, parsed once: every API request is
+    /// authenticated against it.
+    policy: Option<TrustPolicy>,
+}
+
+impl Applied {
+    fn new(config: MachineConfig, document: &[u8], signers: Vec<String>) -> Self {
+        Self {
+            sha256: sha256_hex(document),
+            signers,
+            policy: config.trust_policy().ok(),
+            config,
+        }
+    }
 }
 
 struct Inner {
@@ -311,12 +325,7 @@ impl Node {
             return Ok(response(plan, false));
         }
         self.state.commit(new.generation, &doc)?;
-        let applied = Applied {
-            sha256: sha256_hex(&doc.config),
-            signers: signers.clone(),
-            config: new.clone(),
-        };
-        inner.current = Some(applied);
+        inner.current = Some(Applied::new(new.clone(), &doc.config, signers.clone()));
         let reboot =
             req.mode == ApplyMode::Reboot || (req.mode == ApplyMode::Auto && reboot_required);
         if reboot {
@@ -441,7 +450,7 @@ impl Node {
 
 fn policy_of(current: Option<&Applied>, image: &TrustPolicy) -> TrustPolicy {
     current
-        .and_then(|c| c.config.trust_policy().ok())
+        .and_then(|c| c.policy.clone())
         .unwrap_or_else(|| image.clone())
 }
 
@@ -463,9 +472,5 @@ fn load_trusted(doc: &SignedDoc, image: &TrustPolicy) -> Option<Applied> {
         .find_map(|p| p.verify_document(&doc.config, &doc.signatures).ok())
         .map(|s| s.iter().map(|x| x.to_string()).collect())
         .unwrap_or_else(|| vec!["(verified at apply; signer keys since rotated)".to_string()]);
-    Some(Applied {
-        sha256: sha256_hex(&doc.config),
-        signers,
-        config,
-    })
+    Some(Applied::new(config, &doc.config, signers))
 }
