@@ -157,48 +157,4 @@ pub(crate) fn capture(buf: Arc<LogBuffer>, stream: Stream, fd: OwnedFd) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ring_drops_oldest() {
-        let b = LogBuffer::new("t", 3);
-        for i in 0..5 {
-            b.push(Stream::Stdout, format!("l{i}\r").as_bytes());
-        }
-        let got = b.snapshot();
-        assert_eq!(
-            got.iter()
-                .map(|l| (l.seq, l.line.as_str()))
-                .collect::<Vec<_>>(),
-            [(2, "l2"), (3, "l3"), (4, "l4")]
-        );
-        let zero = LogBuffer::new("z", 0);
-        zero.push(Stream::Stderr, b"x");
-        assert!(zero.snapshot().is_empty());
-    }
-
-    #[tokio::test]
-    async fn capture_splits_lines_and_long_lines() {
-        let (rx, tx) = std::io::pipe().unwrap();
-        let b = Arc::new(LogBuffer::new("t", 100));
-        let mut follow = b.subscribe();
-        capture(b.clone(), Stream::Stderr, OwnedFd::from(rx));
-        let long = vec![b'a'; MAX_LINE + 10];
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let mut tx = tx;
-            tx.write_all(b"one\ntwo\n").unwrap();
-            tx.write_all(&long).unwrap();
-            tx.write_all(b"\ntail").unwrap();
-        });
-        let mut lens = Vec::new();
-        for _ in 0..5 {
-            let l = follow.recv().await.unwrap();
-            assert_eq!(l.stream, Stream::Stderr);
-            lens.push(l.line.len());
-        }
-        assert_eq!(lens, [3, 3, MAX_LINE, 10, 4]);
-        assert_eq!(b.snapshot().first().unwrap().line, "one");
-    }
-}
+mod tests;
