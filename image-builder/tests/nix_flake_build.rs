@@ -303,27 +303,7 @@ fn path_info(c: &Contract, root: &StorePath) -> BTreeMap<String, (String, u64, B
     let mut cmd = nix_command(&c.dir, "nix");
     cmd.args(["--store", &c.store_uri(), "path-info", "--json", "-r"])
         .arg(root.to_string());
-    let json: serde_json::Value = serde_json::from_str(&run(cmd)).expect("path-info json");
-    json.as_array()
-        .expect("array")
-        .iter()
-        .map(|o| {
-            let refs = o["references"]
-                .as_array()
-                .expect("references")
-                .iter()
-                .map(|r| r.as_str().expect("string").to_owned())
-                .collect();
-            (
-                o["path"].as_str().expect("path").to_owned(),
-                (
-                    o["narHash"].as_str().expect("narHash").to_owned(),
-                    o["narSize"].as_u64().expect("narSize"),
-                    refs,
-                ),
-            )
-        })
-        .collect()
+    nix_support::parse_path_info(&run(cmd))
 }
 
 // ---- the tests -------------------------------------------------------------------------------

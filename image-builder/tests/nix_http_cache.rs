@@ -5,7 +5,7 @@ mod nix_support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,19 +61,9 @@ fn serve(
     peak: &AtomicUsize,
 ) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
+    let Some(path) = nix_support::read_request_path(&mut reader) else {
         return;
-    }
-    let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-    loop {
-        let mut header = String::new();
-        match reader.read_line(&mut header) {
-            Ok(0) | Err(_) => break,
-            Ok(_) if header == "\r\n" => break,
-            Ok(_) => {}
-        }
-    }
+    };
     *requests
         .lock()
         .expect("lock")

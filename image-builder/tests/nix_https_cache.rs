@@ -7,7 +7,7 @@
 mod nix_support;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -127,19 +127,9 @@ fn serve(
         }
     }
     let mut reader = BufReader::new(tls);
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
+    let Some(path) = nix_support::read_request_path(&mut reader) else {
         return;
-    }
-    let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-    loop {
-        let mut header = String::new();
-        match reader.read_line(&mut header) {
-            Ok(0) | Err(_) => break,
-            Ok(_) if header == "\r\n" => break,
-            Ok(_) => {}
-        }
-    }
+    };
     requests.lock().expect("lock").push(path.clone());
     let tls = reader.get_mut();
     let file = root.join(path.trim_start_matches('/'));

@@ -123,27 +123,7 @@ impl NixFixture {
     /// narHash (SRI), narSize and references of each path, from `nix path-info --json -r`.
     pub fn path_info(&self) -> BTreeMap<String, (String, u64, Vec<String>)> {
         let json = self.nix(&["path-info", "--json", "-r", &self.main.to_string()]);
-        let v: serde_json::Value = serde_json::from_str(&json).expect("path-info json");
-        v.as_array()
-            .expect("array")
-            .iter()
-            .map(|o| {
-                let refs = o["references"]
-                    .as_array()
-                    .expect("refs")
-                    .iter()
-                    .map(|r| r.as_str().expect("str").to_owned())
-                    .collect();
-                (
-                    o["path"].as_str().expect("path").to_owned(),
-                    (
-                        o["narHash"].as_str().expect("narHash").to_owned(),
-                        o["narSize"].as_u64().expect("narSize"),
-                        refs,
-                    ),
-                )
-            })
-            .collect()
+        parse_path_info(&json)
     }
 
     /// `nix-store --dump <path> | nix-store --restore <dest>`: the reference unpack. `--dump`
@@ -345,4 +325,47 @@ pub fn list_all(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// `nix path-info --json` output → store path → (narHash, narSize, references),
+/// collected into whatever set or list the caller compares with.
+pub fn parse_path_info<R: FromIterator<String>>(json: &str) -> BTreeMap<String, (String, u64, R)> {
+    let v: serde_json::Value = serde_json::from_str(json).expect("path-info json");
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|o| {
+            let refs = o["references"]
+                .as_array()
+                .expect("references")
+                .iter()
+                .map(|r| r.as_str().expect("string").to_owned())
+                .collect();
+            (
+                o["path"].as_str().expect("path").to_owned(),
+                (
+                    o["narHash"].as_str().expect("narHash").to_owned(),
+                    o["narSize"].as_u64().expect("narSize"),
+                    refs,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The path of a plain HTTP/1.1 request line, after consuming its headers
+/// (what the tests' tiny cache servers need, over TCP or TLS).
+pub fn read_request_path(reader: &mut impl std::io::BufRead) -> Option<String> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+    loop {
+        let mut header = String::new();
+        match reader.read_line(&mut header) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if header == "\r\n" => break,
+            Ok(_) => {}
+        }
+    }
+    Some(path)
 }
