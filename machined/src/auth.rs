@@ -5,12 +5,21 @@
 use basalt_api::request::{self, RequestAuthError};
 use basalt_api::trust::TrustPolicy;
 use base64::Engine;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const NONCE_TTL: Duration = Duration::from_secs(60);
-const MAX_OUTSTANDING: usize = 4096;
+/// How many verified requests can be remembered at once (each for one nonce
+/// lifetime). Only callers with a trusted key can add to it.
+const MAX_REMEMBERED: usize = 65_536;
+
+/// Nonce layout: issued-at (ms since this process's epoch, big endian),
+/// 16 random bytes, then an HMAC-SHA256 tag over both, cut to 16 bytes.
+const STAMP_LEN: usize = 8;
+const RANDOM_LEN: usize = 16;
+const TAG_LEN: usize = 16;
+const NONCE_LEN: usize = STAMP_LEN + RANDOM_LEN + TAG_LEN;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -31,6 +40,8 @@ pub enum AuthError {
     UnknownNonce,
     #[error("nonce expired; get a fresh one from GET /v1/nonce")]
     ExpiredNonce,
+    #[error("too many signed requests in the last minute; retry shortly")]
+    Busy,
     #[error("bad request signature: {0}")]
     BadSignature(#[from] RequestAuthError),
     #[error("key {0} is not trusted by this node")]
@@ -43,73 +54,111 @@ impl AuthError {
     pub fn status(&self) -> u16 {
         match self {
             AuthError::Forbidden(_) => 403,
+            AuthError::Busy => 503,
             _ => 401,
         }
     }
 }
 
+/// Single-use nonces that cost the node nothing to hand out.
+///
+/// A nonce is self-authenticating: it carries when it was issued (on the
+/// monotonic clock, so wall-clock time plays no part) and a MAC under a key
+/// that never leaves this process. Issuing one stores nothing, so a stranger
+/// asking for nonces as fast as it can cannot push anybody else's out of a
+/// table. Only a nonce that came with a *verified* signature of a trusted key
+/// is remembered, until it would have expired anyway, to refuse its replay.
 pub struct Nonces {
     ttl: Duration,
-    inner: Mutex<NonceTable>,
-}
-
-impl Default for Nonces {
-    fn default() -> Self {
-        Self::new(NONCE_TTL)
-    }
-}
-
-#[derive(Default)]
-struct NonceTable {
-    issued: HashMap<String, Instant>,
-    order: VecDeque<String>,
+    epoch: Instant,
+    key: ring::hmac::Key,
+    used: Mutex<HashMap<[u8; RANDOM_LEN], Instant>>,
 }
 
 impl Nonces {
-    pub fn new(ttl: Duration) -> Self {
-        Self {
+    pub fn new(ttl: Duration) -> Result<Self, ring::error::Unspecified> {
+        let rng = ring::rand::SystemRandom::new();
+        Ok(Self {
             ttl,
-            inner: Mutex::default(),
-        }
+            epoch: Instant::now(),
+            key: ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng)?,
+            used: Mutex::default(),
+        })
     }
 
     pub fn issue(&self) -> Result<String, getrandom::Error> {
-        let mut raw = [0u8; 24];
-        getrandom::fill(&mut raw)?;
-        let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-        let mut t = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        while t.order.len() >= MAX_OUTSTANDING {
-            if let Some(old) = t.order.pop_front() {
-                t.issued.remove(&old);
-            }
-        }
-        t.issued.insert(nonce.clone(), Instant::now());
-        t.order.push_back(nonce.clone());
-        Ok(nonce)
+        self.issue_at(Instant::now())
     }
 
-    /// Use up a nonce. Each one authenticates exactly one request.
+    fn issue_at(&self, now: Instant) -> Result<String, getrandom::Error> {
+        let mut raw = [0u8; NONCE_LEN];
+        let stamp = u64::try_from(now.duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
+        raw[..STAMP_LEN].copy_from_slice(&stamp.to_be_bytes());
+        getrandom::fill(&mut raw[STAMP_LEN..STAMP_LEN + RANDOM_LEN])?;
+        let tag = ring::hmac::sign(&self.key, &raw[..STAMP_LEN + RANDOM_LEN]);
+        raw[STAMP_LEN + RANDOM_LEN..].copy_from_slice(&tag.as_ref()[..TAG_LEN]);
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    /// Use up a nonce. Each one authenticates exactly one request. Call only
+    /// once the request's signature has been verified against a trusted key.
     pub fn consume(&self, nonce: &str) -> Result<(), AuthError> {
         self.consume_at(nonce, Instant::now())
     }
 
     fn consume_at(&self, nonce: &str, now: Instant) -> Result<(), AuthError> {
-        let mut t = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let issued = t.issued.remove(nonce).ok_or(AuthError::UnknownNonce)?;
-        t.order.retain(|n| n != nonce);
-        if now.duration_since(issued) > self.ttl {
+        let (issued, random) = self.open(nonce)?;
+        let expires = issued + self.ttl;
+        if now > expires {
             return Err(AuthError::ExpiredNonce);
         }
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        if used.contains_key(&random) {
+            return Err(AuthError::UnknownNonce);
+        }
+        if used.len() >= MAX_REMEMBERED {
+            used.retain(|_, until| *until >= now);
+            if used.len() >= MAX_REMEMBERED {
+                return Err(AuthError::Busy);
+            }
+        }
+        used.insert(random, expires);
         Ok(())
     }
 
-    #[cfg(test)]
-    fn backdate(&self, nonce: &str, by: Duration) {
-        let mut t = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(at) = t.issued.get_mut(nonce) {
-            *at -= by;
+    /// Check the tag and return when the nonce was issued and its random part.
+    fn open(&self, nonce: &str) -> Result<(Instant, [u8; RANDOM_LEN]), AuthError> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(nonce)
+            .map_err(|_| AuthError::UnknownNonce)?;
+        if raw.len() != NONCE_LEN {
+            return Err(AuthError::UnknownNonce);
         }
+        let (signed, tag) = raw.split_at(STAMP_LEN + RANDOM_LEN);
+        // Compare the truncated tag in constant time.
+        let want = ring::hmac::sign(&self.key, signed);
+        if !constant_time_eq(&want.as_ref()[..TAG_LEN], tag) {
+            return Err(AuthError::UnknownNonce);
+        }
+        let mut stamp = [0u8; STAMP_LEN];
+        stamp.copy_from_slice(&signed[..STAMP_LEN]);
+        let issued = self
+            .epoch
+            .checked_add(Duration::from_millis(u64::from_be_bytes(stamp)))
+            .ok_or(AuthError::UnknownNonce)?;
+        let mut random = [0u8; RANDOM_LEN];
+        random.copy_from_slice(&signed[STAMP_LEN..]);
+        Ok((issued, random))
     }
+
+    /// How many verified requests are remembered now (for tests and metrics).
+    pub fn remembered(&self) -> usize {
+        self.used.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub struct Caller {

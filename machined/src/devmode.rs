@@ -70,7 +70,8 @@ pub async fn start(opts: DevOptions) -> Result<RunningNode> {
         .with_context(|| format!("binding {}", opts.listen))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let nonces = crate::auth::Nonces::new(opts.limits.nonce_ttl);
+    let nonces = crate::auth::Nonces::new(opts.limits.nonce_ttl)
+        .map_err(|_| anyhow::anyhow!("no randomness for the nonce key"))?;
     crate::supervisor::init_reaper()?;
     let supervisor = crate::supervisor::Supervisor::new(crate::supervisor::SupervisorConfig {
         cgroup_root: None,

@@ -12,6 +12,7 @@ pub mod host;
 pub mod inspect;
 pub mod network;
 pub mod node;
+pub mod peers;
 pub mod pid1;
 pub mod server;
 pub mod state;

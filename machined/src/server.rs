@@ -5,6 +5,7 @@
 use crate::auth::{self, AuthError, Role};
 use crate::inspect;
 use crate::node::{Node, PowerEvent};
+use crate::peers::{PeerLimits, Peers};
 use basalt_api::request::{NONCE_HEADER, SIGNATURE_HEADER};
 use basalt_api::rpc::{ApplyRequest, ErrorResponse, NonceResponse};
 use bytes::Bytes;
@@ -15,7 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -29,6 +30,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long an issued nonce stays usable.
     pub nonce_ttl: Duration,
+    /// What any one peer may hold (see [`crate::peers`]).
+    pub per_peer: PeerLimits,
 }
 
 impl Default for Limits {
@@ -39,8 +42,9 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
-            max_connections: 256,
+            max_connections: 1024,
             nonce_ttl: crate::auth::NONCE_TTL,
+            per_peer: PeerLimits::default(),
         }
     }
 }
@@ -88,6 +92,7 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = Peers::new(limits.per_peer.clone());
     let limits = Arc::new(limits);
     loop {
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
@@ -101,28 +106,34 @@ pub async fn serve(
                 continue;
             }
         };
+        // A peer over its share is closed at once, before any TLS work, and
+        // gives its global slot straight back.
+        let admission = match peers.admit(peer.ip(), Instant::now()) {
+            Ok(a) => a,
+            Err(refusal) => {
+                tracing::debug!("{peer}: connection refused: {refusal:?}");
+                continue;
+            }
+        };
         let acceptor = acceptor.clone();
         let node = Arc::clone(&node);
         let limits = Arc::clone(&limits);
+        let peers = Arc::clone(&peers);
         tokio::spawn(async move {
             let _permit = permit;
-            let tls =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!("{peer}: TLS handshake: {e}");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!("{peer}: TLS handshake timed out");
-                        return;
-                    }
-                };
+            let Some(tls) = handshake(&acceptor, tcp, &admission, &limits, peer).await else {
+                return;
+            };
             let service_limits = Arc::clone(&limits);
             let service = hyper::service::service_fn(move |req| {
                 let node = Arc::clone(&node);
                 let limits = Arc::clone(&service_limits);
-                async move { Ok::<_, std::convert::Infallible>(handle(node, &limits, peer, req).await) }
+                let peers = Arc::clone(&peers);
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        handle(node, &limits, &peers, peer, req).await,
+                    )
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -131,13 +142,55 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!("{peer}: {e}");
             }
+            drop(admission);
         });
     }
+}
+
+/// TLS with one of the peer's handshake slots, waiting for a slot and
+/// handshaking within the handshake timeout.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    admission: &crate::peers::Admission,
+    limits: &Limits,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let slots = admission.handshake_slots();
+    let work = async {
+        let _slot = slots.acquire_owned().await.ok()?;
+        acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| tracing::debug!("{peer}: TLS handshake: {e}"))
+            .ok()
+    };
+    match tokio::time::timeout(limits.handshake_timeout, work).await {
+        Ok(tls) => tls,
+        Err(_) => {
+            tracing::debug!("{peer}: TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// 429 with the time until the peer's bucket holds another token.
+fn too_many(peers: &Peers) -> Response<Body> {
+    let mut r = error(
+        429,
+        "too many unauthenticated requests from this address; slow down",
+    );
+    let secs = peers.retry_after().as_secs().max(1).to_string();
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&secs) {
+        r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+    }
+    r
 }
 
 async fn handle(
     node: Arc<Node>,
     limits: &Limits,
+    peers: &Peers,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
@@ -155,6 +208,10 @@ async fn handle(
             .map(str::to_string)
     };
     let (nonce, signature) = (header(NONCE_HEADER), header(SIGNATURE_HEADER));
+    let is_nonce_request = method == Method::GET && path == "/v1/nonce";
+    if is_nonce_request && !peers.allow_unauthenticated(peer.ip(), Instant::now()) {
+        return too_many(peers);
+    }
 
     let body = match tokio::time::timeout(
         limits.body_timeout,
@@ -170,7 +227,7 @@ async fn handle(
         Err(_) => return error(408, "request body timed out"),
     };
 
-    if method == Method::GET && path == "/v1/nonce" {
+    if is_nonce_request {
         return match node.nonces.issue() {
             Ok(nonce) => json(StatusCode::OK, &NonceResponse { nonce }),
             Err(e) => error(503, format!("no randomness: {e}")),
@@ -190,6 +247,11 @@ async fn handle(
         Ok(c) => c,
         Err(e) => {
             tracing::info!("{peer}: {method} {path}: refused: {e}");
+            // A request that proves nothing is paid for from the same bucket
+            // as a nonce: bad signatures cost a verification each.
+            if !peers.allow_unauthenticated(peer.ip(), Instant::now()) {
+                return too_many(peers);
+            }
             return error(e.status(), e.to_string());
         }
     };

@@ -24,6 +24,9 @@ pub const RAM_STATE: &str = "/run/basalt/state";
 pub const TRUST_ROOTS: &str = "/etc/basalt/trust.toml";
 
 /// Never returns. Any error that would end PID 1 reboots the machine instead.
+/// RLIMIT_NOFILE for machined and every service it starts.
+const OPEN_FILES: u64 = 1 << 20;
+
 pub fn run() -> ! {
     install_panic_hook();
     mounts::early();
@@ -48,6 +51,15 @@ pub fn run() -> ! {
     }
     // Ctrl-Alt-Del becomes SIGINT to us instead of an immediate reset.
     let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
+    // The kernel starts init with 1024 open files; the API alone may hold
+    // 1024 connections, and containerd and the kubelet want many more.
+    let files = rustix::process::Rlimit {
+        current: Some(OPEN_FILES),
+        maximum: Some(OPEN_FILES),
+    };
+    if let Err(e) = rustix::process::setrlimit(rustix::process::Resource::Nofile, files) {
+        tracing::warn!("raising the open-file limit to {OPEN_FILES}: {e}");
+    }
     let n = kmod::load_list(kmod::LIST);
     tracing::info!("loaded {n} kernel modules");
     if std::path::Path::new(&args.root_image).exists() {
@@ -128,6 +140,10 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
         Err(e) => fatal(&format!("TLS identity: {e}")),
     };
     let fingerprint = identity.fingerprint();
+    let nonces = match crate::auth::Nonces::new(crate::auth::NONCE_TTL) {
+        Ok(n) => n,
+        Err(_) => fatal("no randomness for the API nonce key"),
+    };
 
     let net = match NetworkController::start(ControllerOptions::default()).await {
         Ok(n) => {
@@ -163,7 +179,7 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
         trust,
         boot_id,
         fingerprint.clone(),
-        crate::auth::Nonces::default(),
+        nonces,
         tx,
     );
     node.attach_network(net.clone()).await;
