@@ -86,6 +86,29 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
         }
     };
     let epoch = options.source_date_epoch;
+    let components = if profile.packages.is_empty() {
+        crate::package::install::ForImage::default()
+    } else {
+        step("building upstream components (packages/)");
+        crate::package::install::for_image(
+            &profile.packages,
+            &crate::package::BuildOptions {
+                cache_dir: crate::package::BuildOptions::default_cache_dir(),
+                go_cache: None,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            },
+        )?
+    };
+    let with_components;
+    let profile = if components.records.is_empty() {
+        profile
+    } else {
+        let mut p = profile.clone();
+        p.binaries.extend(components.binaries.iter().cloned());
+        p.files.extend(components.files.iter().cloned());
+        with_components = p;
+        &with_components
+    };
     let staging = staging_dir(out)?;
     let stage = staging.path();
 
@@ -193,6 +216,7 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
             files: manifest::records(&root, &mut cache)?,
         },
         nix_inputs: crate::nix_inputs::records(&nix_inputs),
+        components: components.records,
     };
     if !profile.output.artifacts.contains(&Artifact::Initramfs) {
         remove_file(&initramfs_path)?;

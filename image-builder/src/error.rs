@@ -56,6 +56,9 @@ pub enum Error {
     #[error("nix inputs: {0}")]
     Nix(#[from] crate::nix::Error),
 
+    #[error("package {0}")]
+    Package(#[from] crate::package::PackageError),
+
     #[error("trust roots: {0}")]
     Trust(String),
 

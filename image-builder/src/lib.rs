@@ -18,6 +18,7 @@ pub mod kmod;
 pub mod manifest;
 pub mod nix;
 pub mod nix_inputs;
+pub mod package;
 pub mod profile;
 pub mod rootfs;
 pub mod shells;

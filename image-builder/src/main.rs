@@ -50,6 +50,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build upstream Go components from their pins in packages/ (or find
+    /// them in the cache) and print where each landed.
+    ///
+    /// Each component folder holds go.mod, go.sum (the lock) and
+    /// package.toml (the recipe). The cache key is the Go toolchain + go.mod
+    /// + go.sum + recipe, so an unchanged component is a lookup.
+    Package {
+        /// Component names (folders under --packages); all when none given.
+        names: Vec<String>,
+        /// The folder holding one directory per component.
+        #[arg(long, default_value = "packages")]
+        packages: PathBuf,
+        /// Where built components are kept. Defaults to
+        /// $BASALT_PACKAGE_CACHE, else ~/.cache/basalt/packages.
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Print each component's build record (JSON) instead of a line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a build directory against its manifest.json.
     ///
     /// Compares every output's sha256 and size, and every file inside the
@@ -140,6 +160,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Package {
+            names,
+            packages,
+            cache,
+            json,
+        } => build_packages(&names, &packages, cache, json),
         Command::Verify { dir } => {
             if !dir.is_dir() {
                 bail!("{}: not a directory", dir.display());
@@ -157,4 +183,53 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
+}
+
+fn build_packages(
+    names: &[String],
+    packages_dir: &std::path::Path,
+    cache: Option<PathBuf>,
+    json: bool,
+) -> Result<ExitCode> {
+    use image_builder::package;
+    let all = package::list(packages_dir)?;
+    let chosen: Vec<&package::Recipe> = if names.is_empty() {
+        all.iter().collect()
+    } else {
+        names
+            .iter()
+            .map(|n| {
+                all.iter().find(|r| &r.name == n).with_context(|| {
+                    let known: Vec<&str> = all.iter().map(|r| r.name.as_str()).collect();
+                    format!(
+                        "no component `{n}` in {} (known: {})",
+                        packages_dir.display(),
+                        known.join(", ")
+                    )
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let opts = package::BuildOptions {
+        cache_dir: cache.unwrap_or_else(package::BuildOptions::default_cache_dir),
+        go_cache: None,
+        progress: std::io::stderr().is_terminal(),
+    };
+    for recipe in chosen {
+        let started = std::time::Instant::now();
+        let built = package::build(recipe, &opts)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&built.record)?);
+        } else {
+            println!(
+                "{} {} {} ({:.1}s{})",
+                built.record.component,
+                built.record.version,
+                built.dir.display(),
+                started.elapsed().as_secs_f64(),
+                if built.cached { ", cached" } else { "" }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -28,6 +28,10 @@ pub struct Manifest {
     /// Nix store paths that went into the image, with their NAR hashes.
     #[serde(default)]
     pub nix_inputs: Vec<NixInputRecord>,
+    /// Upstream components built from `packages/`: version, module, lock
+    /// hash and each binary's sha256.
+    #[serde(default)]
+    pub components: Vec<crate::package::BuildRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

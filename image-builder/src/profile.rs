@@ -77,6 +77,8 @@ pub struct Profile {
     /// Host path of the `machined` binary, installed as `/init`.
     pub machined: PathBuf,
     pub binaries: Vec<Install>,
+    /// Upstream components built from `packages/` (see [`crate::package`]).
+    pub packages: Vec<PackageRef>,
     pub files: Vec<Install>,
     pub trust: Trust,
     pub config: Option<BakedConfig>,
@@ -120,6 +122,19 @@ pub struct Kernel {
     /// `None`: `/lib/modules/<version read from the kernel image>`.
     pub modules_dir: Option<PathBuf>,
     pub modules: Vec<String>,
+}
+
+/// Binaries of one component under `packages/`, built (or taken from the
+/// cache) when the image is assembled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRef {
+    pub recipe: crate::package::Recipe,
+    /// Which of the recipe's binaries, in the recipe's order.
+    pub binaries: Vec<String>,
+    /// Directory inside the image the binaries go to (ends in `/`).
+    pub target: PathBuf,
+    /// Where in the profile this came from, for error messages.
+    pub origin: String,
 }
 
 /// One host file to copy into the image.
@@ -231,6 +246,11 @@ struct RawProfile {
     machined: RawMachined,
     #[serde(default)]
     binaries: Vec<RawInstall>,
+    /// Folder holding one directory per component; default `packages`
+    /// under base_dir.
+    packages_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    packages: Vec<RawPackage>,
     #[serde(default)]
     files: Vec<RawInstall>,
     trust: RawTrust,
@@ -263,6 +283,14 @@ struct RawInstall {
     source: Spanned<String>,
     target: Option<Spanned<String>>,
     mode: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPackage {
+    name: Spanned<String>,
+    binaries: Option<Vec<Spanned<String>>>,
+    target: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -411,6 +439,7 @@ pub fn parse(text: &str, file: &Path, options: &LoadOptions<'_>) -> Result<Profi
         ..ctx
     };
     let binaries = resolve_installs(&ctx, &raw.binaries, "binaries")?;
+    let packages = resolve_packages(&ctx, raw.packages_dir.as_ref(), &raw.packages)?;
     let files = resolve_installs(&ctx, &raw.files, "files")?;
     for f in &files {
         if !is_nix_path(&f.source) && f.source.is_dir() {
@@ -436,6 +465,7 @@ pub fn parse(text: &str, file: &Path, options: &LoadOptions<'_>) -> Result<Profi
         kernel,
         machined,
         binaries,
+        packages,
         files,
         trust,
         config,
@@ -710,6 +740,87 @@ fn resolve_installs(ctx: &Ctx<'_>, raw: &[RawInstall], table: &str) -> Result<Ve
                 origin,
             });
         }
+    }
+    Ok(out)
+}
+
+fn resolve_packages(
+    ctx: &Ctx<'_>,
+    dir: Option<&Spanned<String>>,
+    raw: &[RawPackage],
+) -> Result<Vec<PackageRef>> {
+    let packages_dir = match dir {
+        Some(d) => ctx.path(d, "packages_dir")?,
+        None => ctx.base.join("packages"),
+    };
+    let mut out = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = format!("packages[{i}]");
+        let name = r.name.get_ref();
+        let dir = packages_dir.join(name);
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(ctx.error_at(
+                r.name.span(),
+                &format!("{key}.name"),
+                format!("`{name}` is not a component name (a folder under packages/)"),
+            ));
+        }
+        if !dir.join(crate::package::recipe::RECIPE_FILE).is_file() {
+            return Err(ctx.error_at(
+                r.name.span(),
+                &format!("{key}.name"),
+                format!(
+                    "no component `{name}`: {} has no {}",
+                    dir.display(),
+                    crate::package::recipe::RECIPE_FILE
+                ),
+            ));
+        }
+        let recipe = crate::package::Recipe::load(&dir)
+            .map_err(|e| ctx.error_at(r.name.span(), &format!("{key}.name"), e.to_string()))?;
+        let binaries = match &r.binaries {
+            None => recipe.binaries.iter().map(|b| b.name.clone()).collect(),
+            Some(names) => {
+                let mut chosen = Vec::new();
+                for n in names {
+                    if !recipe.binaries.iter().any(|b| &b.name == n.get_ref()) {
+                        let known: Vec<&str> =
+                            recipe.binaries.iter().map(|b| b.name.as_str()).collect();
+                        return Err(ctx.error_at(
+                            n.span(),
+                            &format!("{key}.binaries"),
+                            format!(
+                                "component `{name}` builds no `{}` (it builds: {})",
+                                n.get_ref(),
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                    chosen.push(n.get_ref().clone());
+                }
+                chosen
+            }
+        };
+        let target = match &r.target {
+            Some(t) => {
+                let expanded = ctx.expand(t, &format!("{key}.target"))?;
+                if !expanded.starts_with('/') || !expanded.ends_with('/') {
+                    return Err(ctx.error_at(
+                        t.span(),
+                        &format!("{key}.target"),
+                        format!("expected a directory inside the image, absolute and ending in `/`, found `{expanded}`"),
+                    ));
+                }
+                PathBuf::from(expanded)
+            }
+            None => PathBuf::from("/usr/bin/"),
+        };
+        out.push(PackageRef {
+            recipe,
+            binaries,
+            target,
+            origin: format!("{}: {key} ({name})", ctx.file.display()),
+        });
     }
     Ok(out)
 }

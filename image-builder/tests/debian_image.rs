@@ -156,6 +156,27 @@ fn normalize(path: &str) -> String {
 }
 
 /// The host file an in-image file was copied from; `None` for generated ones.
+/// A binary built from packages/: its file in the package cache.
+fn package_source(image_path: &str) -> Option<PathBuf> {
+    use image_builder::package::{BuildOptions, entry_dir};
+    let (dir, name) = image_path.rsplit_once('/')?;
+    if dir != "/usr/bin" && dir != "/opt/cni/bin" {
+        return None;
+    }
+    built().manifest.components.iter().find_map(|c| {
+        c.binaries.iter().any(|b| b.name == name).then(|| {
+            entry_dir(
+                &BuildOptions::default_cache_dir(),
+                &c.component,
+                &c.version,
+                &c.key,
+            )
+            .join("bin")
+            .join(name)
+        })
+    })
+}
+
 fn host_source(image_path: &str) -> Option<PathBuf> {
     if image_path == "/init" {
         return Some(fixture().machined.clone());
@@ -169,8 +190,8 @@ fn host_source(image_path: &str) -> Option<PathBuf> {
     {
         return None;
     }
-    if let Some(cni) = image_path.strip_prefix("/opt/cni/bin/") {
-        return Some(Path::new("/usr/lib/cni").join(cni));
+    if let Some(built) = package_source(image_path) {
+        return Some(built);
     }
     if let Some(m) = image_path.strip_prefix("/usr/lib/modules/") {
         return Some(Path::new("/lib/modules").join(m));
@@ -398,7 +419,7 @@ fn elf_closures_match_ldd() {
     for must in [
         "/usr/bin/containerd",
         "/usr/bin/containerd-shim-runc-v2",
-        "/usr/sbin/runc",
+        "/usr/bin/runc",
         "/usr/sbin/mkfs.ext4",
         "/usr/sbin/e2fsck",
         "/opt/cni/bin/bridge",
