@@ -23,7 +23,22 @@
           pkgs = nixpkgs.legacyPackages.${system};
           basalt = pkgs.callPackage ./nix/basalt.nix { };
           basaltStatic = pkgs.callPackage ./nix/basalt.nix { static = true; };
-          mkNodeImage = args: import ./nix/node-image.nix ({ inherit lib pkgs basalt basaltStatic; } // args);
+          # Upstream components from packages/ (the same pins image-builder builds).
+          components = import ./nix/packages.nix { inherit lib pkgs; };
+          mkNodeImage =
+            args:
+            import ./nix/node-image.nix (
+              {
+                inherit
+                  lib
+                  pkgs
+                  basalt
+                  basaltStatic
+                  components
+                  ;
+              }
+              // args
+            );
           # The default image trusts the admin keys in nix/admins.pub (one
           # OpenSSH ed25519 public key a line); without that file the build
           # fails and names it. Nothing in this repository ships a trusted key.
@@ -42,6 +57,7 @@
             pkgs
             basalt
             basaltStatic
+            components
             mkNodeImage
             nodeImage
             ;
@@ -52,7 +68,7 @@
         inherit (p) basalt;
         basalt-static = p.basaltStatic;
         default = p.basalt;
-      })) (forSystems imageSystems (p: {
+      })) (forSystems imageSystems (p: p.components // {
         node-image = p.nodeImage.image;
       }));
 

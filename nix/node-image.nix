@@ -1,8 +1,10 @@
-# A Basalt node image from nixpkgs: nixpkgs' kernel and modules, containerd,
-# runc, the CNI plugins, kubernetes' kubelet and e2fsprogs under /nix/store in
-# the root image (linked from /usr/bin, /usr/sbin, /opt/cni/bin), a static
-# machined as /init. The derivation itself is ./image.nix; this file only
-# picks the packages and the profile.
+# A Basalt node image: nixpkgs' kernel and modules, e2fsprogs, clang and
+# iptables, and the upstream components built from packages/ by
+# ./packages.nix (containerd, runc, the CNI plugins, kubelet and the control
+# plane, etcd, Cilium: the same pins as configs/images/node.toml) under
+# /nix/store in the root image (linked from /usr/bin, /usr/sbin,
+# /opt/cni/bin), a static machined as /init. The derivation itself is
+# ./image.nix; this file only picks the packages and the profile.
 #
 # Returns { image; closure; demoProfile; } — `image` is the package.
 {
@@ -12,6 +14,8 @@
   basalt,
   # machined for /init (see ./basalt.nix, static = true).
   basaltStatic,
+  # The components of packages/, built by ./packages.nix.
+  components,
   kernel ? pkgs.linuxPackages.kernel,
   # Trust roots: OpenSSH ed25519 public key lines and/or key files (one key a
   # line). image-builder refuses an image without an admin key.
@@ -37,16 +41,13 @@
     "bridge"
     "veth"
     "br_netfilter"
+    "vxlan"
   ],
   cniPlugins ? [
-    "bandwidth"
     "bridge"
-    "firewall"
     "host-local"
     "loopback"
     "portmap"
-    "ptp"
-    "tuning"
   ],
   sourceDateEpoch ? 1,
   name ? "basalt-node-image",
@@ -54,21 +55,21 @@
 let
   inherit (pkgs) stdenv;
 
-  # Only the kubelet, not every Kubernetes component: a copy keeps the image
-  # small, and Nix still finds the copy's own references (e.g. glibc).
-  kubelet = pkgs.runCommand "kubelet-${pkgs.kubernetes.version}" { } ''
-    install -Dm755 ${pkgs.kubernetes}/bin/kubelet $out/bin/kubelet
-  '';
-  containerd = lib.getBin pkgs.containerd;
-  runc = lib.getBin pkgs.runc;
-  cni = lib.getBin pkgs.cni-plugins;
+  inherit (components) containerd runc kubernetes etcd cilium;
+  cni = components.cni-plugins;
   e2fsprogs = lib.getBin pkgs.e2fsprogs;
+  clang = pkgs.llvmPackages_19.clang-unwrapped;
+  iptables = lib.getBin pkgs.iptables;
 
   payload = [
     containerd
     runc
     cni
-    kubelet
+    kubernetes
+    etcd
+    cilium
+    clang
+    iptables
     e2fsprogs
   ];
   closure = pkgs.closureInfo { rootPaths = payload; };
@@ -87,10 +88,33 @@ let
     binaries = [
       (bin containerd "containerd" "/usr/bin/containerd")
       (bin containerd "containerd-shim-runc-v2" "/usr/bin/containerd-shim-runc-v2")
+      (bin containerd "ctr" "/usr/bin/ctr")
       (bin runc "runc" "/usr/bin/runc")
-      (bin kubelet "kubelet" "/usr/bin/kubelet")
+      (bin etcd "etcd" "/usr/bin/etcd")
+      (bin clang "clang" "/usr/bin/clang")
       (bin e2fsprogs "mkfs.ext4" "/usr/sbin/mkfs.ext4")
       (bin e2fsprogs "e2fsck" "/usr/sbin/e2fsck")
+    ]
+    ++ map (p: bin kubernetes p "/usr/bin/${p}") [
+      "kubelet"
+      "kube-apiserver"
+      "kube-controller-manager"
+      "kube-scheduler"
+    ]
+    ++ map (p: bin cilium p "/usr/bin/${p}") [
+      "cilium-agent"
+      "cilium-cni"
+      "cilium-operator-generic"
+      "cilium-health-responder"
+      "cilium-dbg"
+    ]
+    ++ map (p: bin iptables p "/usr/sbin/${p}") [
+      "iptables"
+      "iptables-save"
+      "iptables-restore"
+      "ip6tables"
+      "ip6tables-save"
+      "ip6tables-restore"
     ]
     ++ map (p: bin cni p "/opt/cni/bin/${p}") cniPlugins;
     nixPaths = map toString payload;

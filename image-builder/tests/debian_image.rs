@@ -65,9 +65,14 @@ fn built() -> &'static Built {
 /// the host's own files.
 const MOTD: &str = "Basalt: no shell here.\n";
 
-/// The Debian profile plus `/etc/motd` from `motd`, written into `dir`.
+/// The Debian profile plus `/etc/motd` from `motd`, written into `dir`; its
+/// components still come from the repository's packages/.
 fn debian_with_motd(dir: &Path, motd: &Path) -> PathBuf {
-    let mut text = std::fs::read_to_string(debian_profile()).unwrap();
+    let mut text = format!(
+        "packages_dir = \"{}\"\n",
+        common::repo_root().join("packages").display()
+    );
+    text.push_str(&std::fs::read_to_string(debian_profile()).unwrap());
     text.push_str(&format!(
         "\n[[files]]\nsource = \"{}\"\ntarget = \"/etc/motd\"\n",
         motd.display()

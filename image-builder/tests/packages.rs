@@ -36,6 +36,8 @@ fn version_args(binary: &str) -> &'static [&'static str] {
     match binary {
         "kubectl" => &["version", "--client"],
         "containerd-shim-runc-v2" => &["-v"],
+        "cilium-dbg" => &["version", "--client"],
+        "cilium-health-responder" | "cilium-cni" => &["--help"],
         // The CNI plugins print their version when run without CNI_COMMAND.
         "loopback" | "bridge" | "host-local" | "portmap" => &[],
         _ => &["--version"],
@@ -123,6 +125,7 @@ macro_rules! component_tests {
 }
 
 component_tests! {
+    cilium => "cilium",
     cni_plugins => "cni-plugins",
     containerd => "containerd",
     etcd => "etcd",

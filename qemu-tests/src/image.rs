@@ -1,6 +1,8 @@
-//! The node image the tests boot: the Debian profile built with a
-//! deterministic test admin key, cached under the target dir and reused
-//! while its inputs (machined, the profile, this harness) are unchanged.
+//! The node images the tests boot: a profile from `configs/images/` built with
+//! a deterministic test admin key, cached under the target dir and reused
+//! while its inputs (machined, the profile, the package pins, this harness)
+//! are unchanged. `debian` is the minimal image most stories boot; `node` is
+//! the full Kubernetes node.
 
 use anyhow::{Context, Result, bail};
 use image_builder::assemble::{self, BuildOptions};
@@ -45,13 +47,43 @@ fn file_hash(h: &mut Sha256, p: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Build once per test process (and once per input set across runs), or
-/// use `BASALT_IMAGE_DIR` when set.
+/// The minimal image: `configs/images/debian.toml`.
 pub fn debian() -> Result<&'static Image> {
     static IMAGE: OnceLock<Image> = OnceLock::new();
+    build_once("debian", &IMAGE)
+}
+
+/// The full Kubernetes node: `configs/images/node.toml`.
+pub fn node() -> Result<&'static Image> {
+    static IMAGE: OnceLock<Image> = OnceLock::new();
+    build_once("node", &IMAGE)
+}
+
+/// Every pin in `packages/`: a changed lock or recipe is a changed image.
+fn packages_hash(h: &mut Sha256) -> Result<()> {
+    let dir = workspace().join("packages");
+    let mut components: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    components.sort();
+    for c in components {
+        for f in ["go.mod", "go.sum", "package.toml"] {
+            let p = c.join(f);
+            if p.exists() {
+                file_hash(h, &p)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Build once per test process (and once per input set across runs), or
+/// use `BASALT_IMAGE_DIR` when set.
+fn build_once(profile_name: &str, image: &'static OnceLock<Image>) -> Result<&'static Image> {
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(img) = IMAGE.get() {
+    if let Some(img) = image.get() {
         return Ok(img);
     }
     // A prebuilt image (e.g. `nix build .#node-image`, for the flake's
@@ -67,14 +99,15 @@ pub fn debian() -> Result<&'static Image> {
                 bail!("BASALT_IMAGE_DIR: {} is missing", f.display());
             }
         }
-        return Ok(IMAGE.get_or_init(|| img));
+        return Ok(image.get_or_init(|| img));
     }
-    let profile_path = workspace().join("configs/images/debian.toml");
+    let profile_path = workspace().join(format!("configs/images/{profile_name}.toml"));
     let machined = machined()?;
     let admin = crate::admin_key().public().to_openssh();
     let mut h = Sha256::new();
     file_hash(&mut h, &machined)?;
     file_hash(&mut h, &profile_path)?;
+    packages_hash(&mut h)?;
     file_hash(&mut h, &std::env::current_exe()?)?;
     h.update(admin.as_bytes());
     let key: String = h
@@ -83,7 +116,9 @@ pub fn debian() -> Result<&'static Image> {
         .take(8)
         .map(|b| format!("{b:02x}"))
         .collect();
-    let dir = target_dir().join("qemu-images").join(key);
+    let dir = target_dir()
+        .join("qemu-images")
+        .join(format!("{profile_name}-{key}"));
     if !dir.join("manifest.json").exists() {
         let keys = dir.with_extension("admin.pub");
         std::fs::create_dir_all(keys.parent().unwrap_or(Path::new(".")))?;
@@ -110,5 +145,5 @@ pub fn debian() -> Result<&'static Image> {
         initramfs: dir.join("initramfs.cpio.zst"),
         dir,
     };
-    Ok(IMAGE.get_or_init(|| img))
+    Ok(image.get_or_init(|| img))
 }

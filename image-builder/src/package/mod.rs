@@ -297,7 +297,7 @@ fn build_into(
     for b in &recipe.binaries {
         let out = bin.join(&b.name);
         bar.set_prefix(format!("{} {}: {}", recipe.name, recipe.version, b.name));
-        go_build(recipe, go, &b.package, &out, opts, &bar)?;
+        go_build(recipe, go, b, &out, opts, &bar)?;
         let bytes = read(&out)?;
         binaries.push(BuiltBinary {
             name: b.name.clone(),
@@ -363,17 +363,24 @@ fn ldflags(recipe: &Recipe) -> String {
 fn go_build(
     recipe: &Recipe,
     go: &Toolchain,
-    package: &str,
+    binary: &recipe::Binary,
     out: &Path,
     opts: &BuildOptions,
     bar: &ProgressBar,
 ) -> Result<(), PackageError> {
+    let package = binary.package.as_str();
     let mut cmd = go.command();
     cmd.current_dir(&recipe.dir)
         .env("CGO_ENABLED", if recipe.cgo { "1" } else { "0" })
         .args(["build", "-v", "-ldflags", &ldflags(recipe)]);
-    if !recipe.tags.is_empty() {
-        cmd.arg(format!("-tags={}", recipe.tags.join(",")));
+    let tags: Vec<&str> = recipe
+        .tags
+        .iter()
+        .chain(&binary.tags)
+        .map(String::as_str)
+        .collect();
+    if !tags.is_empty() {
+        cmd.arg(format!("-tags={}", tags.join(",")));
     }
     if let Some(cache) = &opts.go_cache {
         cmd.env("GOCACHE", cache);

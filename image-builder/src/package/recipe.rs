@@ -35,6 +35,9 @@ struct RawRecipe {
 pub struct Binary {
     pub name: String,
     pub package: String,
+    /// Build tags for this binary only, on top of the recipe's.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// A directory copied out of the upstream module's sources (for example
@@ -133,7 +136,11 @@ impl Recipe {
                 )));
             }
         }
-        for t in &raw.tags {
+        for t in raw
+            .tags
+            .iter()
+            .chain(raw.binaries.iter().flat_map(|b| &b.tags))
+        {
             if t.is_empty()
                 || !t
                     .chars()
