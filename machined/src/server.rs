@@ -3,7 +3,8 @@
 //! (see [`crate::auth`]); readers may only read.
 
 use crate::auth::{self, AuthError, Role};
-use crate::inspect;
+use crate::controllers::metrics;
+use crate::host::inspect;
 use crate::node::{Node, PowerEvent};
 use basalt_api::request::{NONCE_HEADER, SIGNATURE_HEADER};
 use basalt_api::rpc::{ApplyRequest, ErrorResponse, NonceResponse};
@@ -272,19 +273,24 @@ async fn route(
         (Method::GET, "/v1/processes") => json(StatusCode::OK, &inspect::processes()),
         (Method::GET, "/v1/network") => {
             let mut v = serde_json::to_value(inspect::network()).unwrap_or_default();
-            if let (Some(obj), Some(ctl)) = (v.as_object_mut(), node.network_status()) {
+            if let (Some(obj), Some(ctl)) = (
+                v.as_object_mut(),
+                node.network_status()
+                    .and_then(|s| serde_json::to_value(s).ok()),
+            ) {
                 obj.insert("controller".into(), ctl);
             }
             json(StatusCode::OK, &v)
         }
         (Method::GET, "/v1/read") => match q("path") {
             None => error(400, "missing ?path="),
-            Some(p) => match inspect::read_file(&node.host, node.state.dir(), p) {
+            Some(p) => match inspect::read_file(&node.host, node.state().dir(), p) {
                 Ok(data) => json(StatusCode::OK, &data),
                 Err(e) => error(e.status(), e.to_string()),
             },
         },
-        (Method::GET, "/v1/metrics") => text(inspect::metrics(&node.status().await)),
+        (Method::GET, "/v1/resources") => json(StatusCode::OK, &node.resources().await),
+        (Method::GET, "/v1/metrics") => text(metrics::render(&node.status().await)),
         (Method::POST, "/v1/apply") => {
             let req: ApplyRequest = match serde_json::from_slice(body) {
                 Ok(r) => r,
@@ -299,10 +305,10 @@ async fn route(
             Ok(g) => json(StatusCode::OK, &serde_json::json!({ "confirmed": g })),
             Err(e) => error(e.status(), e.to_string()),
         },
-        (Method::GET, "/v1/services") => json(StatusCode::OK, &node.supervisor.list()),
+        (Method::GET, "/v1/services") => json(StatusCode::OK, &node.supervisor().list()),
         (Method::POST, p) if p.starts_with("/v1/services/") && p.ends_with("/restart") => {
             let name = &p["/v1/services/".len()..p.len() - "/restart".len()];
-            match node.supervisor.restart(name).await {
+            match node.supervisor().restart(name).await {
                 Ok(()) => json(
                     StatusCode::ACCEPTED,
                     &serde_json::json!({ "restarting": name }),
@@ -314,17 +320,8 @@ async fn route(
             // Debugging aid: SIGKILL the service's process group, as a crash
             // would; the supervisor restarts it with backoff.
             let name = &p["/v1/services/".len()..p.len() - "/kill".len()];
-            match node.supervisor.status(name).map(|s| s.pid) {
-                Ok(Some(pid)) => match rustix::process::Pid::from_raw(pid as i32) {
-                    Some(pgid) => match rustix::process::kill_process_group(
-                        pgid,
-                        rustix::process::Signal::KILL,
-                    ) {
-                        Ok(()) => json(StatusCode::ACCEPTED, &serde_json::json!({ "killed": pid })),
-                        Err(e) => error(500, format!("kill {pid}: {e}")),
-                    },
-                    None => error(500, format!("bad pid {pid}")),
-                },
+            match node.supervisor().kill(name) {
+                Ok(Some(pid)) => json(StatusCode::ACCEPTED, &serde_json::json!({ "killed": pid })),
                 Ok(None) => error(409, format!("{name} is not running")),
                 Err(e) => error(404, e.to_string()),
             }
@@ -381,11 +378,11 @@ fn log_line(l: &crate::supervisor::LogLine) -> Bytes {
 /// the client goes away.
 fn logs(node: &Arc<Node>, name: &str, follow: bool) -> Response<Body> {
     let rx = if follow {
-        node.supervisor.follow(name).ok()
+        node.supervisor().follow(name).ok()
     } else {
         None
     };
-    let lines = match node.supervisor.logs(name) {
+    let lines = match node.supervisor().logs(name) {
         Ok(l) => l,
         Err(e) => return error(404, e.to_string()),
     };
@@ -423,40 +420,14 @@ fn logs(node: &Arc<Node>, name: &str, follow: bool) -> Response<Body> {
 
 /// The kernel log from /dev/kmsg, one record per line.
 fn dmesg(follow: bool) -> Response<Body> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let open = |nonblock: bool| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(if nonblock { libc::O_NONBLOCK } else { 0 })
-            .open("/dev/kmsg")
-    };
-    let format = |rec: &[u8]| {
-        // "prio,seq,usec,flags;message" → "[   secs.micro] message"
-        let rec = String::from_utf8_lossy(rec);
-        let (head, msg) = rec.split_once(';').unwrap_or(("", &rec));
-        let usec: u64 = head
-            .split(',')
-            .nth(2)
-            .and_then(|u| u.parse().ok())
-            .unwrap_or(0);
-        let msg = msg.lines().next().unwrap_or_default();
-        format!("[{:>5}.{:06}] {msg}\n", usec / 1_000_000, usec % 1_000_000)
-    };
-    let mut f = match open(true) {
-        Ok(f) => f,
-        Err(e) => return error(503, format!("kernel log unavailable: /dev/kmsg: {e}")),
+    use crate::host::kmsg::Kmsg;
+    let mut kmsg = match Kmsg::open(true) {
+        Ok(k) => k,
+        Err(e) => return error(503, format!("kernel log unavailable: {e}")),
     };
     let mut out = String::new();
-    let mut buf = vec![0u8; 8192];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.push_str(&format(&buf[..n])),
-            // EPIPE: a record was overwritten while we read; keep going.
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-            Err(_) => break,
-        }
+    while let Some(rec) = kmsg.next_record() {
+        out.push_str(&rec);
     }
     if !follow {
         return text(out);
@@ -465,19 +436,13 @@ fn dmesg(follow: bool) -> Response<Body> {
     let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<String>(256);
     // Blocking reads of new records on their own thread; stops when the client leaves.
     std::thread::spawn(move || {
-        let Ok(mut f) = open(false) else { return };
-        // Skip what was already sent.
-        let _ = rustix::fs::seek(&f, rustix::fs::SeekFrom::End(0));
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match f.read(&mut buf) {
-                Ok(n) if n > 0 => {
-                    if line_tx.blocking_send(format(&buf[..n])).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
-                _ => return,
+        let Ok(mut kmsg) = Kmsg::open(false) else {
+            return;
+        };
+        kmsg.seek_end();
+        while let Some(rec) = kmsg.next_record() {
+            if line_tx.blocking_send(rec).is_err() {
+                return;
             }
         }
     });
@@ -508,7 +473,7 @@ pub async fn serve_metrics(listener: TcpListener, node: Arc<Node>) {
                 let node = Arc::clone(&node);
                 async move {
                     let resp = match (req.method(), req.uri().path()) {
-                        (&Method::GET, "/metrics") => text(inspect::metrics(&node.status().await)),
+                        (&Method::GET, "/metrics") => text(metrics::render(&node.status().await)),
                         _ => error(404, "only GET /metrics is served here"),
                     };
                     Ok::<_, std::convert::Infallible>(resp)

@@ -480,7 +480,7 @@ fn services_start_with_a_config_and_are_managed_through_the_api() {
         .post::<_, serde_json::Value>("/v1/services/greeter/restart", &serde_json::json!({}))
         .unwrap_err();
     assert_eq!(e.status(), Some(403));
-    d.rt.block_on(d.node().node.supervisor.stop_all());
+    d.rt.block_on(d.node().node.supervisor().stop_all());
 }
 
 #[test]

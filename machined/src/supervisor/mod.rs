@@ -258,6 +258,19 @@ impl Supervisor {
         Ok(())
     }
 
+    /// SIGKILL a service's process group, as a crash would (a debugging
+    /// aid); the service restarts with backoff. The killed pid, or `None`
+    /// when the service is not running.
+    pub fn kill(&self, name: &str) -> Result<Option<u32>, SupervisorError> {
+        let Some(pid) = self.status(name)?.pid else {
+            return Ok(None);
+        };
+        if let Some(pgid) = rustix::process::Pid::from_raw(pid as i32) {
+            service::signal_group(name, pgid, rustix::process::Signal::KILL);
+        }
+        Ok(Some(pid))
+    }
+
     /// Status of one service.
     pub fn status(&self, name: &str) -> Result<ServiceStatus, SupervisorError> {
         let svc = self.get(name)?;

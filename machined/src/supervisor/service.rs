@@ -376,7 +376,7 @@ enum Outcome {
     Restart(oneshot::Sender<()>),
 }
 
-fn signal_group(service: &str, pgid: Pid, sig: Signal) {
+pub(crate) fn signal_group(service: &str, pgid: Pid, sig: Signal) {
     match rustix::process::kill_process_group(pgid, sig) {
         Ok(()) | Err(rustix::io::Errno::SRCH) => {}
         Err(e) => tracing::warn!(service, "signalling process group: {e}"),
