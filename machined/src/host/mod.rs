@@ -15,8 +15,10 @@
 //!   [`mounts::Mounter`].
 //!
 //! Outside this module, only `network::netlink` and the DHCP socket task
-//! (rtnetlink and UDP), `supervisor::{spawn, reaper, cgroup}` (processes
-//! and cgroups) and `tls`/`state` (files of machined's own) touch the host.
+//! (rtnetlink and UDP), `supervisor::{spawn, reaper, process, cgroup, logs}`
+//! (processes, signals, probes, cgroups, output pipes) and `tls`/`state`
+//! (machined's own files, in a directory they are handed) touch the host.
+//! `tests/boundary.rs` fails when any other module does.
 
 pub mod blockdev;
 pub mod console;
@@ -145,6 +147,20 @@ impl Host {
 
     pub fn read_sysctl(&self, key: &str) -> Option<String> {
         self.kernel.read_sysctl(key)
+    }
+
+    /// The kernel command line (empty when unreadable).
+    pub fn cmdline(&self) -> String {
+        self.read("/proc/cmdline")
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// This boot's random id (empty when unreadable).
+    pub fn boot_id(&self) -> String {
+        self.read("/proc/sys/kernel/random/boot_id")
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default()
     }
 
     /// Whether kernel module `name` (`-` or `_`) is loaded or built in.

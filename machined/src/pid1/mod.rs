@@ -27,10 +27,7 @@ pub fn run() -> ! {
     mounts::early();
     let tee = console::Tee::open();
     let host = Host::node();
-    let cmdline = host
-        .read("/proc/cmdline")
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let cmdline = host.cmdline();
     let args = cmdline::parse(&cmdline);
     let filter = match args.log.as_str() {
         "debug" => tracing::Level::DEBUG,
@@ -185,7 +182,7 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
         tracing::error!("reaper: {e}");
     }
     let sup = match Supervisor::new(SupervisorConfig {
-        cgroup_root: Some("/sys/fs/cgroup/basalt".into()),
+        cgroup_root: Some(supervisor::NODE_CGROUP_ROOT.into()),
         log_lines: 2000,
     }) {
         Ok(s) => s,
@@ -207,10 +204,7 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
     let net = start_network().await;
 
     let (tx, mut power) = tokio::sync::mpsc::unbounded_channel();
-    let boot_id = host
-        .read("/proc/sys/kernel/random/boot_id")
-        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-        .unwrap_or_default();
+    let boot_id = host.boot_id();
     let services = vec![crate::containerd::service(std::path::Path::new("/"))];
     if let Err(e) = host.write_atomic(
         crate::containerd::CONFIG,

@@ -22,6 +22,7 @@
 
 mod cgroup;
 mod logs;
+mod process;
 mod reaper;
 mod service;
 mod spawn;
@@ -35,6 +36,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{broadcast, oneshot, watch};
 
+pub use cgroup::NODE_CGROUP_ROOT;
 pub use logs::{LogLine, Stream};
 pub use reaper::{ExitInfo, init_reaper, spawn_reaped};
 pub use service::ServiceState;
@@ -265,9 +267,7 @@ impl Supervisor {
         let Some(pid) = self.status(name)?.pid else {
             return Ok(None);
         };
-        if let Some(pgid) = rustix::process::Pid::from_raw(pid as i32) {
-            service::signal_group(name, pgid, rustix::process::Signal::KILL);
-        }
+        process::kill_group(name, pid);
         Ok(Some(pid))
     }
 

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal};
+use super::process::{Pid, Signal, probe, signal_group};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -15,10 +15,8 @@ use super::reaper::ExitInfo;
 use super::spawn::spawn_service;
 use super::spec::{Readiness, ServiceSpec};
 
-/// How often readiness is probed, and how long one probe may take.
+/// How often readiness is probed.
 const READY_POLL: Duration = Duration::from_millis(25);
-const READY_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-const READY_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for a SIGKILLed process to be reaped before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
@@ -374,55 +372,4 @@ enum Outcome {
     NotReady,
     Stop(Option<oneshot::Sender<()>>),
     Restart(oneshot::Sender<()>),
-}
-
-pub(crate) fn signal_group(service: &str, pgid: Pid, sig: Signal) {
-    match rustix::process::kill_process_group(pgid, sig) {
-        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
-        Err(e) => tracing::warn!(service, "signalling process group: {e}"),
-    }
-}
-
-/// One readiness probe.
-async fn probe(readiness: &Readiness) -> bool {
-    match readiness {
-        Readiness::None => true,
-        Readiness::Path(p) => tokio::fs::try_exists(p).await.unwrap_or(false),
-        Readiness::UnixSocket(p) => matches!(
-            timeout(READY_PROBE_TIMEOUT, tokio::net::UnixStream::connect(p)).await,
-            Ok(Ok(_))
-        ),
-        Readiness::Tcp(addr) => matches!(
-            timeout(READY_PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
-            Ok(Ok(_))
-        ),
-        Readiness::Command(argv) => command_succeeds(argv).await,
-    }
-}
-
-/// Run a readiness command through the reaper (it owns waitpid(-1)); a
-/// command that hangs counts as not ready and is killed.
-async fn command_succeeds(argv: &[String]) -> bool {
-    let Some((program, args)) = argv.split_first() else {
-        return false;
-    };
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let Ok((child, exit)) = super::reaper::spawn_reaped(&mut cmd) else {
-        return false;
-    };
-    match timeout(READY_COMMAND_TIMEOUT, exit).await {
-        Ok(Ok(info)) => info.success(),
-        _ => {
-            if let Some(pid) = Pid::from_raw(child.id() as i32) {
-                let _ = rustix::process::kill_process(pid, Signal::KILL);
-            }
-            false
-        }
-    }
 }
