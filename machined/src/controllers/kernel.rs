@@ -126,3 +126,6 @@ impl KernelController {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;
