@@ -254,24 +254,38 @@ async fn route(
     query: Vec<(String, String)>,
     body: &[u8],
 ) -> Response<Body> {
+    match *method {
+        Method::GET => read_route(node, path, &query).await,
+        Method::POST => write_route(node, path, body).await,
+        _ => None,
+    }
+    .unwrap_or_else(|| error(404, format!("no such endpoint: {method} {path}")))
+}
+
+/// `GET` endpoints: readers and admins. `None`: no such endpoint.
+async fn read_route(
+    node: &Arc<Node>,
+    path: &str,
+    query: &[(String, String)],
+) -> Option<Response<Body>> {
     let q = |k: &str| {
         query
             .iter()
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     };
-    match (method.clone(), path) {
-        (Method::GET, "/v1/version") => json(
+    Some(match path {
+        "/v1/version" => json(
             StatusCode::OK,
             &serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "api": "v1" }),
         ),
-        (Method::GET, "/v1/status") => json(StatusCode::OK, &node.status().await),
-        (Method::GET, "/v1/mounts") => match inspect::mounts() {
+        "/v1/status" => json(StatusCode::OK, &node.status().await),
+        "/v1/mounts" => match inspect::mounts() {
             Ok(m) => json(StatusCode::OK, &m),
             Err(e) => error(500, e.to_string()),
         },
-        (Method::GET, "/v1/processes") => json(StatusCode::OK, &inspect::processes()),
-        (Method::GET, "/v1/network") => {
+        "/v1/processes" => json(StatusCode::OK, &inspect::processes()),
+        "/v1/network" => {
             let mut v = serde_json::to_value(inspect::network()).unwrap_or_default();
             if let (Some(obj), Some(ctl)) = (
                 v.as_object_mut(),
@@ -282,31 +296,47 @@ async fn route(
             }
             json(StatusCode::OK, &v)
         }
-        (Method::GET, "/v1/read") => match q("path") {
+        "/v1/read" => match q("path") {
             None => error(400, "missing ?path="),
             Some(p) => match inspect::read_file(&node.host, node.state().dir(), p) {
                 Ok(data) => json(StatusCode::OK, &data),
                 Err(e) => error(e.status(), e.to_string()),
             },
         },
-        (Method::GET, "/v1/resources") => json(StatusCode::OK, &node.resources().await),
-        (Method::GET, "/v1/metrics") => text(metrics::render(&node.status().await)),
-        (Method::POST, "/v1/apply") => {
+        "/v1/resources" => json(StatusCode::OK, &node.resources().await),
+        "/v1/metrics" => text(metrics::render(&node.status().await)),
+        "/v1/services" => json(StatusCode::OK, &node.supervisor().list()),
+        p if p.starts_with("/v1/logs/") => {
+            let name = &p["/v1/logs/".len()..];
+            logs(
+                node,
+                name,
+                q("follow").is_some_and(|v| v == "1" || v == "true"),
+            )
+        }
+        "/v1/dmesg" => dmesg(q("follow").is_some_and(|v| v == "1" || v == "true")),
+        _ => return None,
+    })
+}
+
+/// `POST` endpoints: admins only. `None`: no such endpoint.
+async fn write_route(node: &Arc<Node>, path: &str, body: &[u8]) -> Option<Response<Body>> {
+    Some(match path {
+        "/v1/apply" => {
             let req: ApplyRequest = match serde_json::from_slice(body) {
                 Ok(r) => r,
-                Err(e) => return error(400, format!("apply body: {e}")),
+                Err(e) => return Some(error(400, format!("apply body: {e}"))),
             };
             match node.apply(req).await {
                 Ok(r) => json(StatusCode::OK, &r),
                 Err(e) => error(e.status(), e.to_string()),
             }
         }
-        (Method::POST, "/v1/apply/confirm") => match node.confirm().await {
+        "/v1/apply/confirm" => match node.confirm().await {
             Ok(g) => json(StatusCode::OK, &serde_json::json!({ "confirmed": g })),
             Err(e) => error(e.status(), e.to_string()),
         },
-        (Method::GET, "/v1/services") => json(StatusCode::OK, &node.supervisor().list()),
-        (Method::POST, p) if p.starts_with("/v1/services/") && p.ends_with("/restart") => {
+        p if p.starts_with("/v1/services/") && p.ends_with("/restart") => {
             let name = &p["/v1/services/".len()..p.len() - "/restart".len()];
             match node.supervisor().restart(name).await {
                 Ok(()) => json(
@@ -316,7 +346,7 @@ async fn route(
                 Err(e) => error(404, e.to_string()),
             }
         }
-        (Method::POST, p) if p.starts_with("/v1/services/") && p.ends_with("/kill") => {
+        p if p.starts_with("/v1/services/") && p.ends_with("/kill") => {
             // Debugging aid: SIGKILL the service's process group, as a crash
             // would; the supervisor restarts it with backoff.
             let name = &p["/v1/services/".len()..p.len() - "/kill".len()];
@@ -326,38 +356,29 @@ async fn route(
                 Err(e) => error(404, e.to_string()),
             }
         }
-        (Method::GET, p) if p.starts_with("/v1/logs/") => {
-            let name = &p["/v1/logs/".len()..];
-            logs(
-                node,
-                name,
-                q("follow").is_some_and(|v| v == "1" || v == "true"),
-            )
-        }
-        (Method::GET, "/v1/dmesg") => dmesg(q("follow").is_some_and(|v| v == "1" || v == "true")),
-        (Method::POST, "/v1/reboot") => {
+        "/v1/reboot" => {
             node.request_power(PowerEvent::Reboot);
             json(
                 StatusCode::ACCEPTED,
                 &serde_json::json!({ "rebooting": true }),
             )
         }
-        (Method::POST, "/v1/reset") => match node.reset().await {
+        "/v1/reset" => match node.reset().await {
             Ok(()) => json(
                 StatusCode::ACCEPTED,
                 &serde_json::json!({ "reset": true, "rebooting": true }),
             ),
             Err(e) => error(e.status(), e.to_string()),
         },
-        (Method::POST, "/v1/shutdown") => {
+        "/v1/shutdown" => {
             node.request_power(PowerEvent::Shutdown);
             json(
                 StatusCode::ACCEPTED,
                 &serde_json::json!({ "shutting_down": true }),
             )
         }
-        _ => error(404, format!("no such endpoint: {method} {path}")),
-    }
+        _ => return None,
+    })
 }
 
 fn stream_response() -> (http_body_util::channel::Sender<Bytes>, Response<Body>) {

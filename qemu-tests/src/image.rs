@@ -45,6 +45,25 @@ fn file_hash(h: &mut Sha256, p: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A signed config to bake into an image (image-builder's `[config]`).
+pub struct Baked<'a> {
+    pub config: &'a str,
+    pub signature: &'a str,
+}
+
+/// The Debian image with `baked` as its config: built once per test
+/// process (and once per input set across runs).
+pub fn debian_with_config(baked: &Baked<'_>) -> Result<&'static Image> {
+    static IMAGE: OnceLock<Image> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(img) = IMAGE.get() {
+        return Ok(img);
+    }
+    let img = build(Some(baked))?;
+    Ok(IMAGE.get_or_init(|| img))
+}
+
 /// Build once per test process (and once per input set across runs), or
 /// use `BASALT_IMAGE_DIR` when set.
 pub fn debian() -> Result<&'static Image> {
@@ -69,6 +88,11 @@ pub fn debian() -> Result<&'static Image> {
         }
         return Ok(IMAGE.get_or_init(|| img));
     }
+    let img = build(None)?;
+    Ok(IMAGE.get_or_init(|| img))
+}
+
+fn build(baked: Option<&Baked<'_>>) -> Result<Image> {
     let profile_path = workspace().join("configs/images/debian.toml");
     let machined = machined()?;
     let admin = crate::admin_key().public().to_openssh();
@@ -77,6 +101,10 @@ pub fn debian() -> Result<&'static Image> {
     file_hash(&mut h, &profile_path)?;
     file_hash(&mut h, &std::env::current_exe()?)?;
     h.update(admin.as_bytes());
+    if let Some(b) = baked {
+        h.update(b.config.as_bytes());
+        h.update(b.signature.as_bytes());
+    }
     let key: String = h
         .finalize()
         .iter()
@@ -93,7 +121,7 @@ pub fn debian() -> Result<&'static Image> {
             "BASALT_ADMIN_PUB" => Some(keys_str.clone()),
             other => profile::process_env(other),
         };
-        let profile = profile::load(
+        let mut profile = profile::load(
             &profile_path,
             &LoadOptions {
                 env: &env,
@@ -101,14 +129,23 @@ pub fn debian() -> Result<&'static Image> {
             },
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(b) = baked {
+            let document = dir.with_extension("config.toml");
+            let signature = dir.with_extension("config.toml.sig");
+            std::fs::write(&document, b.config)?;
+            std::fs::write(&signature, b.signature)?;
+            profile.config = Some(profile::BakedConfig {
+                document,
+                signature,
+            });
+        }
         eprintln!("qemu-tests: building the node image into {}", dir.display());
         assemble::build(&profile, &dir, &BuildOptions::default())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let img = Image {
+    Ok(Image {
         kernel: dir.join("vmlinuz"),
         initramfs: dir.join("initramfs.cpio.zst"),
         dir,
-    };
-    Ok(IMAGE.get_or_init(|| img))
+    })
 }
