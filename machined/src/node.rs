@@ -92,6 +92,7 @@ impl Node {
         let host = parts.host;
         let config = ConfigController::new(parts.state, parts.image_trust);
         let applied = config.load_at_boot();
+        let current = applied.current.as_ref().map(|a| a.config.clone());
         let node = Arc::new(Node {
             kernel: KernelController::new(host.clone()),
             files: FilesController::new(host.clone()),
@@ -104,20 +105,16 @@ impl Node {
             nonces: parts.nonces,
             boot_id: parts.boot_id,
             tls_fingerprint: parts.tls_fingerprint,
-            applied: Mutex::new(ConfigState::default()),
+            applied: Mutex::new(applied),
             power: parts.power,
         });
-        match &applied.current {
-            Some(a) => {
-                node.converge_host(&a.config);
-                tracing::info!("running config generation {}", a.config.generation);
+        match &current {
+            Some(c) => {
+                node.converge_host(c);
+                tracing::info!("running config generation {}", c.generation);
                 node.start_services();
             }
             None => tracing::info!("no config: maintenance mode, waiting for a signed apply"),
-        }
-        // Nothing else holds the lock yet.
-        if let Ok(mut slot) = node.applied.try_lock() {
-            *slot = applied;
         }
         node
     }
