@@ -689,3 +689,64 @@ fn a_baked_config_applies_at_first_boot_and_only_when_trusted() {
     assert!(!s.ready);
     assert!(!d.state_snapshot().contains_key("/current"));
 }
+
+/// `GET /v1/resources`: every controller's resources, desired next to
+/// observed; and `ready` with its reason.
+#[test]
+fn resources_are_listed_per_controller_and_ready_says_why_not() {
+    let d = dev(Limits::default());
+    let reader = d.client(3);
+    let s: Status = reader.get("/v1/status").unwrap();
+    assert!(!s.ready);
+    assert_eq!(
+        s.not_ready.as_deref(),
+        Some("no config yet (maintenance mode)")
+    );
+    // Port 0: other tests of this binary may hold 9100 at the same time.
+    let doc = edit(&worker_with_reader(), "127.0.0.1:9100", "127.0.0.1:0");
+    d.client(1)
+        .post::<_, ApplyResponse>(
+            "/v1/apply",
+            &apply_req(&doc, &sign(1, &doc), ApplyMode::Auto),
+        )
+        .unwrap();
+    let s: Status = reader.get("/v1/status").unwrap();
+    assert!(s.ready, "{:?}", s.not_ready);
+    assert_eq!(s.not_ready, None);
+
+    let list: Vec<serde_json::Value> = reader.get("/v1/resources").unwrap();
+    let find = |controller: &str, id: &str| {
+        list.iter()
+            .find(|r| r["controller"] == controller && r["id"] == id)
+            .unwrap_or_else(|| panic!("no {controller}/{id} in {list:?}"))
+            .clone()
+    };
+    let cfg = find("config", "machine-config");
+    assert_eq!(
+        (cfg["kind"].as_str(), cfg["generation"].as_u64()),
+        (Some("config"), Some(1))
+    );
+    let host = find("kernel", "hostname");
+    assert_eq!(
+        (host["desired"].as_str(), host["observed"].as_str()),
+        (Some("worker-1"), Some("worker-1"))
+    );
+    assert_eq!(
+        find("kernel", "sysctl/net.ipv4.ip_forward")["in_sync"],
+        true
+    );
+    let motd = find("files", "/var/lib/basalt-example/motd");
+    assert_eq!(
+        (motd["in_sync"].as_bool(), motd["op"].as_str()),
+        (Some(true), Some("create"))
+    );
+    let resolv = find("dns", "/run/basalt/resolv.conf");
+    assert_eq!(resolv["in_sync"], true);
+    assert_eq!(
+        resolv["desired"]["nameservers"],
+        serde_json::json!(["10.0.2.3"])
+    );
+    let m = find("metrics", "listener");
+    assert_eq!(m["observed"], "127.0.0.1:0", "{m}");
+    assert!(list.iter().all(|r| r["in_sync"] == true), "{list:?}");
+}

@@ -54,3 +54,6 @@ impl Kmsg {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

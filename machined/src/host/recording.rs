@@ -3,6 +3,7 @@
 //! log the test can assert on (youki's `Syscall` test double is the model).
 
 use super::kernel::Kernel;
+use super::modules::ModuleLoader;
 use super::mounts::{MountSpec, Mounter};
 use std::collections::BTreeMap;
 use std::io;
@@ -15,6 +16,7 @@ pub enum Call {
     WriteSysctl { key: String, value: String },
     Mount { target: String, fstype: String },
     Unmount(String),
+    LoadModule(String),
 }
 
 #[derive(Debug, Default)]
@@ -25,6 +27,8 @@ struct State {
     calls: Vec<Call>,
     /// Mount targets whose mount fails, to test error paths.
     failing_mounts: Vec<String>,
+    /// Module files whose load fails.
+    failing_modules: Vec<String>,
 }
 
 /// Cheap to clone; clones share the record.
@@ -58,6 +62,17 @@ impl RecordingKernel {
     pub fn failing_mount(self, target: &str) -> Self {
         self.state().failing_mounts.push(target.into());
         self
+    }
+
+    /// Make loading the module file `path` fail with ENOEXEC.
+    pub fn failing_module(self, path: &str) -> Self {
+        self.state().failing_modules.push(path.into());
+        self
+    }
+
+    /// Whether a module of this name is loaded (given, or loaded since).
+    pub fn module_loaded(&self, name: &str) -> bool {
+        self.state().modules.iter().any(|m| m == name)
     }
 
     /// Every side effect so far, in order.
@@ -113,5 +128,27 @@ impl Mounter for RecordingKernel {
     fn unmount(&self, target: &str) -> io::Result<()> {
         self.state().calls.push(Call::Unmount(target.into()));
         Ok(())
+    }
+}
+
+/// `/lib/modules/…/veth.ko.xz` → `veth`.
+fn module_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.split('.').next().unwrap_or(file).replace('-', "_")
+}
+
+impl ModuleLoader for RecordingKernel {
+    fn load(&self, path: &str) -> io::Result<bool> {
+        let mut s = self.state();
+        if s.failing_modules.iter().any(|p| p == path) {
+            return Err(io::Error::from_raw_os_error(8));
+        }
+        let name = module_name(path);
+        if s.modules.contains(&name) {
+            return Ok(false);
+        }
+        s.modules.push(name);
+        s.calls.push(Call::LoadModule(path.into()));
+        Ok(true)
     }
 }

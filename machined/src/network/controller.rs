@@ -18,7 +18,7 @@
 
 use super::dhcp::Timing;
 use super::dhcp_link::{DhcpParams, DhcpStatus, DhcpTask, OnChange};
-use super::netlink::{Link, Netlink, RouteOrigin, RouteSpec};
+use super::netlink::{Link, LinkOps, Netlink, RouteSpec};
 use super::{ApplyErrors, NetworkError};
 use crate::controllers::dns::LeaseDns;
 use crate::host::kernel::{Kernel, Linux};
@@ -259,7 +259,6 @@ impl NetworkController {
 
     /// Carry out one [`LinkOp`] on a link we own; failures are collected.
     async fn execute(&self, o: &mut Owned, op: LinkOp, errors: &mut Vec<NetworkError>) {
-        let nl = &self.inner.nl;
         let link = o.link.clone();
         let result = match &op {
             LinkOp::PromoteSecondaries => {
@@ -275,12 +274,6 @@ impl NetworkController {
                 }
                 Ok(())
             }
-            LinkOp::SetUp(up) => nl.set_up(&link, *up).await,
-            LinkOp::SetMtu(mtu) => nl.set_mtu(&link, *mtu).await,
-            LinkOp::DelRoute(r) => nl.del_route(&link, r).await,
-            LinkOp::DelAddress(a) => nl.del_address(&link, *a).await,
-            LinkOp::AddAddress { addr, .. } => nl.add_address(&link, *addr).await,
-            LinkOp::AddRoute { route, .. } => nl.add_route(&link, route, RouteOrigin::Static).await,
             LinkOp::StartDhcp { apply_mtu } => {
                 let params = DhcpParams {
                     timing: self.inner.opts.dhcp_timing,
@@ -290,9 +283,11 @@ impl NetworkController {
                 };
                 let changed = self.inner.changed.clone();
                 let on_change: OnChange = Arc::new(move || Self::bump(&changed));
-                o.dhcp = Some(DhcpTask::spawn(nl.clone(), link.clone(), params, on_change));
+                let nl = self.inner.nl.clone();
+                o.dhcp = Some(DhcpTask::spawn(nl, link.clone(), params, on_change));
                 Ok(())
             }
+            other => apply_link_op(&self.inner.nl, &link, other).await,
         };
         match result {
             Ok(()) => log_op(&link, &op),
@@ -411,6 +406,24 @@ impl NetworkController {
                 t.release().await;
             }
         }
+    }
+}
+
+/// The link's own part of an operation, over `nl`. DHCP and sysctl
+/// operations are the controller's and do nothing here.
+pub(crate) async fn apply_link_op(
+    nl: &impl LinkOps,
+    link: &Link,
+    op: &LinkOp,
+) -> Result<(), NetworkError> {
+    match op {
+        LinkOp::SetUp(up) => nl.set_up(link, *up).await,
+        LinkOp::SetMtu(mtu) => nl.set_mtu(link, *mtu).await,
+        LinkOp::DelRoute(r) => nl.del_route(link, r).await,
+        LinkOp::DelAddress(a) => nl.del_address(link, *a).await,
+        LinkOp::AddAddress { addr, .. } => nl.add_address(link, *addr).await,
+        LinkOp::AddRoute { route, .. } => nl.add_route(link, route).await,
+        LinkOp::PromoteSecondaries | LinkOp::ReleaseDhcp | LinkOp::StartDhcp { .. } => Ok(()),
     }
 }
 

@@ -46,7 +46,13 @@ pub fn run() -> ! {
         tracing::warn!("unknown kernel argument {u}");
     }
     power::disable_ctrl_alt_del();
-    let n = modules::load_list(modules::LIST);
+    let n = match host.read(modules::LIST) {
+        Ok(list) => modules::load_list(&Linux, &String::from_utf8_lossy(&list)),
+        Err(e) => {
+            tracing::warn!("no module list: {e}");
+            0
+        }
+    };
     tracing::info!("loaded {n} kernel modules");
     if host.exists(&args.root_image) {
         match mounts::switch_root(&args.root_image) {

@@ -160,10 +160,7 @@ impl Supervisor {
     }
 
     fn services(&self) -> MutexGuard<'_, Services> {
-        self.inner
-            .services
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.inner.services)
     }
 
     fn get(&self, name: &str) -> Result<Arc<Service>, SupervisorError> {

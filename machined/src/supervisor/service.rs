@@ -87,11 +87,11 @@ impl Service {
     }
 
     pub fn run_state(&self) -> MutexGuard<'_, RunState> {
-        self.run.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.run)
     }
 
     pub fn control(&self) -> MutexGuard<'_, Option<mpsc::UnboundedSender<Control>>> {
-        self.control.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.control)
     }
 
     fn set_state(&self, state: ServiceState) {

@@ -232,3 +232,89 @@ fn stale_links_are_the_unwanted_vanished_and_renumbered() {
         ]
     );
 }
+
+/// A recording fake of the link side of netlink; `fail` makes every
+/// operation on that address fail the way the kernel would.
+#[derive(Default)]
+struct RecordingLinks {
+    calls: std::sync::Mutex<Vec<String>>,
+    fail: Option<Cidr>,
+}
+
+impl RecordingLinks {
+    fn record(&self, call: String) {
+        crate::lock::lock(&self.calls).push(call);
+    }
+    fn calls(&self) -> Vec<String> {
+        crate::lock::lock(&self.calls).clone()
+    }
+}
+
+impl LinkOps for RecordingLinks {
+    async fn set_up(&self, link: &Link, up: bool) -> Result<(), NetworkError> {
+        self.record(format!("{} up={up}", link.name));
+        Ok(())
+    }
+    async fn set_mtu(&self, link: &Link, mtu: u32) -> Result<(), NetworkError> {
+        self.record(format!("{} mtu={mtu}", link.name));
+        Ok(())
+    }
+    async fn add_address(&self, link: &Link, addr: Cidr) -> Result<(), NetworkError> {
+        if self.fail == Some(addr) {
+            return Err(NetworkError::Address {
+                link: link.name.clone(),
+                addr,
+                op: "adding",
+                source: std::io::Error::from_raw_os_error(19),
+            });
+        }
+        self.record(format!("{} +addr {addr}", link.name));
+        Ok(())
+    }
+    async fn del_address(&self, link: &Link, addr: Cidr) -> Result<(), NetworkError> {
+        self.record(format!("{} -addr {addr}", link.name));
+        Ok(())
+    }
+    async fn add_route(&self, link: &Link, route: &RouteSpec) -> Result<(), NetworkError> {
+        self.record(format!("{} +route {route}", link.name));
+        Ok(())
+    }
+    async fn del_route(&self, link: &Link, route: &RouteSpec) -> Result<(), NetworkError> {
+        self.record(format!("{} -route {route}", link.name));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_executor_carries_out_the_diff_and_keeps_going_past_a_failure() {
+    let l = link(2, "eth0", 1, true);
+    let had = want(&["10.0.0.2/24"], &[], Some(1500), false);
+    let now = want(
+        &["10.0.0.3/24", "10.0.0.4/24"],
+        &[rs("10.8.0.0/16", 5)],
+        Some(9000),
+        false,
+    );
+    let nl = RecordingLinks {
+        fail: Some("10.0.0.3/24".parse().unwrap()),
+        ..RecordingLinks::default()
+    };
+    let mut errors = Vec::new();
+    for op in link_ops(&l, &had, false, &now) {
+        if let Err(e) = apply_link_op(&nl, &l, &op).await {
+            errors.push(e.to_string());
+        }
+    }
+    assert_eq!(
+        nl.calls(),
+        [
+            "eth0 up=true",
+            "eth0 mtu=9000",
+            "eth0 -addr 10.0.0.2/24",
+            "eth0 +addr 10.0.0.4/24",
+            "eth0 +route 10.8.0.0/16 metric 5",
+        ]
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("10.0.0.3/24"), "{errors:?}");
+}
