@@ -181,7 +181,8 @@ impl Node {
             return;
         }
         let cfg = self.current_config().await;
-        self.converge_network(cfg.as_ref()).await;
+        // Failures are logged and shown in the network status.
+        let _ = self.converge_network(cfg.as_ref()).await;
         let node = Arc::clone(self);
         tokio::spawn(async move {
             while changes.changed().await.is_ok() {
@@ -191,9 +192,12 @@ impl Node {
         });
     }
 
-    async fn converge_network(&self, cfg: Option<&MachineConfig>) {
-        self.links.converge(cfg.map(|c| &c.machine.network)).await;
+    /// Links first, then resolv.conf (it lists DHCP's servers); the
+    /// links' failures, if any.
+    async fn converge_network(&self, cfg: Option<&MachineConfig>) -> Result<(), String> {
+        let links = self.links.converge(cfg.map(|c| &c.machine.network)).await;
         self.converge_dns(cfg);
+        links
     }
 
     fn converge_dns(&self, cfg: Option<&MachineConfig>) {
@@ -317,11 +321,11 @@ impl Node {
             steps.push(PlanStep::Reboot);
             let _ = self.power.send(PowerEvent::Reboot);
         } else {
-            if let Some(e) = self.converge_host(&new).into_iter().next() {
-                // Persisted but not fully converged: reported, retried at boot.
-                steps.push(PlanStep::ConvergeError(e));
-            }
-            self.converge_network(Some(&new)).await;
+            // Persisted but not fully converged: each controller's failure
+            // is reported; converging is retried at boot.
+            let mut errors = self.converge_host(&new);
+            errors.extend(self.converge_network(Some(&new)).await.err());
+            steps.extend(errors.into_iter().map(PlanStep::ConvergeError));
             self.metrics.converge(Some(&new), self).await;
             self.start_services();
         }
@@ -369,7 +373,8 @@ impl Node {
         if let Some(c) = &cfg {
             self.converge_host(c);
         }
-        self.converge_network(cfg.as_ref()).await;
+        // Failures are logged and shown in the network status.
+        let _ = self.converge_network(cfg.as_ref()).await;
         tracing::warn!(
             "try apply of generation {generation} was not confirmed: rolled back to {}",
             cfg.as_ref().map_or(0, |c| c.generation)

@@ -318,14 +318,23 @@ fn config_survives_reboot_on_state_and_shutdown_powers_off() {
     // An orderly reboot (services stopped, STATE unmounted, reboot(2)), not
     // the panic hook's: that reboots too.
     let console = vm.console();
-    let said = |needle: &str| console.find(needle);
+    // Where machined's own lines say it (the kernel echoes them from
+    // /dev/kmsg behind a `[time]` prefix; those do not count).
+    let said = |needle: &str| -> Vec<usize> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        for line in console.split_inclusive('\n') {
+            if line.trim_start().starts_with(needle) {
+                out.push(at);
+            }
+            at += line.len();
+        }
+        out
+    };
     let (stop, now, second) = (
-        said("Reboot: stopping services"),
-        said("Reboot now"),
-        console
-            .match_indices(FINGERPRINT_LINE)
-            .nth(1)
-            .map(|(i, _)| i),
+        said("INFO Reboot: stopping services").first().copied(),
+        said("INFO Reboot now").first().copied(),
+        said(FINGERPRINT_LINE).get(1).copied(),
     );
     assert!(
         stop.is_some() && stop < now && now < second,

@@ -24,11 +24,15 @@ impl LinksController {
         self.net.get()
     }
 
-    pub async fn converge(&self, cfg: Option<&Network>) {
-        let Some(net) = self.get() else { return };
-        if let Err(e) = net.apply(cfg).await {
+    /// Make the links match; what failed (the rest was applied).
+    pub async fn converge(&self, cfg: Option<&Network>) -> Result<(), String> {
+        let Some(net) = self.get() else {
+            return Ok(());
+        };
+        net.apply(cfg).await.map_err(|e| {
             tracing::error!("network: {e}");
-        }
+            format!("network: {e}")
+        })
     }
 
     pub fn lease_dns(&self) -> LeaseDns {
