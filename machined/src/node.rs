@@ -266,22 +266,19 @@ impl Node {
         let signers: Vec<String> = verified.signers.iter().map(|s| s.to_string()).collect();
         // Plan.
         let mut steps = self.plan(applied.current.as_ref().map(|c| &c.config), &new);
+        if steps.is_empty() {
+            steps.push(PlanStep::NoChanges);
+        }
         let reboot_required = steps.iter().any(PlanStep::needs_reboot);
         self.kernel.check(&new)?;
         self.files.check(&new)?;
-        let response = |steps: &[PlanStep], reboot_required| {
-            let mut plan = plan::render(steps);
-            if plan.is_empty() {
-                plan.push(PlanStep::NoChanges.to_string());
-            }
-            ApplyResponse {
-                generation: new.generation,
-                mode: req.mode,
-                dry_run: req.dry_run,
-                plan,
-                reboot_required,
-                signers: signers.clone(),
-            }
+        let response = |steps: &[PlanStep], reboot_required| ApplyResponse {
+            generation: new.generation,
+            mode: req.mode,
+            dry_run: req.dry_run,
+            plan: plan::render(steps),
+            reboot_required,
+            signers: signers.clone(),
         };
         if applied.pending_try.is_some() && !req.dry_run {
             return Err(ApplyError::Conflict(

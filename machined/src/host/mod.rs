@@ -7,12 +7,14 @@
 //! - [`Host`]: files under the root (atomic writes, appends, reads) plus a
 //!   [`kernel::Kernel`] (host name, sysctls, modules present).
 //! - [`mounts`], [`loopdev`], [`blockdev`]: the mount table and STATE.
-//! - [`modules`]: `finit_module` from the image's list.
+//! - [`modules`]: `finit_module` from the image's list ([`modules::ModuleLoader`]).
 //! - [`kmsg`] and [`console`]: the kernel log, read and written.
 //! - [`power`]: sync and reboot(2).
 //! - [`inspect`]: the API's read-only views of /proc, /sys and files.
-//! - [`recording`]: the recording fake of [`kernel::Kernel`] and
-//!   [`mounts::Mounter`].
+//! - [`recording`]: the recording fake of [`kernel::Kernel`],
+//!   [`mounts::Mounter`] and [`modules::ModuleLoader`] (the network
+//!   executor's netlink seam, `network::netlink::LinkOps`, has its fake in
+//!   its unit tests).
 //!
 //! Outside this module, only `network::netlink` and the DHCP socket task
 //! (rtnetlink and UDP), `supervisor::{spawn, reaper, process, cgroup, logs}`
