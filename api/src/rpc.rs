@@ -68,7 +68,11 @@ pub struct Status {
     pub boot_id: String,
     /// Where STATE lives, or `ram` when no STATE was found.
     pub state: String,
+    /// The configured services are ready and the network is configured.
     pub ready: bool,
+    /// Why `ready` is false (absent when ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_ready: Option<String>,
     pub staged_generation: Option<u64>,
     /// Seconds left before an unconfirmed `try` apply rolls back.
     pub try_pending_secs: Option<u64>,

@@ -163,16 +163,18 @@ fn main() {
         median(peer).as_secs_f64() * 1e3,
     );
     println!("applies={n} (signed hostname change, mode no-reboot, fsync'd STATE)");
+    // The peer only verifies the signature (ssh-keygen -Y verify); ours
+    // verifies, plans, persists with fsync and converges as well.
     println!(
-        "RESULT name=apply_latency ours={o:.2}ms peer={p:.2}ms ratio={:.2}",
+        "apply_latency: the peer is verification alone (ssh-keygen -Y verify of the same document)"
+    );
+    println!(
+        "RESULT name=apply_latency ours={o:.2}ms peer={p:.2}ms ratio={:.2} peer_is=verification_alone",
         o / p
     );
+    // No peer runs here: the design's memory goal, printed as a goal.
+    println!("RESULT name=machined_rss_idle ours={idle:.1}MiB goal={GOAL_RSS_MIB:.1}MiB");
     println!(
-        "RESULT name=machined_rss_idle ours={idle:.1}MiB peer={GOAL_RSS_MIB:.1}MiB ratio={:.2}",
-        idle / GOAL_RSS_MIB
-    );
-    println!(
-        "RESULT name=machined_rss_after_100_applies ours={after:.1}MiB peer={GOAL_RSS_MIB:.1}MiB ratio={:.2}",
-        after / GOAL_RSS_MIB
+        "RESULT name=machined_rss_after_100_applies ours={after:.1}MiB goal={GOAL_RSS_MIB:.1}MiB"
     );
 }

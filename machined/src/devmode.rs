@@ -2,7 +2,7 @@
 //! unprivileged against a directory, for tests, benchmarks and development.
 
 use crate::host::Host;
-use crate::node::{Node, PowerEvent};
+use crate::node::{BootParts, Node, PowerEvent};
 use crate::server::{self, Limits};
 use crate::state::StateStore;
 use crate::tls::Identity;
@@ -46,16 +46,17 @@ impl Drop for RunningNode {
 
 pub fn load_trust_roots(host: &Host) -> Result<basalt_api::trust::TrustPolicy> {
     let path = host.path(TRUST_ROOTS);
-    let text = std::fs::read_to_string(&path)
+    let text = host
+        .read(TRUST_ROOTS)
         .with_context(|| format!("reading trust roots {}", path.display()))?;
-    basalt_api::config::parse_trust_roots(&text)
+    basalt_api::config::parse_trust_roots(&String::from_utf8_lossy(&text))
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
+/// A dev node's boot id: the dev root's path (a dev node has no kernel of
+/// its own to give one).
 fn boot_id(root: &Path) -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| root.display().to_string())
+    root.display().to_string()
 }
 
 /// Boot a dev node: load trust roots and STATE under `root`, serve the API.
@@ -77,17 +78,18 @@ pub async fn start(opts: DevOptions) -> Result<RunningNode> {
         cgroup_root: None,
         log_lines: 1000,
     })?;
-    let node = Node::boot(
+    let node = Node::boot(BootParts {
         host,
         supervisor,
-        opts.services,
+        services: opts.services,
         state,
-        trust,
-        boot_id(&opts.root),
-        fingerprint.clone(),
+        image_trust: trust,
+        boot_id: boot_id(&opts.root),
+        tls_fingerprint: fingerprint.clone(),
         nonces,
-        tx,
-    );
+        power: tx,
+    });
+    node.apply_baked_config().await;
     node.start_runtime().await;
     let server = tokio::spawn(server::serve(
         listener,

@@ -1,15 +1,20 @@
 //! machined: Basalt's PID 1. See DESIGN.md "Boot sequence".
 //!
-//! Everything that touches the host goes through [`host`], so the logic in
-//! the other modules runs unprivileged in tests against a temp directory
-//! (`machined --dev-root DIR`, see [`devmode`]).
+//! Architecture: [`node::Node`] is a thin registry of [`controllers`], one
+//! per concern, each owning its desired state (from the applied config) and
+//! its observed state; an apply runs verify → plan → persist → converge
+//! through them. Every side effect on the host goes through [`host`] (and
+//! the few boundary modules it names), so the logic in the other modules
+//! runs unprivileged in tests against a temp directory
+//! (`machined --dev-root DIR`, see [`devmode`]) or a recording fake
+//! ([`host::recording`]). `tests/boundary.rs` checks that claim.
 
 pub mod auth;
 pub mod containerd;
-pub mod converge;
+pub mod controllers;
 pub mod devmode;
 pub mod host;
-pub mod inspect;
+pub mod lock;
 pub mod network;
 pub mod node;
 pub mod peers;

@@ -1,29 +1,32 @@
-//! The node controller: holds the applied config and turns signed apply
-//! requests into persisted, converged state. One apply at a time.
+//! The node: a thin registry of the controllers (see [`crate::controllers`])
+//! and the apply pipeline that runs through them: verify → plan → persist
+//! → converge. One apply at a time.
 
 use crate::auth::Nonces;
-use crate::converge;
+use crate::controllers::config::{BAKED_CONFIG, BAKED_CONFIG_SIG, ConfigController, ConfigState};
+use crate::controllers::dns::DnsController;
+use crate::controllers::files::{FilesController, FilesError};
+use crate::controllers::kernel::{KernelController, KernelError};
+use crate::controllers::metrics::MetricsController;
+use crate::controllers::network::LinksController;
+use crate::controllers::plan::{self, PlanStep};
+use crate::controllers::resources::Resource;
+use crate::controllers::services::ServicesController;
 use crate::host::Host;
 use crate::network::NetworkController;
 use crate::state::{SignedDoc, Slot, StateError, StateStore};
 use crate::supervisor::{ServiceSpec, Supervisor};
 use basalt_api::config::MachineConfig;
 use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
-use basalt_api::signed::{SignedConfigError, verify_and_parse};
+use basalt_api::signed::SignedConfigError;
 use basalt_api::trust::TrustPolicy;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, mpsc};
 
-pub const DEFAULT_TRY_TIMEOUT: Duration = Duration::from_secs(120);
+pub use crate::host::power::PowerEvent;
 
-/// What PID 1's main loop should do next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PowerEvent {
-    Reboot,
-    Shutdown,
-}
+pub const DEFAULT_TRY_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -32,7 +35,9 @@ pub enum ApplyError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
-    Precondition(#[from] converge::ConvergeError),
+    Kernel(#[from] KernelError),
+    #[error("{0}")]
+    Files(#[from] FilesError),
     #[error("persisting the config failed (nothing changed): {0}")]
     State(#[from] StateError),
 }
@@ -43,166 +48,122 @@ impl ApplyError {
             ApplyError::Config(SignedConfigError::Signature(_)) => 403,
             ApplyError::Config(SignedConfigError::Invalid(_)) => 400,
             ApplyError::Config(SignedConfigError::Replay { .. }) => 409,
-            ApplyError::Conflict(_) | ApplyError::Precondition(_) => 409,
+            ApplyError::Conflict(_) | ApplyError::Kernel(_) | ApplyError::Files(_) => 409,
             ApplyError::State(_) => 500,
         }
     }
 }
 
-#[derive(Clone)]
-struct Applied {
-    config: MachineConfig,
-    sha256: String,
-    signers: Vec<String>,
-    /// The config's own trust section, parsed once: every API request is
-    /// authenticated against it.
-    policy: Option<TrustPolicy>,
-}
-
-impl Applied {
-    fn new(config: MachineConfig, document: &[u8], signers: Vec<String>) -> Self {
-        Self {
-            sha256: sha256_hex(document),
-            signers,
-            policy: config.trust_policy().ok(),
-            config,
-        }
-    }
-}
-
-struct Inner {
-    current: Option<Applied>,
-    /// A `try` apply waiting for confirmation: its generation and deadline.
-    pending_try: Option<(u64, Instant)>,
+/// Everything [`Node::boot`] needs.
+pub struct BootParts {
+    pub host: Host,
+    pub supervisor: Supervisor,
+    /// Services to run once the node has a config (containerd on a node).
+    pub services: Vec<ServiceSpec>,
+    pub state: StateStore,
+    /// The image's trust roots: who may sign the first config.
+    pub image_trust: TrustPolicy,
+    pub boot_id: String,
+    pub tls_fingerprint: String,
+    pub nonces: Nonces,
+    pub power: mpsc::UnboundedSender<PowerEvent>,
 }
 
 pub struct Node {
     pub host: Host,
-    pub supervisor: Supervisor,
-    /// Services to run once the node has a config (containerd on a node).
-    services: Vec<ServiceSpec>,
-    services_started: std::sync::atomic::AtomicBool,
-    /// The unauthenticated metrics listener and the address it serves.
-    metrics: std::sync::Mutex<Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>>,
-    /// Links, DHCP and DNS on a real node; None in dev mode.
-    network: std::sync::Mutex<Option<NetworkController>>,
-    pub state: StateStore,
-    image_trust: TrustPolicy,
     pub nonces: Nonces,
     pub boot_id: String,
     pub tls_fingerprint: String,
-    inner: Mutex<Inner>,
+    config: ConfigController,
+    kernel: KernelController,
+    files: FilesController,
+    dns: DnsController,
+    links: LinksController,
+    services: ServicesController,
+    metrics: MetricsController,
+    /// The config controller's state: the lock serializes applies.
+    applied: Mutex<ConfigState>,
     power: mpsc::UnboundedSender<PowerEvent>,
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
 }
 
 impl Node {
     /// Load STATE (promoting a staged config first) and converge to it.
-    /// A stored config that no longer verifies is reported and skipped:
-    /// the node stays in maintenance mode rather than trusting it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn boot(
-        host: Host,
-        supervisor: Supervisor,
-        services: Vec<ServiceSpec>,
-        state: StateStore,
-        image_trust: TrustPolicy,
-        boot_id: String,
-        tls_fingerprint: String,
-        nonces: Nonces,
-        power: mpsc::UnboundedSender<PowerEvent>,
-    ) -> Arc<Node> {
-        match state.promote_staged() {
-            Ok(true) => tracing::info!("staged config promoted to current"),
-            Ok(false) => {}
-            Err(e) => tracing::error!("promoting staged config: {e}"),
-        }
-        let current = match state.load(Slot::Current) {
-            Ok(Some(doc)) => load_trusted(&doc, &image_trust),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!("reading STATE: {e}");
-                None
-            }
-        };
-        if let Some(a) = &current {
-            if let Err(e) = converge::converge(&a.config, &host) {
-                tracing::error!("converging generation {}: {e}", a.config.generation);
-            }
-            tracing::info!("running config generation {}", a.config.generation);
-        } else {
-            tracing::info!("no config: maintenance mode, waiting for a signed apply");
-        }
-        let configured = current.is_some();
+    pub fn boot(parts: BootParts) -> Arc<Node> {
+        let host = parts.host;
+        let config = ConfigController::new(parts.state, parts.image_trust);
+        let applied = config.load_at_boot();
+        let current = applied.current.as_ref().map(|a| a.config.clone());
         let node = Arc::new(Node {
+            kernel: KernelController::new(host.clone()),
+            files: FilesController::new(host.clone()),
+            dns: DnsController::new(host.clone()),
+            links: LinksController::default(),
+            services: ServicesController::new(parts.supervisor, parts.services),
+            metrics: MetricsController::default(),
+            config,
             host,
-            supervisor,
-            services,
-            services_started: std::sync::atomic::AtomicBool::new(false),
-            network: std::sync::Mutex::new(None),
-            metrics: std::sync::Mutex::new(None),
-            state,
-            image_trust,
-            nonces,
-            boot_id,
-            tls_fingerprint,
-            inner: Mutex::new(Inner {
-                current,
-                pending_try: None,
-            }),
-            power,
+            nonces: parts.nonces,
+            boot_id: parts.boot_id,
+            tls_fingerprint: parts.tls_fingerprint,
+            applied: Mutex::new(applied),
+            power: parts.power,
         });
-        if configured {
-            node.start_services();
+        match &current {
+            Some(c) => {
+                node.converge_host(c);
+                tracing::info!("running config generation {}", c.generation);
+                node.start_services();
+            }
+            None => tracing::info!("no config: maintenance mode, waiting for a signed apply"),
         }
         node
     }
 
-    /// Start, move or stop the metrics listener to match the config.
-    async fn converge_metrics(self: &Arc<Self>, cfg: Option<&MachineConfig>) {
-        let want = cfg
-            .and_then(|c| c.machine.metrics.as_ref())
-            .map(|m| m.listen);
-        let current = self
-            .metrics
-            .lock()
-            .ok()
-            .and_then(|m| m.as_ref().map(|(a, _)| *a));
-        if want == current {
+    pub fn supervisor(&self) -> &Supervisor {
+        self.services.supervisor()
+    }
+
+    pub fn state(&self) -> &StateStore {
+        &self.config.store
+    }
+
+    /// An image may carry a signed config (`/etc/basalt/config.toml` and
+    /// its `.sig`): with none in STATE, apply it now, exactly as if it had
+    /// come through the API (same trust roots, same generation rules).
+    pub async fn apply_baked_config(self: &Arc<Self>) {
+        if self.applied.lock().await.current.is_some() {
             return;
         }
-        if let Ok(mut slot) = self.metrics.lock()
-            && let Some((_, task)) = slot.take()
-        {
-            task.abort();
-        }
-        let Some(addr) = want else { return };
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => {
-                let task = tokio::spawn(crate::server::serve_metrics(l, Arc::clone(self)));
-                if let Ok(mut slot) = self.metrics.lock() {
-                    *slot = Some((addr, task));
-                }
-                tracing::info!("metrics on http://{addr}/metrics");
-            }
-            Err(e) => tracing::error!("machine.metrics.listen {addr}: {e}"),
+        let (Ok(config), Ok(signatures)) = (
+            self.host.read(BAKED_CONFIG),
+            self.host.read(BAKED_CONFIG_SIG),
+        ) else {
+            return;
+        };
+        let req = ApplyRequest {
+            config: String::from_utf8_lossy(&config).into_owned(),
+            signatures: String::from_utf8_lossy(&signatures).into_owned(),
+            mode: ApplyMode::Auto,
+            dry_run: false,
+            try_timeout_secs: None,
+        };
+        match self.apply(req).await {
+            Ok(r) => tracing::info!(
+                "applied the image's baked config {BAKED_CONFIG}, generation {}",
+                r.generation
+            ),
+            Err(e) => tracing::error!("the image's baked config {BAKED_CONFIG}: {e}"),
         }
     }
 
     /// Converge what needs the runtime (metrics) for the running config; called once after boot.
     pub async fn start_runtime(self: &Arc<Self>) {
         let cfg = self.current_config().await;
-        self.converge_metrics(cfg.as_ref()).await;
+        self.metrics.converge(cfg.as_ref(), self).await;
     }
 
     async fn current_config(&self) -> Option<MachineConfig> {
-        self.inner
+        self.applied
             .lock()
             .await
             .current
@@ -210,95 +171,116 @@ impl Node {
             .map(|c| c.config.clone())
     }
 
-    fn net(&self) -> Option<NetworkController> {
-        self.network.lock().ok().and_then(|n| n.clone())
-    }
-
     /// Hand the node its network controller: converge the current config's
     /// network and keep resolv.conf in step with DHCP from now on.
     pub async fn attach_network(self: &Arc<Self>, net: Option<NetworkController>) {
         let Some(net) = net else { return };
-        if let Ok(mut slot) = self.network.lock() {
-            *slot = Some(net.clone());
+        let mut changes = net.changes();
+        if !self.links.attach(net) {
+            tracing::error!("network controller attached twice; keeping the first");
+            return;
         }
         let cfg = self.current_config().await;
-        self.converge_network(cfg.as_ref()).await;
+        // Failures are logged and shown in the network status.
+        let _ = self.converge_network(cfg.as_ref()).await;
         let node = Arc::clone(self);
-        let mut changes = net.changes();
         tokio::spawn(async move {
             while changes.changed().await.is_ok() {
-                node.write_resolv(&net);
+                let cfg = node.current_config().await;
+                node.converge_dns(cfg.as_ref());
             }
         });
     }
 
-    async fn converge_network(&self, cfg: Option<&MachineConfig>) {
-        let Some(net) = self.net() else { return };
-        if let Err(e) = net.apply(cfg.map(|c| &c.machine.network)).await {
-            tracing::error!("network: {e}");
-        }
-        self.write_resolv(&net);
+    /// Links first, then resolv.conf (it lists DHCP's servers); the
+    /// links' failures, if any.
+    async fn converge_network(&self, cfg: Option<&MachineConfig>) -> Result<(), String> {
+        let links = self.links.converge(cfg.map(|c| &c.machine.network)).await;
+        self.converge_dns(cfg);
+        links
     }
 
-    /// Config nameservers first, then DHCP's.
-    fn write_resolv(&self, net: &NetworkController) {
-        let text = crate::network::resolv_conf(&net.dns(), &net.search_domains());
-        if let Err(e) = self
-            .host
-            .write_atomic(converge::RESOLV_CONF, text.as_bytes(), 0o644)
-        {
+    fn converge_dns(&self, cfg: Option<&MachineConfig>) {
+        let net = cfg.map(|c| &c.machine.network);
+        if let Err(e) = self.dns.converge(net, &self.links.lease_dns()) {
             tracing::error!("writing resolv.conf: {e}");
         }
     }
 
-    pub fn network_status(&self) -> Option<serde_json::Value> {
-        self.net()
-            .and_then(|n| serde_json::to_value(n.status()).ok())
+    pub fn network_status(&self) -> Option<crate::network::NetworkStatus> {
+        self.links.status()
     }
 
-    /// DESIGN step 7: services start once the node has a config.
     fn start_services(&self) {
-        use std::sync::atomic::Ordering;
-        if self.services_started.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        if let Err(e) = self.supervisor.start(self.services.clone()) {
+        if let Err(e) = self.services.converge() {
             tracing::error!("starting services: {e}");
-            self.services_started.store(false, Ordering::SeqCst);
         }
+    }
+
+    /// The synchronous controllers: kernel, files, resolv.conf. Each
+    /// failure is reported; the others still converge.
+    fn converge_host(&self, cfg: &MachineConfig) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Err(e) = self.kernel.converge(cfg) {
+            errors.push(e.to_string());
+        }
+        if let Err(e) = self.files.converge(cfg) {
+            errors.push(e.to_string());
+        }
+        let leases = self.links.lease_dns();
+        if let Err(e) = self.dns.converge(Some(&cfg.machine.network), &leases) {
+            errors.push(e.to_string());
+        }
+        for e in &errors {
+            tracing::error!("converging generation {}: {e}", cfg.generation);
+        }
+        errors
+    }
+
+    /// Every controller's steps from `old` to `new`, in the order they
+    /// converge; whether any needs a reboot.
+    fn plan(&self, old: Option<&MachineConfig>, new: &MachineConfig) -> Vec<PlanStep> {
+        let mut steps = self.kernel.plan(old, new);
+        steps.extend(self.files.plan(new));
+        steps.extend(
+            self.dns
+                .plan(Some(&new.machine.network), &self.links.lease_dns()),
+        );
+        steps.extend(self.kernel.plan_modules(old, new));
+        steps
     }
 
     /// Admins and readers of the running config, or the image's trust roots
     /// in maintenance mode.
     pub async fn policy(&self) -> TrustPolicy {
-        let inner = self.inner.lock().await;
-        policy_of(inner.current.as_ref(), &self.image_trust)
+        self.config.policy(&*self.applied.lock().await)
     }
 
     pub async fn apply(self: &Arc<Self>, req: ApplyRequest) -> Result<ApplyResponse, ApplyError> {
-        let mut inner = self.inner.lock().await;
-        let policy = policy_of(inner.current.as_ref(), &self.image_trust);
-        let current_gen = inner.current.as_ref().map_or(0, |c| c.config.generation);
-        let verified = verify_and_parse(
-            req.config.as_bytes(),
-            req.signatures.as_bytes(),
-            &policy,
-            current_gen,
-        )?;
+        let mut applied = self.applied.lock().await;
+        // Verify.
+        let verified =
+            self.config
+                .verify(&applied, req.config.as_bytes(), req.signatures.as_bytes())?;
         let new = verified.config;
-        let (mut plan, reboot_required) =
-            converge::plan(inner.current.as_ref().map(|c| &c.config), &new, &self.host);
-        converge::check(&new, &self.host)?;
         let signers: Vec<String> = verified.signers.iter().map(|s| s.to_string()).collect();
-        let response = |plan: Vec<String>, reboot_required| ApplyResponse {
+        // Plan.
+        let mut steps = self.plan(applied.current.as_ref().map(|c| &c.config), &new);
+        if steps.is_empty() {
+            steps.push(PlanStep::NoChanges);
+        }
+        let reboot_required = steps.iter().any(PlanStep::needs_reboot);
+        self.kernel.check(&new)?;
+        self.files.check(&new)?;
+        let response = |steps: &[PlanStep], reboot_required| ApplyResponse {
             generation: new.generation,
             mode: req.mode,
             dry_run: req.dry_run,
-            plan,
+            plan: plan::render(steps),
             reboot_required,
             signers: signers.clone(),
         };
-        if inner.pending_try.is_some() && !req.dry_run {
+        if applied.pending_try.is_some() && !req.dry_run {
             return Err(ApplyError::Conflict(
                 "a `try` apply is waiting for confirmation: confirm it (POST /v1/apply/confirm) or let it roll back first".into(),
             ));
@@ -306,50 +288,52 @@ impl Node {
         if req.mode == ApplyMode::NoReboot && reboot_required {
             return Err(ApplyError::Conflict(format!(
                 "this change needs a reboot ({}); use --mode auto or --mode reboot",
-                plan.join("; ")
+                plan::render(&steps).join("; ")
             )));
         }
         if req.dry_run {
-            return Ok(response(plan, reboot_required));
+            return Ok(response(&steps, reboot_required));
         }
+        // Persist.
         let doc = SignedDoc {
-            config: req.config.into_bytes(),
-            signatures: req.signatures.into_bytes(),
+            config: req.config.clone().into_bytes(),
+            signatures: req.signatures.clone().into_bytes(),
         };
         if req.mode == ApplyMode::Staged {
-            self.state.stage(new.generation, &doc)?;
-            plan.insert(
+            self.config.store.stage(new.generation, &doc)?;
+            steps.insert(
                 0,
-                format!("staged generation {} for the next boot", new.generation),
+                PlanStep::Staged {
+                    generation: new.generation,
+                },
             );
-            return Ok(response(plan, false));
+            return Ok(response(&steps, false));
         }
-        self.state.commit(new.generation, &doc)?;
-        inner.current = Some(Applied::new(new.clone(), &doc.config, signers.clone()));
+        self.config
+            .commit(&mut applied, new.clone(), &doc, signers.clone())?;
+        // Converge.
         let reboot =
             req.mode == ApplyMode::Reboot || (req.mode == ApplyMode::Auto && reboot_required);
         if reboot {
-            plan.push("reboot".into());
+            steps.push(PlanStep::Reboot);
             let _ = self.power.send(PowerEvent::Reboot);
-        } else if let Err(e) = converge::converge(&new, &self.host) {
-            // Persisted but not fully converged: report, keep retrying at boot.
-            tracing::error!("converging generation {}: {e}", new.generation);
-            plan.push(format!("converge error: {e}"));
-        }
-        if !reboot {
-            self.converge_network(Some(&new)).await;
-            self.converge_metrics(Some(&new)).await;
+        } else {
+            // Persisted but not fully converged: each controller's failure
+            // is reported; converging is retried at boot.
+            let mut errors = self.converge_host(&new);
+            errors.extend(self.converge_network(Some(&new)).await.err());
+            steps.extend(errors.into_iter().map(PlanStep::ConvergeError));
+            self.metrics.converge(Some(&new), self).await;
             self.start_services();
         }
         if req.mode == ApplyMode::Try {
             let timeout = req
                 .try_timeout_secs
                 .map_or(DEFAULT_TRY_TIMEOUT, Duration::from_secs);
-            inner.pending_try = Some((new.generation, Instant::now() + timeout));
-            plan.push(format!(
-                "roll back unless confirmed within {}s",
-                timeout.as_secs()
-            ));
+            applied.pending_try = Some((new.generation, Instant::now() + timeout));
+            steps.push(PlanStep::RollBackUnlessConfirmed {
+                secs: timeout.as_secs(),
+            });
             let node = Arc::clone(self);
             let generation = new.generation;
             tokio::spawn(async move {
@@ -358,13 +342,13 @@ impl Node {
             });
         }
         tracing::info!("applied generation {} ({:?})", new.generation, req.mode);
-        Ok(response(plan, reboot))
+        Ok(response(&steps, reboot))
     }
 
     /// Keep a `try` config for good.
     pub async fn confirm(&self) -> Result<u64, ApplyError> {
-        let mut inner = self.inner.lock().await;
-        match inner.pending_try.take() {
+        let mut applied = self.applied.lock().await;
+        match applied.pending_try.take() {
             Some((generation, _)) => Ok(generation),
             None => Err(ApplyError::Conflict(
                 "no `try` apply is waiting for confirmation".into(),
@@ -373,38 +357,42 @@ impl Node {
     }
 
     async fn rollback_try(&self, generation: u64) {
-        let mut inner = self.inner.lock().await;
-        if inner.pending_try.map(|(g, _)| g) != Some(generation) {
+        let mut applied = self.applied.lock().await;
+        if applied.pending_try.map(|(g, _)| g) != Some(generation) {
             return;
         }
-        inner.pending_try = None;
-        match self.state.rollback() {
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!("rolling back generation {generation}: {e}");
-                return;
-            }
+        applied.pending_try = None;
+        if let Err(e) = self.config.rollback(&mut applied) {
+            tracing::error!("rolling back generation {generation}: {e}");
+            return;
         }
-        inner.current = match self.state.load(Slot::Current) {
-            Ok(Some(doc)) => load_trusted(&doc, &self.image_trust),
-            _ => None,
-        };
-        if let Some(a) = &inner.current
-            && let Err(e) = converge::converge(&a.config, &self.host)
-        {
-            tracing::error!("converging after rollback: {e}");
+        let cfg = applied.current.as_ref().map(|c| c.config.clone());
+        if let Some(c) = &cfg {
+            self.converge_host(c);
         }
-        let cfg = inner.current.as_ref().map(|c| c.config.clone());
-        self.converge_network(cfg.as_ref()).await;
+        // Failures are logged and shown in the network status.
+        let _ = self.converge_network(cfg.as_ref()).await;
         tracing::warn!(
             "try apply of generation {generation} was not confirmed: rolled back to {}",
-            inner.current.as_ref().map_or(0, |c| c.config.generation)
+            cfg.as_ref().map_or(0, |c| c.generation)
         );
     }
 
+    /// Ready: a config is applied, its services are ready and the network
+    /// is configured. Else the first reason it is not.
+    fn readiness(&self, applied: &ConfigState) -> Result<(), String> {
+        if applied.current.is_none() {
+            return Err("no config yet (maintenance mode)".into());
+        }
+        self.services.readiness()?;
+        self.links.readiness()
+    }
+
     pub async fn status(&self) -> Status {
-        let inner = self.inner.lock().await;
-        let cur = inner.current.as_ref();
+        let applied = self.applied.lock().await;
+        let cur = applied.current.as_ref();
+        let readiness = self.readiness(&applied);
+        let store = &self.config.store;
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             hostname: self.host.hostname(),
@@ -418,26 +406,43 @@ impl Node {
             config_sha256: cur.map(|c| c.sha256.clone()),
             signers: cur.map(|c| c.signers.clone()).unwrap_or_default(),
             boot_id: self.boot_id.clone(),
-            state: if self.state.is_ram() {
+            state: if store.is_ram() {
                 "ram".into()
             } else {
-                self.state.dir().display().to_string()
+                store.dir().display().to_string()
             },
-            ready: true,
-            staged_generation: self.state.generation(Slot::Staged),
-            try_pending_secs: inner
+            ready: readiness.is_ok(),
+            not_ready: readiness.err(),
+            staged_generation: store.generation(Slot::Staged),
+            try_pending_secs: applied
                 .pending_try
                 .map(|(_, at)| at.saturating_duration_since(Instant::now()).as_secs()),
             tls_fingerprint: self.tls_fingerprint.clone(),
         }
     }
 
+    /// Every controller's resources: desired next to observed.
+    pub async fn resources(&self) -> Vec<Resource> {
+        let applied = self.applied.lock().await;
+        let cfg = applied.current.as_ref().map(|c| &c.config);
+        let mut out = self.config.resources(&applied);
+        out.extend(self.kernel.resources(cfg));
+        out.extend(self.files.resources(cfg));
+        out.extend(
+            self.dns
+                .resources(cfg.map(|c| &c.machine.network), &self.links.lease_dns()),
+        );
+        out.extend(self.links.resources());
+        out.extend(self.services.resources());
+        out.extend(self.metrics.resources(cfg));
+        out
+    }
+
     /// Wipe STATE and reboot into maintenance mode.
     pub async fn reset(&self) -> Result<(), ApplyError> {
-        let mut inner = self.inner.lock().await;
-        self.state.wipe()?;
-        inner.current = None;
-        inner.pending_try = None;
+        let mut applied = self.applied.lock().await;
+        self.config.store.wipe()?;
+        *applied = ConfigState::default();
         tracing::warn!("STATE wiped by reset; rebooting into maintenance mode");
         let _ = self.power.send(PowerEvent::Reboot);
         Ok(())
@@ -446,31 +451,4 @@ impl Node {
     pub fn request_power(&self, ev: PowerEvent) {
         let _ = self.power.send(ev);
     }
-}
-
-fn policy_of(current: Option<&Applied>, image: &TrustPolicy) -> TrustPolicy {
-    current
-        .and_then(|c| c.policy.clone())
-        .unwrap_or_else(|| image.clone())
-}
-
-/// A stored config was verified when it was applied; STATE is machined's
-/// own storage. Re-verify to name the signers, but a config whose signers
-/// were rotated out by that very config still loads.
-fn load_trusted(doc: &SignedDoc, image: &TrustPolicy) -> Option<Applied> {
-    let config = match MachineConfig::parse(&doc.config) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("stored config is invalid, ignoring it:\n{e}");
-            return None;
-        }
-    };
-    let own = config.trust_policy().ok();
-    let signers = [own.as_ref(), Some(image)]
-        .into_iter()
-        .flatten()
-        .find_map(|p| p.verify_document(&doc.config, &doc.signatures).ok())
-        .map(|s| s.iter().map(|x| x.to_string()).collect())
-        .unwrap_or_else(|| vec!["(verified at apply; signer keys since rotated)".to_string()]);
-    Some(Applied::new(config, &doc.config, signers))
 }

@@ -3,7 +3,8 @@
 //! (see [`crate::auth`]); readers may only read.
 
 use crate::auth::{self, AuthError, Role};
-use crate::inspect;
+use crate::controllers::metrics;
+use crate::host::inspect;
 use crate::node::{Node, PowerEvent};
 use crate::peers::{PeerLimits, Peers};
 use basalt_api::request::{NONCE_HEADER, SIGNATURE_HEADER};
@@ -315,83 +316,59 @@ async fn route(
     query: Vec<(String, String)>,
     body: &[u8],
 ) -> Response<Body> {
+    match *method {
+        Method::GET => read_route(node, path, &query).await,
+        Method::POST => write_route(node, path, body).await,
+        _ => None,
+    }
+    .unwrap_or_else(|| error(404, format!("no such endpoint: {method} {path}")))
+}
+
+/// `GET` endpoints: readers and admins. `None`: no such endpoint.
+async fn read_route(
+    node: &Arc<Node>,
+    path: &str,
+    query: &[(String, String)],
+) -> Option<Response<Body>> {
     let q = |k: &str| {
         query
             .iter()
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     };
-    match (method.clone(), path) {
-        (Method::GET, "/v1/version") => json(
+    Some(match path {
+        "/v1/version" => json(
             StatusCode::OK,
             &serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "api": "v1" }),
         ),
-        (Method::GET, "/v1/status") => json(StatusCode::OK, &node.status().await),
-        (Method::GET, "/v1/mounts") => match inspect::mounts() {
+        "/v1/status" => json(StatusCode::OK, &node.status().await),
+        "/v1/mounts" => match inspect::mounts() {
             Ok(m) => json(StatusCode::OK, &m),
             Err(e) => error(500, e.to_string()),
         },
-        (Method::GET, "/v1/processes") => json(StatusCode::OK, &inspect::processes()),
-        (Method::GET, "/v1/network") => {
+        "/v1/processes" => json(StatusCode::OK, &inspect::processes()),
+        "/v1/network" => {
             let mut v = serde_json::to_value(inspect::network()).unwrap_or_default();
-            if let (Some(obj), Some(ctl)) = (v.as_object_mut(), node.network_status()) {
+            if let (Some(obj), Some(ctl)) = (
+                v.as_object_mut(),
+                node.network_status()
+                    .and_then(|s| serde_json::to_value(s).ok()),
+            ) {
                 obj.insert("controller".into(), ctl);
             }
             json(StatusCode::OK, &v)
         }
-        (Method::GET, "/v1/read") => match q("path") {
+        "/v1/read" => match q("path") {
             None => error(400, "missing ?path="),
-            Some(p) => match inspect::read_file(&node.host, node.state.dir(), p) {
+            Some(p) => match inspect::read_file(&node.host, node.state().dir(), p) {
                 Ok(data) => json(StatusCode::OK, &data),
                 Err(e) => error(e.status(), e.to_string()),
             },
         },
-        (Method::GET, "/v1/metrics") => text(inspect::metrics(&node.status().await)),
-        (Method::POST, "/v1/apply") => {
-            let req: ApplyRequest = match serde_json::from_slice(body) {
-                Ok(r) => r,
-                Err(e) => return error(400, format!("apply body: {e}")),
-            };
-            match node.apply(req).await {
-                Ok(r) => json(StatusCode::OK, &r),
-                Err(e) => error(e.status(), e.to_string()),
-            }
-        }
-        (Method::POST, "/v1/apply/confirm") => match node.confirm().await {
-            Ok(g) => json(StatusCode::OK, &serde_json::json!({ "confirmed": g })),
-            Err(e) => error(e.status(), e.to_string()),
-        },
-        (Method::GET, "/v1/services") => json(StatusCode::OK, &node.supervisor.list()),
-        (Method::POST, p) if p.starts_with("/v1/services/") && p.ends_with("/restart") => {
-            let name = &p["/v1/services/".len()..p.len() - "/restart".len()];
-            match node.supervisor.restart(name).await {
-                Ok(()) => json(
-                    StatusCode::ACCEPTED,
-                    &serde_json::json!({ "restarting": name }),
-                ),
-                Err(e) => error(404, e.to_string()),
-            }
-        }
-        (Method::POST, p) if p.starts_with("/v1/services/") && p.ends_with("/kill") => {
-            // Debugging aid: SIGKILL the service's process group, as a crash
-            // would; the supervisor restarts it with backoff.
-            let name = &p["/v1/services/".len()..p.len() - "/kill".len()];
-            match node.supervisor.status(name).map(|s| s.pid) {
-                Ok(Some(pid)) => match rustix::process::Pid::from_raw(pid as i32) {
-                    Some(pgid) => match rustix::process::kill_process_group(
-                        pgid,
-                        rustix::process::Signal::KILL,
-                    ) {
-                        Ok(()) => json(StatusCode::ACCEPTED, &serde_json::json!({ "killed": pid })),
-                        Err(e) => error(500, format!("kill {pid}: {e}")),
-                    },
-                    None => error(500, format!("bad pid {pid}")),
-                },
-                Ok(None) => error(409, format!("{name} is not running")),
-                Err(e) => error(404, e.to_string()),
-            }
-        }
-        (Method::GET, p) if p.starts_with("/v1/logs/") => {
+        "/v1/resources" => json(StatusCode::OK, &node.resources().await),
+        "/v1/metrics" => text(metrics::render(&node.status().await)),
+        "/v1/services" => json(StatusCode::OK, &node.supervisor().list()),
+        p if p.starts_with("/v1/logs/") => {
             let name = &p["/v1/logs/".len()..];
             logs(
                 node,
@@ -399,30 +376,71 @@ async fn route(
                 q("follow").is_some_and(|v| v == "1" || v == "true"),
             )
         }
-        (Method::GET, "/v1/dmesg") => dmesg(q("follow").is_some_and(|v| v == "1" || v == "true")),
-        (Method::POST, "/v1/reboot") => {
+        "/v1/dmesg" => dmesg(q("follow").is_some_and(|v| v == "1" || v == "true")),
+        _ => return None,
+    })
+}
+
+/// `POST` endpoints: admins only. `None`: no such endpoint.
+async fn write_route(node: &Arc<Node>, path: &str, body: &[u8]) -> Option<Response<Body>> {
+    Some(match path {
+        "/v1/apply" => {
+            let req: ApplyRequest = match serde_json::from_slice(body) {
+                Ok(r) => r,
+                Err(e) => return Some(error(400, format!("apply body: {e}"))),
+            };
+            match node.apply(req).await {
+                Ok(r) => json(StatusCode::OK, &r),
+                Err(e) => error(e.status(), e.to_string()),
+            }
+        }
+        "/v1/apply/confirm" => match node.confirm().await {
+            Ok(g) => json(StatusCode::OK, &serde_json::json!({ "confirmed": g })),
+            Err(e) => error(e.status(), e.to_string()),
+        },
+        p if p.starts_with("/v1/services/") && p.ends_with("/restart") => {
+            let name = &p["/v1/services/".len()..p.len() - "/restart".len()];
+            match node.supervisor().restart(name).await {
+                Ok(()) => json(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({ "restarting": name }),
+                ),
+                Err(e) => error(404, e.to_string()),
+            }
+        }
+        p if p.starts_with("/v1/services/") && p.ends_with("/kill") => {
+            // Debugging aid: SIGKILL the service's process group, as a crash
+            // would; the supervisor restarts it with backoff.
+            let name = &p["/v1/services/".len()..p.len() - "/kill".len()];
+            match node.supervisor().kill(name) {
+                Ok(Some(pid)) => json(StatusCode::ACCEPTED, &serde_json::json!({ "killed": pid })),
+                Ok(None) => error(409, format!("{name} is not running")),
+                Err(e) => error(404, e.to_string()),
+            }
+        }
+        "/v1/reboot" => {
             node.request_power(PowerEvent::Reboot);
             json(
                 StatusCode::ACCEPTED,
                 &serde_json::json!({ "rebooting": true }),
             )
         }
-        (Method::POST, "/v1/reset") => match node.reset().await {
+        "/v1/reset" => match node.reset().await {
             Ok(()) => json(
                 StatusCode::ACCEPTED,
                 &serde_json::json!({ "reset": true, "rebooting": true }),
             ),
             Err(e) => error(e.status(), e.to_string()),
         },
-        (Method::POST, "/v1/shutdown") => {
+        "/v1/shutdown" => {
             node.request_power(PowerEvent::Shutdown);
             json(
                 StatusCode::ACCEPTED,
                 &serde_json::json!({ "shutting_down": true }),
             )
         }
-        _ => error(404, format!("no such endpoint: {method} {path}")),
-    }
+        _ => return None,
+    })
 }
 
 fn stream_response() -> (http_body_util::channel::Sender<Bytes>, Response<Body>) {
@@ -443,11 +461,11 @@ fn log_line(l: &crate::supervisor::LogLine) -> Bytes {
 /// the client goes away.
 fn logs(node: &Arc<Node>, name: &str, follow: bool) -> Response<Body> {
     let rx = if follow {
-        node.supervisor.follow(name).ok()
+        node.supervisor().follow(name).ok()
     } else {
         None
     };
-    let lines = match node.supervisor.logs(name) {
+    let lines = match node.supervisor().logs(name) {
         Ok(l) => l,
         Err(e) => return error(404, e.to_string()),
     };
@@ -485,40 +503,14 @@ fn logs(node: &Arc<Node>, name: &str, follow: bool) -> Response<Body> {
 
 /// The kernel log from /dev/kmsg, one record per line.
 fn dmesg(follow: bool) -> Response<Body> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let open = |nonblock: bool| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(if nonblock { libc::O_NONBLOCK } else { 0 })
-            .open("/dev/kmsg")
-    };
-    let format = |rec: &[u8]| {
-        // "prio,seq,usec,flags;message" → "[   secs.micro] message"
-        let rec = String::from_utf8_lossy(rec);
-        let (head, msg) = rec.split_once(';').unwrap_or(("", &rec));
-        let usec: u64 = head
-            .split(',')
-            .nth(2)
-            .and_then(|u| u.parse().ok())
-            .unwrap_or(0);
-        let msg = msg.lines().next().unwrap_or_default();
-        format!("[{:>5}.{:06}] {msg}\n", usec / 1_000_000, usec % 1_000_000)
-    };
-    let mut f = match open(true) {
-        Ok(f) => f,
-        Err(e) => return error(503, format!("kernel log unavailable: /dev/kmsg: {e}")),
+    use crate::host::kmsg::Kmsg;
+    let mut kmsg = match Kmsg::open(true) {
+        Ok(k) => k,
+        Err(e) => return error(503, format!("kernel log unavailable: {e}")),
     };
     let mut out = String::new();
-    let mut buf = vec![0u8; 8192];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.push_str(&format(&buf[..n])),
-            // EPIPE: a record was overwritten while we read; keep going.
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-            Err(_) => break,
-        }
+    while let Some(rec) = kmsg.next_record() {
+        out.push_str(&rec);
     }
     if !follow {
         return text(out);
@@ -527,19 +519,13 @@ fn dmesg(follow: bool) -> Response<Body> {
     let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<String>(256);
     // Blocking reads of new records on their own thread; stops when the client leaves.
     std::thread::spawn(move || {
-        let Ok(mut f) = open(false) else { return };
-        // Skip what was already sent.
-        let _ = rustix::fs::seek(&f, rustix::fs::SeekFrom::End(0));
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match f.read(&mut buf) {
-                Ok(n) if n > 0 => {
-                    if line_tx.blocking_send(format(&buf[..n])).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
-                _ => return,
+        let Ok(mut kmsg) = Kmsg::open(false) else {
+            return;
+        };
+        kmsg.seek_end();
+        while let Some(rec) = kmsg.next_record() {
+            if line_tx.blocking_send(rec).is_err() {
+                return;
             }
         }
     });
@@ -570,7 +556,7 @@ pub async fn serve_metrics(listener: TcpListener, node: Arc<Node>) {
                 let node = Arc::clone(&node);
                 async move {
                     let resp = match (req.method(), req.uri().path()) {
-                        (&Method::GET, "/metrics") => text(inspect::metrics(&node.status().await)),
+                        (&Method::GET, "/metrics") => text(metrics::render(&node.status().await)),
                         _ => error(404, "only GET /metrics is served here"),
                     };
                     Ok::<_, std::convert::Infallible>(resp)

@@ -25,10 +25,15 @@ struct Dev {
 }
 
 fn trust_roots(root: &Path) {
+    trust_roots_with(root, 1)
+}
+
+/// Image trust roots: admins keys 1 and 2, reader key 3, `threshold` of 2.
+fn trust_roots_with(root: &Path, threshold: usize) {
     let dir = root.join("etc/basalt");
     std::fs::create_dir_all(&dir).unwrap();
     let text = format!(
-        "admins = [\"{}\", \"{}\"]\nreaders = [\"{}\"]\nthreshold = 1\n",
+        "admins = [\"{}\", \"{}\"]\nreaders = [\"{}\"]\nthreshold = {threshold}\n",
         key(1).public().to_openssh(),
         key(2).public().to_openssh(),
         key(3).public().to_openssh()
@@ -265,7 +270,8 @@ fn every_bad_input_is_refused_and_changes_nothing() {
     }
     let mut skipped = 0;
     for c in cases::sig_cases() {
-        // Cases needing another trust policy or current generation are covered below.
+        // Cases needing another trust policy or current generation:
+        // signature_cases_on_nodes_with_their_policy_and_generation.
         if c.policy.threshold != 1 || c.current != 0 {
             skipped += 1;
             continue;
@@ -480,7 +486,7 @@ fn services_start_with_a_config_and_are_managed_through_the_api() {
         .post::<_, serde_json::Value>("/v1/services/greeter/restart", &serde_json::json!({}))
         .unwrap_err();
     assert_eq!(e.status(), Some(403));
-    d.rt.block_on(d.node().node.supervisor.stop_all());
+    d.rt.block_on(d.node().node.supervisor().stop_all());
 }
 
 #[test]
@@ -568,4 +574,179 @@ fn reset_wipes_state_and_reboots_into_maintenance() {
     assert_ne!(d.node().fingerprint, fp);
     let s: Status = d.client(1).get("/v1/status").unwrap();
     assert_eq!((s.mode.as_str(), s.generation), ("maintenance", 0));
+}
+
+/// The signature cases `every_bad_input_is_refused_and_changes_nothing`
+/// cannot send to its node: each gets a node whose trust roots and running
+/// generation are the case's own.
+#[test]
+fn signature_cases_on_nodes_with_their_policy_and_generation() {
+    let cases: Vec<_> = cases::sig_cases()
+        .into_iter()
+        .filter(|c| c.policy.threshold != 1 || c.current != 0)
+        .collect();
+    assert!(cases.len() >= 3, "only {} such cases", cases.len());
+    let mut failures = Vec::new();
+    for c in cases {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        trust_roots_with(root.path(), c.policy.threshold);
+        let d = Dev {
+            node: Some(boot_at(&rt, root.path(), Limits::default())),
+            rt,
+            root,
+        };
+        let admin = d.client(1);
+        if c.current > 0 {
+            // Run generation `current` under the same policy, signed by both admins.
+            let doc = with_generation(&worker_with_reader(), c.current);
+            let doc = edit(
+                &doc,
+                "threshold = 1",
+                &format!("threshold = {}", c.policy.threshold),
+            );
+            let sig = sign(1, &doc) + &sign(2, &doc);
+            admin
+                .post::<_, ApplyResponse>("/v1/apply", &apply_req(&doc, &sig, ApplyMode::Auto))
+                .unwrap_or_else(|e| panic!("{}: reaching generation {}: {e}", c.name, c.current));
+        }
+        let before = d.state_snapshot();
+        let sig = String::from_utf8_lossy(&c.sig).into_owned();
+        match admin.post::<_, ApplyResponse>("/v1/apply", &apply_req(&c.doc, &sig, ApplyMode::Auto))
+        {
+            Ok(_) => failures.push(format!("{}: accepted", c.name)),
+            Err(e) if !e.to_string().contains(&c.message) => {
+                failures.push(format!("{}: expected …{}…, got {e}", c.name, c.message))
+            }
+            Err(e) if !matches!(e.status(), Some(403 | 409)) => {
+                failures.push(format!("{}: status {e}", c.name))
+            }
+            Err(_) => {}
+        }
+        assert_eq!(d.state_snapshot(), before, "{}: STATE changed", c.name);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// An image's baked config (`/etc/basalt/config.toml` + `.sig`) applies
+/// at first boot with an empty STATE, checked like any apply.
+#[test]
+fn a_baked_config_applies_at_first_boot_and_only_when_trusted() {
+    let bake = |signer: u8, generation: u64| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        trust_roots(root.path());
+        let doc = with_generation(&worker_with_reader(), generation);
+        let etc = root.path().join("etc/basalt");
+        std::fs::write(etc.join("config.toml"), &doc).unwrap();
+        std::fs::write(etc.join("config.toml.sig"), sign(signer, &doc)).unwrap();
+        let node = boot_at(&rt, root.path(), Limits::default());
+        Dev {
+            node: Some(node),
+            rt,
+            root,
+        }
+    };
+    let d = bake(1, 3);
+    let s: Status = d.client(1).get("/v1/status").unwrap();
+    assert_eq!((s.mode.as_str(), s.generation), ("configured", 3));
+    assert_eq!(
+        std::fs::read_to_string(d.root.path().join("proc/sys/kernel/hostname")).unwrap(),
+        "worker-1\n"
+    );
+    assert!(
+        d.state_snapshot().contains_key("/current"),
+        "persisted in STATE"
+    );
+    // A later boot runs STATE's config; the baked one does not apply again
+    // (and could not: its generation is not newer).
+    let root = d.root;
+    if let Some(n) = d.node {
+        n.stop();
+    }
+    let again = boot_at(&d.rt, root.path(), Limits::default());
+    let c = NodeClient::new(
+        &again.addr.to_string(),
+        Some(again.fingerprint.clone()),
+        Arc::new(key(1)),
+    )
+    .unwrap();
+    let s: Status = c.get("/v1/status").unwrap();
+    assert_eq!(s.generation, 3);
+
+    // Signed by a key the image does not trust: maintenance mode, STATE empty.
+    let d = bake(9, 1);
+    let s: Status = d.client(1).get("/v1/status").unwrap();
+    assert_eq!((s.mode.as_str(), s.generation), ("maintenance", 0));
+    assert!(!s.ready);
+    assert!(!d.state_snapshot().contains_key("/current"));
+}
+
+/// `GET /v1/resources`: every controller's resources, desired next to
+/// observed; and `ready` with its reason.
+#[test]
+fn resources_are_listed_per_controller_and_ready_says_why_not() {
+    let d = dev(Limits::default());
+    let reader = d.client(3);
+    let s: Status = reader.get("/v1/status").unwrap();
+    assert!(!s.ready);
+    assert_eq!(
+        s.not_ready.as_deref(),
+        Some("no config yet (maintenance mode)")
+    );
+    // Port 0: other tests of this binary may hold 9100 at the same time.
+    let doc = edit(&worker_with_reader(), "127.0.0.1:9100", "127.0.0.1:0");
+    d.client(1)
+        .post::<_, ApplyResponse>(
+            "/v1/apply",
+            &apply_req(&doc, &sign(1, &doc), ApplyMode::Auto),
+        )
+        .unwrap();
+    let s: Status = reader.get("/v1/status").unwrap();
+    assert!(s.ready, "{:?}", s.not_ready);
+    assert_eq!(s.not_ready, None);
+
+    let list: Vec<serde_json::Value> = reader.get("/v1/resources").unwrap();
+    let find = |controller: &str, id: &str| {
+        list.iter()
+            .find(|r| r["controller"] == controller && r["id"] == id)
+            .unwrap_or_else(|| panic!("no {controller}/{id} in {list:?}"))
+            .clone()
+    };
+    let cfg = find("config", "machine-config");
+    assert_eq!(
+        (cfg["kind"].as_str(), cfg["generation"].as_u64()),
+        (Some("config"), Some(1))
+    );
+    let host = find("kernel", "hostname");
+    assert_eq!(
+        (host["desired"].as_str(), host["observed"].as_str()),
+        (Some("worker-1"), Some("worker-1"))
+    );
+    assert_eq!(
+        find("kernel", "sysctl/net.ipv4.ip_forward")["in_sync"],
+        true
+    );
+    let motd = find("files", "/var/lib/basalt-example/motd");
+    assert_eq!(
+        (motd["in_sync"].as_bool(), motd["op"].as_str()),
+        (Some(true), Some("create"))
+    );
+    let resolv = find("dns", "/run/basalt/resolv.conf");
+    assert_eq!(resolv["in_sync"], true);
+    assert_eq!(
+        resolv["desired"]["nameservers"],
+        serde_json::json!(["10.0.2.3"])
+    );
+    let m = find("metrics", "listener");
+    assert_eq!(m["observed"], "127.0.0.1:0", "{m}");
+    assert!(list.iter().all(|r| r["in_sync"] == true), "{list:?}");
 }

@@ -17,6 +17,9 @@ const WORKER: &str = include_str!("../../configs/worker.toml");
 const EXAMPLE_ADMIN: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIRBnXLtUn61qn3ftZ0PoOixOodqYhzuC1OWicDtwZPQ ops@example";
 
+/// DESIGN.md "Performance anchors": machined aims under 16 MiB resident.
+const GOAL_RSS_MIB: f64 = 16.0;
+
 fn busybox_image(dir: &std::path::Path, kernel: &std::path::Path) -> image::Image {
     let mut a = initramfs::Archive::new(1);
     a.add_file("bin/busybox", "/bin/busybox", 0o755).unwrap();
@@ -108,12 +111,9 @@ fn main() {
         o / p
     );
     println!("boot_overhead_over_busybox={:.2}s (goal < 1 s)", o - p);
+    // No peer runs here: DESIGN's memory goal for PID 1, printed as a goal.
+    println!("RESULT name=machined_rss_after_boot ours={rss_boot:.1}MiB goal={GOAL_RSS_MIB:.1}MiB");
     println!(
-        "RESULT name=machined_rss_after_boot ours={rss_boot:.1}MiB peer=16.0MiB ratio={:.2}",
-        rss_boot / 16.0
-    );
-    println!(
-        "RESULT name=machined_rss_after_apply ours={rss_apply:.1}MiB peer=16.0MiB ratio={:.2}",
-        rss_apply / 16.0
+        "RESULT name=machined_rss_after_apply ours={rss_apply:.1}MiB goal={GOAL_RSS_MIB:.1}MiB"
     );
 }

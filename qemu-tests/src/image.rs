@@ -47,6 +47,25 @@ fn file_hash(h: &mut Sha256, p: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A signed config to bake into an image (image-builder's `[config]`).
+pub struct Baked<'a> {
+    pub config: &'a str,
+    pub signature: &'a str,
+}
+
+/// The Debian image with `baked` as its config: built once per test
+/// process (and once per input set across runs).
+pub fn debian_with_config(baked: &Baked<'_>) -> Result<&'static Image> {
+    static IMAGE: OnceLock<Image> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(img) = IMAGE.get() {
+        return Ok(img);
+    }
+    let img = build("debian", Some(baked))?;
+    Ok(IMAGE.get_or_init(|| img))
+}
+
 /// The minimal image: `configs/images/debian.toml`.
 pub fn debian() -> Result<&'static Image> {
     static IMAGE: OnceLock<Image> = OnceLock::new();
@@ -101,6 +120,11 @@ fn build_once(profile_name: &str, image: &'static OnceLock<Image>) -> Result<&'s
         }
         return Ok(image.get_or_init(|| img));
     }
+    let img = build(profile_name, None)?;
+    Ok(image.get_or_init(|| img))
+}
+
+fn build(profile_name: &str, baked: Option<&Baked<'_>>) -> Result<Image> {
     let profile_path = workspace().join(format!("configs/images/{profile_name}.toml"));
     let machined = machined()?;
     let admin = crate::admin_key().public().to_openssh();
@@ -110,6 +134,10 @@ fn build_once(profile_name: &str, image: &'static OnceLock<Image>) -> Result<&'s
     packages_hash(&mut h)?;
     file_hash(&mut h, &std::env::current_exe()?)?;
     h.update(admin.as_bytes());
+    if let Some(b) = baked {
+        h.update(b.config.as_bytes());
+        h.update(b.signature.as_bytes());
+    }
     let key: String = h
         .finalize()
         .iter()
@@ -128,7 +156,7 @@ fn build_once(profile_name: &str, image: &'static OnceLock<Image>) -> Result<&'s
             "BASALT_ADMIN_PUB" => Some(keys_str.clone()),
             other => profile::process_env(other),
         };
-        let profile = profile::load(
+        let mut profile = profile::load(
             &profile_path,
             &LoadOptions {
                 env: &env,
@@ -136,14 +164,23 @@ fn build_once(profile_name: &str, image: &'static OnceLock<Image>) -> Result<&'s
             },
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(b) = baked {
+            let document = dir.with_extension("config.toml");
+            let signature = dir.with_extension("config.toml.sig");
+            std::fs::write(&document, b.config)?;
+            std::fs::write(&signature, b.signature)?;
+            profile.config = Some(profile::BakedConfig {
+                document,
+                signature,
+            });
+        }
         eprintln!("qemu-tests: building the node image into {}", dir.display());
         assemble::build(&profile, &dir, &BuildOptions::default())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let img = Image {
+    Ok(Image {
         kernel: dir.join("vmlinuz"),
         initramfs: dir.join("initramfs.cpio.zst"),
         dir,
-    };
-    Ok(image.get_or_init(|| img))
+    })
 }

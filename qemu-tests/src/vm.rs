@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 
 pub const FINGERPRINT_LINE: &str = "basalt: TLS fingerprint ";
 
+/// Console lines that mean a story failed whatever the API said: machined's
+/// panic hook (which reboots, so a story could otherwise pass through it)
+/// and the kernel's.
+pub const PANIC_MARKERS: &[&str] = &["machined panicked", "Kernel panic"];
+
 #[derive(Default, Clone)]
 pub struct VmOptions {
     pub disks: Vec<PathBuf>,
@@ -220,14 +225,25 @@ impl Vm {
         }
     }
 
+    /// The first console line that shows a machined or kernel panic.
+    pub fn panic_line(&self) -> Option<String> {
+        self.console()
+            .lines()
+            .find(|l| PANIC_MARKERS.iter().any(|m| l.contains(m)))
+            .map(str::to_string)
+    }
+
     pub fn dir(&self) -> &Path {
         self.console_path.parent().unwrap_or(Path::new("."))
     }
 }
 
 impl Drop for Vm {
+    /// Kills QEMU; a story whose console shows a panic fails here, however
+    /// it ended, so every story checks for one.
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        let panicked = self.panic_line();
+        if std::thread::panicking() || panicked.is_some() {
             eprintln!(
                 "---- console of the failed VM ({}) ----\n{}",
                 self.console_path.display(),
@@ -240,5 +256,10 @@ impl Drop for Vm {
             libc::kill(pgid, libc::SIGKILL);
         }
         let _ = self.child.wait();
+        if let Some(line) = panicked
+            && !std::thread::panicking()
+        {
+            panic!("the VM's console shows a panic: {line}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::NodeClient;
 use qemu_tests::image;
-use qemu_tests::vm::{Vm, VmOptions};
+use qemu_tests::vm::{FINGERPRINT_LINE, Vm, VmOptions};
 use qemu_tests::{admin_key, reader_key, stranger_key};
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,10 @@ fn sign(key: &basalt_api::sshkey::PrivateKey, doc: &str) -> String {
 }
 
 fn boot(name: &str, opts: &VmOptions) -> (Vm, String, NodeClient) {
-    let img = image::debian().expect("node image");
+    boot_image(image::debian().expect("node image"), name, opts)
+}
+
+fn boot_image(img: &image::Image, name: &str, opts: &VmOptions) -> (Vm, String, NodeClient) {
     let mut vm = Vm::boot(img, name, opts).expect("boot");
     let fp = vm.fingerprint(1, BOOT).expect("fingerprint on the console");
     let client = vm.client(&fp, admin_key(), BOOT).expect("API");
@@ -312,6 +315,32 @@ fn config_survives_reboot_on_state_and_shutdown_powers_off() {
         .unwrap();
     let fp2 = vm.fingerprint(2, BOOT).expect("second boot");
     assert_eq!(fp2, fp, "the TLS identity lives on STATE");
+    // An orderly reboot (services stopped, STATE unmounted, reboot(2)), not
+    // the panic hook's: that reboots too.
+    let console = vm.console();
+    // Where machined's own lines say it (the kernel echoes them from
+    // /dev/kmsg behind a `[time]` prefix; those do not count).
+    let said = |needle: &str| -> Vec<usize> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        for line in console.split_inclusive('\n') {
+            if line.trim_start().starts_with(needle) {
+                out.push(at);
+            }
+            at += line.len();
+        }
+        out
+    };
+    let (stop, now, second) = (
+        said("INFO Reboot: stopping services").first().copied(),
+        said("INFO Reboot now").first().copied(),
+        said(FINGERPRINT_LINE).get(1).copied(),
+    );
+    assert!(
+        stop.is_some() && stop < now && now < second,
+        "no orderly reboot before the second boot (stop {stop:?}, reboot {now:?}, boot 2 {second:?})"
+    );
+    assert_eq!(vm.panic_line(), None);
     let admin = vm.client(&fp2, admin_key(), BOOT).unwrap();
     let s: Status = admin.get("/v1/status").unwrap();
     assert_eq!(
@@ -325,4 +354,57 @@ fn config_survives_reboot_on_state_and_shutdown_powers_off() {
     let status = vm.wait_exit(Duration::from_secs(120)).unwrap();
     assert!(status.success(), "QEMU exit status {status}");
     let _ = std::fs::remove_file(&disk);
+}
+
+/// Unattended first boot: an image with a baked, signed config and no
+/// STATE comes up configured, without any apply (Talos' embedded config).
+#[test]
+fn a_baked_config_applies_at_first_boot_without_an_apply() {
+    let doc = worker(4);
+    let sig = sign(&admin_key(), &doc);
+    let img = image::debian_with_config(&image::Baked {
+        config: &doc,
+        signature: &sig,
+    })
+    .expect("node image with a baked config");
+    let (mut vm, _fp, admin) = boot_image(img, "baked", &VmOptions::default());
+    let s: Status = admin.get("/v1/status").unwrap();
+    assert_eq!(
+        (
+            s.mode.as_str(),
+            s.generation,
+            s.hostname.as_str(),
+            s.state.as_str()
+        ),
+        ("configured", 4, "worker-1", "ram")
+    );
+    assert!(
+        vm.console()
+            .contains("applied the image's baked config /etc/basalt/config.toml, generation 4"),
+        "{}",
+        vm.console_tail(40)
+    );
+    assert_eq!(read(&admin, "/proc/sys/vm/max_map_count").trim(), "262144");
+    // Still the same rules as an apply: an older generation is refused.
+    let old = worker(3);
+    let e = apply(&admin, &old, &sign(&admin_key(), &old)).unwrap_err();
+    assert_eq!(e.status(), Some(409), "{e}");
+
+    // RAM mode: an orderly shutdown that unmounts nothing it never mounted.
+    admin
+        .post::<_, serde_json::Value>("/v1/shutdown", &serde_json::json!({}))
+        .unwrap();
+    let status = vm.wait_exit(Duration::from_secs(120)).unwrap();
+    assert!(status.success(), "QEMU exit status {status}");
+    let console = vm.console();
+    assert!(
+        console.contains("Shutdown: stopping services"),
+        "{}",
+        vm.console_tail(40)
+    );
+    assert!(
+        !console.contains("unmounting /var/lib/basalt/state"),
+        "{}",
+        vm.console_tail(40)
+    );
 }

@@ -18,13 +18,18 @@
 
 use super::dhcp::Timing;
 use super::dhcp_link::{DhcpParams, DhcpStatus, DhcpTask, OnChange};
-use super::netlink::{Link, Netlink, RouteOrigin, RouteSpec};
+use super::netlink::{Link, LinkOps, Netlink, RouteSpec};
 use super::{ApplyErrors, NetworkError};
+use crate::controllers::dns::LeaseDns;
+use crate::host::kernel::{Kernel, Linux};
 use basalt_api::config::{Cidr, MacAddr, Network};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+mod diff;
+pub(crate) use diff::{LinkOp, link_ops, stale_links, teardown_ops};
 use tokio::sync::watch;
 
 /// Which links get DHCP when the config names no interfaces.
@@ -55,6 +60,8 @@ pub struct ControllerOptions {
     pub dhcp_route_metric: u32,
     /// Sent to DHCP servers as option 12.
     pub dhcp_hostname: Option<String>,
+    /// Where the per-link sysctls (`promote_secondaries`) go.
+    pub kernel: Arc<dyn Kernel>,
 }
 
 impl Default for ControllerOptions {
@@ -64,6 +71,7 @@ impl Default for ControllerOptions {
             dhcp_timing: Timing::default(),
             dhcp_route_metric: 1024,
             dhcp_hostname: None,
+            kernel: Arc::new(Linux),
         }
     }
 }
@@ -93,11 +101,11 @@ pub struct NetworkStatus {
 
 /// What one link should look like.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Want {
-    addrs: Vec<Cidr>,
-    routes: Vec<RouteSpec>,
-    mtu: Option<u32>,
-    dhcp: bool,
+pub(crate) struct Want {
+    pub(crate) addrs: Vec<Cidr>,
+    pub(crate) routes: Vec<RouteSpec>,
+    pub(crate) mtu: Option<u32>,
+    pub(crate) dhcp: bool,
 }
 
 /// What we did to one link.
@@ -165,7 +173,7 @@ impl NetworkController {
     }
 
     fn view(&self) -> MutexGuard<'_, View> {
-        self.inner.view.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.inner.view)
     }
 
     fn bump(changed: &watch::Sender<u64>) {
@@ -188,21 +196,14 @@ impl NetworkController {
 
         // Links we configured before and no longer want (or that vanished or
         // were renumbered): release, strip, set down.
-        let stale: Vec<String> = owned
+        let had: BTreeMap<String, Link> = owned
             .iter()
-            .filter(|(name, o)| {
-                desired
-                    .get(*name)
-                    .is_none_or(|(l, _)| l.index != o.link.index)
-            })
-            .map(|(name, _)| name.clone())
+            .map(|(n, o)| (n.clone(), o.link.clone()))
             .collect();
-        for name in stale {
+        for (name, exists) in stale_links(&had, &desired, &links) {
             if let Some(o) = owned.remove(&name) {
-                let exists = links
-                    .iter()
-                    .any(|l| l.index == o.link.index && l.name == o.link.name);
-                self.teardown(o, exists, &mut errors).await;
+                let ops = teardown_ops(&o.want, o.dhcp.is_some(), exists);
+                self.teardown(o, ops, &mut errors).await;
             }
         }
 
@@ -249,100 +250,55 @@ impl NetworkController {
     }
 
     async fn reconcile(&self, o: &mut Owned, want: Want, errors: &mut Vec<NetworkError>) {
-        let nl = &self.inner.nl;
-        let link = o.link.clone();
-        // Deleting the primary address of a subnet would otherwise take the
-        // secondaries (say a static address next to a DHCP one) with it.
-        promote_secondaries(&link);
-        if !want.dhcp
-            && let Some(task) = o.dhcp.take()
-        {
-            // Release before touching addresses: the lease's address goes first.
-            task.release().await;
-        }
-        if let Err(e) = nl.set_up(&link, true).await {
-            errors.push(e);
-        }
-        if let Some(mtu) = want.mtu
-            && mtu != link.mtu
-        {
-            match nl.set_mtu(&link, mtu).await {
-                Ok(()) => tracing::info!(link = %link.name, mtu, "network: mtu set"),
-                Err(e) => errors.push(e),
-            }
-        }
-        for r in o.want.routes.iter().filter(|r| !want.routes.contains(r)) {
-            match nl.del_route(&link, r).await {
-                Ok(()) => tracing::info!(link = %link.name, route = %r, "network: route removed"),
-                Err(e) => errors.push(e),
-            }
-        }
-        for a in o.want.addrs.iter().filter(|a| !want.addrs.contains(a)) {
-            match nl.del_address(&link, *a).await {
-                Ok(()) => {
-                    tracing::info!(link = %link.name, address = %a, "network: address removed")
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        for a in &want.addrs {
-            match nl.add_address(&link, *a).await {
-                Ok(()) if !o.want.addrs.contains(a) => {
-                    tracing::info!(link = %link.name, address = %a, "network: address added")
-                }
-                Ok(()) => {}
-                Err(e) => errors.push(e),
-            }
-        }
-        for r in &want.routes {
-            match nl.add_route(&link, r, RouteOrigin::Static).await {
-                Ok(()) if !o.want.routes.contains(r) => {
-                    tracing::info!(link = %link.name, route = %r, "network: route added")
-                }
-                Ok(()) => {}
-                Err(e) => errors.push(e),
-            }
-        }
-        match (want.dhcp, o.dhcp.take()) {
-            (true, Some(task)) => o.dhcp = Some(task),
-            (true, None) => {
-                let params = DhcpParams {
-                    timing: self.inner.opts.dhcp_timing,
-                    route_metric: self.inner.opts.dhcp_route_metric,
-                    hostname: self.inner.opts.dhcp_hostname.clone(),
-                    apply_mtu: want.mtu.is_none(),
-                };
-                let changed = self.inner.changed.clone();
-                let on_change: OnChange = Arc::new(move || Self::bump(&changed));
-                o.dhcp = Some(DhcpTask::spawn(nl.clone(), link.clone(), params, on_change));
-            }
-            (false, task) => drop(task),
+        let ops = link_ops(&o.link, &o.want, o.dhcp.is_some(), &want);
+        for op in ops {
+            self.execute(o, op, errors).await;
         }
         o.want = want;
     }
 
-    async fn teardown(&self, o: Owned, exists: bool, errors: &mut Vec<NetworkError>) {
-        let nl = &self.inner.nl;
-        let link = &o.link;
-        tracing::info!(link = %link.name, "network: link no longer configured; setting it down");
-        if let Some(task) = o.dhcp {
-            task.release().await;
-        }
-        if !exists {
-            return;
-        }
-        for r in &o.want.routes {
-            if let Err(e) = nl.del_route(link, r).await {
-                errors.push(e);
+    /// Carry out one [`LinkOp`] on a link we own; failures are collected.
+    async fn execute(&self, o: &mut Owned, op: LinkOp, errors: &mut Vec<NetworkError>) {
+        let link = o.link.clone();
+        let result = match &op {
+            LinkOp::PromoteSecondaries => {
+                let key = format!("net/ipv4/conf/{}/promote_secondaries", link.name);
+                if let Err(e) = self.inner.opts.kernel.write_sysctl(&key, "1") {
+                    tracing::warn!(link = %link.name, "network: {key}: {e}");
+                }
+                Ok(())
             }
-        }
-        for a in &o.want.addrs {
-            if let Err(e) = nl.del_address(link, *a).await {
-                errors.push(e);
+            LinkOp::ReleaseDhcp => {
+                if let Some(task) = o.dhcp.take() {
+                    task.release().await;
+                }
+                Ok(())
             }
+            LinkOp::StartDhcp { apply_mtu } => {
+                let params = DhcpParams {
+                    timing: self.inner.opts.dhcp_timing,
+                    route_metric: self.inner.opts.dhcp_route_metric,
+                    hostname: self.inner.opts.dhcp_hostname.clone(),
+                    apply_mtu: *apply_mtu,
+                };
+                let changed = self.inner.changed.clone();
+                let on_change: OnChange = Arc::new(move || Self::bump(&changed));
+                let nl = self.inner.nl.clone();
+                o.dhcp = Some(DhcpTask::spawn(nl, link.clone(), params, on_change));
+                Ok(())
+            }
+            other => apply_link_op(&self.inner.nl, &link, other).await,
+        };
+        match result {
+            Ok(()) => log_op(&link, &op),
+            Err(e) => errors.push(e),
         }
-        if let Err(e) = nl.set_up(link, false).await {
-            errors.push(e);
+    }
+
+    async fn teardown(&self, mut o: Owned, ops: Vec<LinkOp>, errors: &mut Vec<NetworkError>) {
+        tracing::info!(link = %o.link.name, "network: link no longer configured; setting it down");
+        for op in ops {
+            self.execute(&mut o, op, errors).await;
         }
     }
 
@@ -405,6 +361,17 @@ impl NetworkController {
         out
     }
 
+    /// The servers and search domains of every DHCP lease (links in name
+    /// order): what the DNS controller adds after the config's own.
+    pub fn lease_dns(&self) -> LeaseDns {
+        let mut out = LeaseDns::default();
+        for l in self.leases() {
+            out.nameservers.extend(l.dns.into_iter().map(IpAddr::V4));
+            out.search.extend(l.domain_name.into_iter().chain(l.search));
+        }
+        out
+    }
+
     /// The host name a DHCP server offered (option 12), if any. The config's
     /// hostname, when set, wins; this is for nodes without one.
     pub fn dhcp_hostname(&self) -> Option<String> {
@@ -442,17 +409,45 @@ impl NetworkController {
     }
 }
 
-/// Set `net.ipv4.conf.<link>.promote_secondaries` (as systemd-networkd
-/// does); best effort, a failure is logged.
-fn promote_secondaries(link: &Link) {
-    let path = format!("/proc/sys/net/ipv4/conf/{}/promote_secondaries", link.name);
-    if let Err(e) = std::fs::write(&path, b"1") {
-        tracing::warn!(link = %link.name, "network: {path}: {e}");
+/// The link's own part of an operation, over `nl`. DHCP and sysctl
+/// operations are the controller's and do nothing here.
+pub(crate) async fn apply_link_op(
+    nl: &impl LinkOps,
+    link: &Link,
+    op: &LinkOp,
+) -> Result<(), NetworkError> {
+    match op {
+        LinkOp::SetUp(up) => nl.set_up(link, *up).await,
+        LinkOp::SetMtu(mtu) => nl.set_mtu(link, *mtu).await,
+        LinkOp::DelRoute(r) => nl.del_route(link, r).await,
+        LinkOp::DelAddress(a) => nl.del_address(link, *a).await,
+        LinkOp::AddAddress { addr, .. } => nl.add_address(link, *addr).await,
+        LinkOp::AddRoute { route, .. } => nl.add_route(link, route).await,
+        LinkOp::PromoteSecondaries | LinkOp::ReleaseDhcp | LinkOp::StartDhcp { .. } => Ok(()),
+    }
+}
+
+/// Say what changed (what was only re-asserted stays quiet).
+fn log_op(link: &Link, op: &LinkOp) {
+    let name = &link.name;
+    match op {
+        LinkOp::SetMtu(mtu) => tracing::info!(link = %name, mtu, "network: mtu set"),
+        LinkOp::DelRoute(r) => tracing::info!(link = %name, route = %r, "network: route removed"),
+        LinkOp::DelAddress(a) => {
+            tracing::info!(link = %name, address = %a, "network: address removed")
+        }
+        LinkOp::AddAddress { addr, new: true } => {
+            tracing::info!(link = %name, address = %addr, "network: address added")
+        }
+        LinkOp::AddRoute { route, new: true } => {
+            tracing::info!(link = %name, route = %route, "network: route added")
+        }
+        _ => {}
     }
 }
 
 /// The desired state of every link `net` touches.
-fn desired(
+pub(crate) fn desired(
     net: Option<&Network>,
     links: &[Link],
     selector: &LinkSelector,

@@ -384,3 +384,37 @@ fn link_from_message(msg: &LinkMessage, sysfs: bool) -> Link {
 pub fn v4_cidr(addr: Ipv4Addr, prefix: u8) -> Option<Cidr> {
     net(IpAddr::V4(addr), prefix)
 }
+
+/// The link changes the network controller's executor makes: the seam
+/// between its reconcile and rtnetlink, so the executor runs against a
+/// recording fake in unit tests.
+pub(crate) trait LinkOps: Sync {
+    async fn set_up(&self, link: &Link, up: bool) -> Result<(), NetworkError>;
+    async fn set_mtu(&self, link: &Link, mtu: u32) -> Result<(), NetworkError>;
+    async fn add_address(&self, link: &Link, addr: Cidr) -> Result<(), NetworkError>;
+    async fn del_address(&self, link: &Link, addr: Cidr) -> Result<(), NetworkError>;
+    async fn add_route(&self, link: &Link, route: &RouteSpec) -> Result<(), NetworkError>;
+    async fn del_route(&self, link: &Link, route: &RouteSpec) -> Result<(), NetworkError>;
+}
+
+impl LinkOps for Netlink {
+    async fn set_up(&self, link: &Link, up: bool) -> Result<(), NetworkError> {
+        Netlink::set_up(self, link, up).await
+    }
+    async fn set_mtu(&self, link: &Link, mtu: u32) -> Result<(), NetworkError> {
+        Netlink::set_mtu(self, link, mtu).await
+    }
+    async fn add_address(&self, link: &Link, addr: Cidr) -> Result<(), NetworkError> {
+        Netlink::add_address(self, link, addr).await
+    }
+    async fn del_address(&self, link: &Link, addr: Cidr) -> Result<(), NetworkError> {
+        Netlink::del_address(self, link, addr).await
+    }
+    /// Static routes: the config's.
+    async fn add_route(&self, link: &Link, route: &RouteSpec) -> Result<(), NetworkError> {
+        Netlink::add_route(self, link, route, RouteOrigin::Static).await
+    }
+    async fn del_route(&self, link: &Link, route: &RouteSpec) -> Result<(), NetworkError> {
+        Netlink::del_route(self, link, route).await
+    }
+}

@@ -1,16 +1,14 @@
 //! machined as PID 1 on a real kernel: DESIGN.md "Boot sequence", steps 1–9.
 //! Nothing here returns: failures are logged and retried, or end in a reboot.
 
-mod blockdev;
 pub mod cmdline;
-mod console;
-mod kmod;
-mod loopdev;
-mod mounts;
 
-use crate::host::Host;
+use crate::host::kernel::Linux;
+use crate::host::mounts::{self, Mounter};
+use crate::host::power::{self, power_off};
+use crate::host::{Host, blockdev, console, modules};
 use crate::network::{ControllerOptions, NetworkController};
-use crate::node::{Node, PowerEvent};
+use crate::node::{BootParts, Node, PowerEvent};
 use crate::server::{self, Limits};
 use crate::state::StateStore;
 use crate::supervisor::{self, Supervisor, SupervisorConfig};
@@ -24,14 +22,12 @@ pub const RAM_STATE: &str = "/run/basalt/state";
 pub const TRUST_ROOTS: &str = "/etc/basalt/trust.toml";
 
 /// Never returns. Any error that would end PID 1 reboots the machine instead.
-/// RLIMIT_NOFILE for machined and every service it starts.
-const OPEN_FILES: u64 = 1 << 20;
-
 pub fn run() -> ! {
     install_panic_hook();
     mounts::early();
     let tee = console::Tee::open();
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let host = Host::node();
+    let cmdline = host.cmdline();
     let args = cmdline::parse(&cmdline);
     let filter = match args.log.as_str() {
         "debug" => tracing::Level::DEBUG,
@@ -49,20 +45,17 @@ pub fn run() -> ! {
     for u in &args.unknown {
         tracing::warn!("unknown kernel argument {u}");
     }
-    // Ctrl-Alt-Del becomes SIGINT to us instead of an immediate reset.
-    let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
-    // The kernel starts init with 1024 open files; the API alone may hold
-    // 1024 connections, and containerd and the kubelet want many more.
-    let files = rustix::process::Rlimit {
-        current: Some(OPEN_FILES),
-        maximum: Some(OPEN_FILES),
+    power::disable_ctrl_alt_del();
+    crate::host::limits::raise_open_files();
+    let n = match host.read(modules::LIST) {
+        Ok(list) => modules::load_list(&Linux, &String::from_utf8_lossy(&list)),
+        Err(e) => {
+            tracing::warn!("no module list: {e}");
+            0
+        }
     };
-    if let Err(e) = rustix::process::setrlimit(rustix::process::Resource::Nofile, files) {
-        tracing::warn!("raising the open-file limit to {OPEN_FILES}: {e}");
-    }
-    let n = kmod::load_list(kmod::LIST);
     tracing::info!("loaded {n} kernel modules");
-    if std::path::Path::new(&args.root_image).exists() {
+    if host.exists(&args.root_image) {
         match mounts::switch_root(&args.root_image) {
             Ok(()) => tracing::info!("switched into the read-only root {}", args.root_image),
             Err(e) => tracing::error!(
@@ -87,65 +80,73 @@ pub fn run() -> ! {
     };
     let event = rt.block_on(serve(args));
     rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+    tracing::info!("{event:?} now");
     power_off(event)
 }
 
-async fn serve(args: cmdline::BootArgs) -> PowerEvent {
-    if let Err(e) = supervisor::init_reaper() {
-        tracing::error!("reaper: {e}");
-    }
-    let sup = match Supervisor::new(SupervisorConfig {
-        cgroup_root: Some("/sys/fs/cgroup/basalt".into()),
-        log_lines: 2000,
-    }) {
-        Ok(s) => s,
-        Err(e) => fatal(&format!("supervisor: {e}")),
+/// Where STATE lives this boot, and whether PID 1 mounted it (and so must
+/// unmount it at shutdown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatePlace {
+    pub dir: &'static str,
+    pub ram: bool,
+    pub mounted: Option<&'static str>,
+}
+
+/// Step 4: mount the STATE partition `dev` (if one was found), else run
+/// from RAM.
+pub fn place_state(m: &dyn Mounter, dev: Option<&str>, label: &str) -> StatePlace {
+    let ram = StatePlace {
+        dir: RAM_STATE,
+        ram: true,
+        mounted: None,
     };
-    let host = Host::node();
-    let state = match blockdev::find_by_label(&args.state_label) {
-        Some(dev) => match mounts::mount_state(&dev, STATE_MOUNT) {
-            Ok(()) => {
-                tracing::info!("STATE {dev} mounted at {STATE_MOUNT}");
-                StateStore::open(STATE_MOUNT, false)
+    let Some(dev) = dev else {
+        tracing::warn!("no {label} partition: running from RAM, nothing persists");
+        return ram;
+    };
+    match m.mount(&mounts::state_spec(dev, STATE_MOUNT)) {
+        Ok(()) => {
+            tracing::info!("STATE {dev} mounted at {STATE_MOUNT}");
+            StatePlace {
+                dir: STATE_MOUNT,
+                ram: false,
+                mounted: Some(STATE_MOUNT),
             }
-            Err(e) => {
-                tracing::error!("mounting STATE {dev}: {e}; running from RAM");
-                StateStore::open(RAM_STATE, true)
-            }
-        },
-        None => {
-            tracing::warn!(
-                "no {} partition: running from RAM, nothing persists",
-                args.state_label
-            );
-            StateStore::open(RAM_STATE, true)
         }
-    };
-    let state = match state {
-        Ok(s) => s,
-        Err(e) => fatal(&format!("STATE: {e}")),
-    };
-    let trust = match std::fs::read_to_string(TRUST_ROOTS)
+        Err(e) => {
+            tracing::error!("mounting STATE {dev}: {e}; running from RAM");
+            ram
+        }
+    }
+}
+
+/// Step 9: unmount what [`place_state`] mounted, and nothing else.
+pub fn release_state(m: &dyn Mounter, place: &StatePlace) {
+    if let Some(target) = place.mounted
+        && let Err(e) = m.unmount(target)
+    {
+        tracing::warn!("unmounting {target}: {e}");
+    }
+}
+
+fn image_trust(host: &Host) -> basalt_api::trust::TrustPolicy {
+    match host
+        .read(TRUST_ROOTS)
         .map_err(|e| e.to_string())
-        .and_then(|t| basalt_api::config::parse_trust_roots(&t))
+        .and_then(|t| basalt_api::config::parse_trust_roots(&String::from_utf8_lossy(&t)))
     {
         Ok(t) => t,
         Err(e) => {
             tracing::error!("trust roots {TRUST_ROOTS}: {e}; no apply can be accepted");
             basalt_api::trust::TrustPolicy::new(Vec::new(), Vec::new(), 1)
         }
-    };
-    let identity = match Identity::load_or_create(&state.dir().join("tls"), &host.hostname()) {
-        Ok(i) => i,
-        Err(e) => fatal(&format!("TLS identity: {e}")),
-    };
-    let fingerprint = identity.fingerprint();
-    let nonces = match crate::auth::Nonces::new(crate::auth::NONCE_TTL) {
-        Ok(n) => n,
-        Err(_) => fatal("no randomness for the API nonce key"),
-    };
+    }
+}
 
-    let net = match NetworkController::start(ControllerOptions::default()).await {
+/// Step 5: loopback up and DHCP on every physical link.
+async fn start_network() -> Option<NetworkController> {
+    match NetworkController::start(ControllerOptions::default()).await {
         Ok(n) => {
             if let Err(e) = n.apply(None).await {
                 tracing::warn!("network: {e}");
@@ -156,35 +157,11 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
             tracing::error!("network controller: {e}");
             None
         }
-    };
-
-    let (tx, mut power) = tokio::sync::mpsc::unbounded_channel();
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let services = vec![crate::containerd::service(std::path::Path::new("/"))];
-    if let Err(e) = host.write_atomic(
-        crate::containerd::CONFIG,
-        crate::containerd::config(std::path::Path::new("/")).as_bytes(),
-        0o644,
-    ) {
-        tracing::error!("containerd config: {e}");
     }
-    let node = Node::boot(
-        host,
-        sup.clone(),
-        services,
-        state,
-        trust,
-        boot_id,
-        fingerprint.clone(),
-        nonces,
-        tx,
-    );
-    node.attach_network(net.clone()).await;
-    node.start_runtime().await;
+}
 
+/// Step 6: serve the API until the listener fails (bind retried).
+async fn serve_api(identity: &Identity, node: &Arc<Node>) {
     let addr = SocketAddr::from(([0, 0, 0, 0], basalt_api::request::API_PORT));
     let listener = loop {
         match tokio::net::TcpListener::bind(addr).await {
@@ -202,9 +179,66 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
     tokio::spawn(server::serve(
         listener,
         tls,
-        Arc::clone(&node),
+        Arc::clone(node),
         Limits::default(),
     ));
+}
+
+async fn serve(args: cmdline::BootArgs) -> PowerEvent {
+    if let Err(e) = supervisor::init_reaper() {
+        tracing::error!("reaper: {e}");
+    }
+    let sup = match Supervisor::new(SupervisorConfig {
+        cgroup_root: Some(supervisor::NODE_CGROUP_ROOT.into()),
+        log_lines: 2000,
+    }) {
+        Ok(s) => s,
+        Err(e) => fatal(&format!("supervisor: {e}")),
+    };
+    let host = Host::node();
+    let dev = blockdev::find_by_label(&args.state_label);
+    let place = place_state(&Linux, dev.as_deref(), &args.state_label);
+    let state = match StateStore::open(place.dir, place.ram) {
+        Ok(s) => s,
+        Err(e) => fatal(&format!("STATE: {e}")),
+    };
+    let image_trust = image_trust(&host);
+    let identity = match Identity::load_or_create(&state.dir().join("tls"), &host.hostname()) {
+        Ok(i) => i,
+        Err(e) => fatal(&format!("TLS identity: {e}")),
+    };
+    let fingerprint = identity.fingerprint();
+    let net = start_network().await;
+
+    let (tx, mut power) = tokio::sync::mpsc::unbounded_channel();
+    let boot_id = host.boot_id();
+    let services = vec![crate::containerd::service(std::path::Path::new("/"))];
+    if let Err(e) = host.write_atomic(
+        crate::containerd::CONFIG,
+        crate::containerd::config(std::path::Path::new("/")).as_bytes(),
+        0o644,
+    ) {
+        tracing::error!("containerd config: {e}");
+    }
+    let nonces = match crate::auth::Nonces::new(crate::auth::NONCE_TTL) {
+        Ok(n) => n,
+        Err(_) => fatal("no randomness for the API nonce key"),
+    };
+    let node = Node::boot(BootParts {
+        host,
+        supervisor: sup.clone(),
+        services,
+        state,
+        image_trust,
+        boot_id,
+        tls_fingerprint: fingerprint.clone(),
+        nonces,
+        power: tx,
+    });
+    node.apply_baked_config().await;
+    node.attach_network(net.clone()).await;
+    node.start_runtime().await;
+    serve_api(&identity, &node).await;
     console::banner(&format!(
         "basalt: API listening on :{} ({})\nbasalt: TLS fingerprint {fingerprint}",
         basalt_api::request::API_PORT,
@@ -217,8 +251,8 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
     if let Some(n) = &net {
         n.release_all().await;
     }
-    rustix::fs::sync();
-    mounts::unmount_state(STATE_MOUNT);
+    power::sync();
+    release_state(&Linux, &place);
     event
 }
 
@@ -229,7 +263,7 @@ async fn wait_for_power(
     let (Ok(mut term), Ok(mut int), Ok(mut pwr)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-        signal(SignalKind::from_raw(libc::SIGPWR)),
+        signal(SignalKind::from_raw(power::SIGPWR)),
     ) else {
         return power.recv().await.unwrap_or(PowerEvent::Reboot);
     };
@@ -238,21 +272,6 @@ async fn wait_for_power(
         _ = term.recv() => PowerEvent::Reboot,
         _ = int.recv() => PowerEvent::Reboot,
         _ = pwr.recv() => PowerEvent::Shutdown,
-    }
-}
-
-fn power_off(event: PowerEvent) -> ! {
-    rustix::fs::sync();
-    let cmd = match event {
-        PowerEvent::Reboot => rustix::system::RebootCommand::Restart,
-        PowerEvent::Shutdown => rustix::system::RebootCommand::PowerOff,
-    };
-    tracing::info!("{event:?} now");
-    let _ = rustix::system::reboot(cmd);
-    // reboot(2) only returns on error; keep PID 1 alive and try again.
-    loop {
-        std::thread::sleep(Duration::from_secs(5));
-        let _ = rustix::system::reboot(rustix::system::RebootCommand::Restart);
     }
 }
 
@@ -271,7 +290,9 @@ fn install_panic_hook() {
             "basalt: machined panicked: {info}; rebooting in 10s"
         ));
         std::thread::sleep(Duration::from_secs(10));
-        rustix::fs::sync();
-        let _ = rustix::system::reboot(rustix::system::RebootCommand::Restart);
+        power_off(PowerEvent::Reboot)
     }));
 }
+
+#[cfg(test)]
+mod tests;

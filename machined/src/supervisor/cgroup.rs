@@ -10,6 +10,9 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Where a node's service cgroups live (PID 1 mounts cgroup2 above it).
+pub const NODE_CGROUP_ROOT: &str = "/sys/fs/cgroup/basalt";
+
 /// `CGROUP2_SUPER_MAGIC` from linux/magic.h.
 const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
 

@@ -71,7 +71,7 @@ impl LogBuffer {
     }
 
     fn ring(&self) -> MutexGuard<'_, Ring> {
-        self.ring.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.ring)
     }
 
     pub fn push(&self, stream: Stream, bytes: &[u8]) {

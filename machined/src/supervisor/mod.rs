@@ -22,6 +22,7 @@
 
 mod cgroup;
 mod logs;
+mod process;
 mod reaper;
 mod service;
 mod spawn;
@@ -35,6 +36,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{broadcast, oneshot, watch};
 
+pub use cgroup::NODE_CGROUP_ROOT;
 pub use logs::{LogLine, Stream};
 pub use reaper::{ExitInfo, init_reaper, spawn_reaped};
 pub use service::ServiceState;
@@ -158,10 +160,7 @@ impl Supervisor {
     }
 
     fn services(&self) -> MutexGuard<'_, Services> {
-        self.inner
-            .services
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.inner.services)
     }
 
     fn get(&self, name: &str) -> Result<Arc<Service>, SupervisorError> {
@@ -256,6 +255,17 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// SIGKILL a service's process group, as a crash would (a debugging
+    /// aid); the service restarts with backoff. The killed pid, or `None`
+    /// when the service is not running.
+    pub fn kill(&self, name: &str) -> Result<Option<u32>, SupervisorError> {
+        let Some(pid) = self.status(name)?.pid else {
+            return Ok(None);
+        };
+        process::kill_group(name, pid);
+        Ok(Some(pid))
     }
 
     /// Status of one service.

@@ -66,7 +66,7 @@ static REAPER: OnceLock<Result<(), String>> = OnceLock::new();
 
 fn table() -> MutexGuard<'static, Table> {
     // A poisoned lock only means a panic elsewhere; the map is still consistent.
-    TABLE.lock().unwrap_or_else(|e| e.into_inner())
+    crate::lock::lock(&TABLE)
 }
 
 /// Start the reaper once per process (idempotent) and, unless we are PID 1,

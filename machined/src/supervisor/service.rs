@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal};
+use super::process::{Pid, Signal, probe, signal_group};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -12,13 +12,11 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use super::cgroup::Cgroups;
 use super::logs::{LogBuffer, Stream, capture};
 use super::reaper::ExitInfo;
-use super::spawn::spawn_service;
+use super::spawn::{Spawned, spawn_service};
 use super::spec::{Readiness, ServiceSpec};
 
-/// How often readiness is probed, and how long one probe may take.
+/// How often readiness is probed.
 const READY_POLL: Duration = Duration::from_millis(25);
-const READY_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-const READY_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for a SIGKILLed process to be reaped before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
@@ -89,11 +87,11 @@ impl Service {
     }
 
     pub fn run_state(&self) -> MutexGuard<'_, RunState> {
-        self.run.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.run)
     }
 
     pub fn control(&self) -> MutexGuard<'_, Option<mpsc::UnboundedSender<Control>>> {
-        self.control.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock::lock(&self.control)
     }
 
     fn set_state(&self, state: ServiceState) {
@@ -143,72 +141,29 @@ impl Service {
     }
 
     /// Runs until stopped; returns the acknowledgements to send once stopped.
+    /// Each round: wait for dependencies, spawn, run to an outcome, act on it.
     async fn life_cycle(
         &self,
         mut deps: Vec<(String, watch::Receiver<bool>)>,
         cgroups: Option<&Cgroups>,
         mut ctl: mpsc::UnboundedReceiver<Control>,
     ) -> Vec<oneshot::Sender<()>> {
-        let name = self.spec.name.as_str();
         let mut failures: u32 = 0;
         loop {
-            // Dependencies first.
-            self.set_state(ServiceState::Waiting);
-            for (dep, rx) in deps.iter_mut() {
-                if *rx.borrow() {
-                    continue;
-                }
-                tracing::info!(service = name, "waiting for {dep}");
-                let mut alive = true;
-                loop {
-                    tokio::select! {
-                        changed = rx.wait_for(|r| *r), if alive => match changed {
-                            Ok(_) => break,
-                            // The dependency is gone for good: only orders can move us.
-                            Err(_) => {
-                                tracing::warn!(service = name, "dependency {dep} was removed");
-                                alive = false;
-                            }
-                        },
-                        msg = ctl.recv() => match msg {
-                            None => return Vec::new(),
-                            Some(Control::Stop(ack)) => return vec![ack],
-                            // Not running: nothing to restart, we start when ready.
-                            Some(Control::Restart(ack)) => { let _ = ack.send(()); }
-                        },
-                    }
-                }
+            if let Some(acks) = self.wait_for_dependencies(&mut deps, &mut ctl).await {
+                return acks;
             }
-
-            // Spawn.
-            self.set_state(ServiceState::Starting);
-            let cgroup = match cgroups.map(|c| c.prepare(name, self.spec.memory_max)) {
-                Some(Ok(cg)) => Some(cg.procs),
-                Some(Err(e)) => {
-                    tracing::warn!(service = name, "cgroup setup failed, starting without: {e}");
-                    None
-                }
-                None => None,
-            };
-            let spawned = spawn_service(&self.spec, cgroup);
-            {
-                let mut run = self.run_state();
-                if run.runs > 0 {
-                    run.restarts = run.restarts.saturating_add(1);
-                }
-                run.runs = run.runs.saturating_add(1);
-            }
-            let mut child = match spawned {
+            let mut child = match self.spawn(cgroups) {
                 Ok(child) => child,
                 Err(e) => {
-                    tracing::warn!(service = name, "start failed: {e}");
-                    {
-                        let mut run = self.run_state();
-                        run.last_error = Some(e.to_string());
-                        run.state = ServiceState::Failed;
-                    }
                     let delay = self.spec.restart.delay(failures);
                     failures = failures.saturating_add(1);
+                    tracing::warn!(service = %self.spec.name, "start failed: {e}");
+                    {
+                        let mut run = self.run_state();
+                        run.last_error = Some(e);
+                        run.state = ServiceState::Failed;
+                    }
                     match self.wait_backoff(delay, &mut ctl).await {
                         Some(acks) => return acks,
                         None => continue,
@@ -216,95 +171,180 @@ impl Service {
                 }
             };
             let started = Instant::now();
-            self.run_state().pid = Some(child.pid);
-            tracing::info!(
-                service = name,
-                pid = child.pid.as_raw_nonzero().get(),
-                "started"
-            );
-            if let Some(fd) = child.stdout.take() {
-                capture(Arc::clone(&self.logs), Stream::Stdout, fd);
-            }
-            if let Some(fd) = child.stderr.take() {
-                capture(Arc::clone(&self.logs), Stream::Stderr, fd);
-            }
-
-            // Run until exit, readiness timeout or an order.
-            let ready_deadline = started + self.spec.ready_timeout;
-            let mut ready = false;
-            if self.spec.readiness == Readiness::None {
-                ready = true;
-                self.set_ready(true);
-                self.set_state(ServiceState::Running);
-            }
-            let outcome = loop {
-                tokio::select! {
-                    exit = &mut child.exit => break Outcome::Exited(exit.ok()),
-                    msg = ctl.recv() => match msg {
-                        None => break Outcome::Stop(None),
-                        Some(Control::Stop(ack)) => break Outcome::Stop(Some(ack)),
-                        Some(Control::Restart(ack)) => break Outcome::Restart(ack),
-                    },
-                    _ = sleep(READY_POLL), if !ready => {
-                        if probe(&self.spec.readiness).await {
-                            ready = true;
-                            self.set_ready(true);
-                            self.set_state(ServiceState::Running);
-                            tracing::info!(service = name, "ready");
-                        } else if Instant::now() >= ready_deadline {
-                            break Outcome::NotReady;
-                        }
-                    }
-                }
-            };
+            let outcome = self.run(&mut child, started, &mut ctl).await;
             self.set_ready(false);
+            let next = self
+                .after(outcome, child, started, &mut failures, cgroups, &mut ctl)
+                .await;
+            if let Some(acks) = next {
+                return acks;
+            }
+        }
+    }
 
-            match outcome {
-                Outcome::Exited(info) => {
-                    self.record_exit(info);
-                    if started.elapsed() >= self.spec.restart.reset_window() {
-                        failures = 0;
-                    }
-                    let delay = self.spec.restart.delay(failures);
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(
-                        service = name,
-                        "exited ({}), restarting in {delay:?}",
-                        info.map_or_else(|| "unknown".to_string(), |i| i.to_string())
-                    );
-                    self.set_state(ServiceState::Backoff);
-                    if let Some(acks) = self.wait_backoff(delay, &mut ctl).await {
-                        return acks;
+    /// Wait until every dependency is ready. `Some(acks)`: stop instead.
+    async fn wait_for_dependencies(
+        &self,
+        deps: &mut [(String, watch::Receiver<bool>)],
+        ctl: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Option<Vec<oneshot::Sender<()>>> {
+        let name = self.spec.name.as_str();
+        self.set_state(ServiceState::Waiting);
+        for (dep, rx) in deps.iter_mut() {
+            if *rx.borrow() {
+                continue;
+            }
+            tracing::info!(service = name, "waiting for {dep}");
+            let mut alive = true;
+            loop {
+                tokio::select! {
+                    changed = rx.wait_for(|r| *r), if alive => match changed {
+                        Ok(_) => break,
+                        // The dependency is gone for good: only orders can move us.
+                        Err(_) => {
+                            tracing::warn!(service = name, "dependency {dep} was removed");
+                            alive = false;
+                        }
+                    },
+                    msg = ctl.recv() => match msg {
+                        None => return Some(Vec::new()),
+                        Some(Control::Stop(ack)) => return Some(vec![ack]),
+                        // Not running: nothing to restart, we start when ready.
+                        Some(Control::Restart(ack)) => { let _ = ack.send(()); }
+                    },
+                }
+            }
+        }
+        None
+    }
+
+    /// Start one run in the service's cgroup (or without one if that
+    /// fails) and capture its output.
+    fn spawn(&self, cgroups: Option<&Cgroups>) -> Result<Spawned, String> {
+        let name = self.spec.name.as_str();
+        self.set_state(ServiceState::Starting);
+        let cgroup = match cgroups.map(|c| c.prepare(name, self.spec.memory_max)) {
+            Some(Ok(cg)) => Some(cg.procs),
+            Some(Err(e)) => {
+                tracing::warn!(service = name, "cgroup setup failed, starting without: {e}");
+                None
+            }
+            None => None,
+        };
+        let spawned = spawn_service(&self.spec, cgroup);
+        {
+            let mut run = self.run_state();
+            if run.runs > 0 {
+                run.restarts = run.restarts.saturating_add(1);
+            }
+            run.runs = run.runs.saturating_add(1);
+        }
+        let mut child = spawned.map_err(|e| e.to_string())?;
+        self.run_state().pid = Some(child.pid);
+        tracing::info!(
+            service = name,
+            pid = child.pid.as_raw_nonzero().get(),
+            "started"
+        );
+        if let Some(fd) = child.stdout.take() {
+            capture(Arc::clone(&self.logs), Stream::Stdout, fd);
+        }
+        if let Some(fd) = child.stderr.take() {
+            capture(Arc::clone(&self.logs), Stream::Stderr, fd);
+        }
+        Ok(child)
+    }
+
+    /// Run until exit, readiness timeout or an order.
+    async fn run(
+        &self,
+        child: &mut Spawned,
+        started: Instant,
+        ctl: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Outcome {
+        let ready_deadline = started + self.spec.ready_timeout;
+        let mut ready = false;
+        if self.spec.readiness == Readiness::None {
+            ready = true;
+            self.set_ready(true);
+            self.set_state(ServiceState::Running);
+        }
+        loop {
+            tokio::select! {
+                exit = &mut child.exit => return Outcome::Exited(exit.ok()),
+                msg = ctl.recv() => match msg {
+                    None => return Outcome::Stop(None),
+                    Some(Control::Stop(ack)) => return Outcome::Stop(Some(ack)),
+                    Some(Control::Restart(ack)) => return Outcome::Restart(ack),
+                },
+                _ = sleep(READY_POLL), if !ready => {
+                    if probe(&self.spec.readiness).await {
+                        ready = true;
+                        self.set_ready(true);
+                        self.set_state(ServiceState::Running);
+                        tracing::info!(service = %self.spec.name, "ready");
+                    } else if Instant::now() >= ready_deadline {
+                        return Outcome::NotReady;
                     }
                 }
-                Outcome::NotReady => {
-                    let msg = format!("not ready within {:?}", self.spec.ready_timeout);
-                    tracing::warn!(service = name, "{msg}; killing it");
-                    let info = self.terminate(child.pid, child.exit).await;
-                    self.record_exit(info);
-                    self.run_state().last_error = Some(msg);
-                    self.set_state(ServiceState::Failed);
-                    let delay = self.spec.restart.delay(failures);
-                    failures = failures.saturating_add(1);
-                    if let Some(acks) = self.wait_backoff(delay, &mut ctl).await {
-                        return acks;
-                    }
+            }
+        }
+    }
+
+    /// Act on how a run ended: back off and restart, or stop.
+    /// `Some(acks)`: the service stops.
+    async fn after(
+        &self,
+        outcome: Outcome,
+        child: Spawned,
+        started: Instant,
+        failures: &mut u32,
+        cgroups: Option<&Cgroups>,
+        ctl: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Option<Vec<oneshot::Sender<()>>> {
+        let name = self.spec.name.as_str();
+        match outcome {
+            Outcome::Exited(info) => {
+                self.record_exit(info);
+                if started.elapsed() >= self.spec.restart.reset_window() {
+                    *failures = 0;
                 }
-                Outcome::Stop(ack) => {
-                    let info = self.terminate(child.pid, child.exit).await;
-                    self.record_exit(info);
-                    if let Some(c) = cgroups {
-                        c.remove(name);
-                    }
-                    return ack.into_iter().collect();
+                let delay = self.spec.restart.delay(*failures);
+                *failures = failures.saturating_add(1);
+                tracing::warn!(
+                    service = name,
+                    "exited ({}), restarting in {delay:?}",
+                    info.map_or_else(|| "unknown".to_string(), |i| i.to_string())
+                );
+                self.set_state(ServiceState::Backoff);
+                self.wait_backoff(delay, ctl).await
+            }
+            Outcome::NotReady => {
+                let msg = format!("not ready within {:?}", self.spec.ready_timeout);
+                tracing::warn!(service = name, "{msg}; killing it");
+                let info = self.terminate(child.pid, child.exit).await;
+                self.record_exit(info);
+                self.run_state().last_error = Some(msg);
+                self.set_state(ServiceState::Failed);
+                let delay = self.spec.restart.delay(*failures);
+                *failures = failures.saturating_add(1);
+                self.wait_backoff(delay, ctl).await
+            }
+            Outcome::Stop(ack) => {
+                let info = self.terminate(child.pid, child.exit).await;
+                self.record_exit(info);
+                if let Some(c) = cgroups {
+                    c.remove(name);
                 }
-                Outcome::Restart(ack) => {
-                    tracing::info!(service = name, "restart requested");
-                    let info = self.terminate(child.pid, child.exit).await;
-                    self.record_exit(info);
-                    failures = 0;
-                    let _ = ack.send(());
-                }
+                Some(ack.into_iter().collect())
+            }
+            Outcome::Restart(ack) => {
+                tracing::info!(service = name, "restart requested");
+                let info = self.terminate(child.pid, child.exit).await;
+                self.record_exit(info);
+                *failures = 0;
+                let _ = ack.send(());
+                None
             }
         }
     }
@@ -374,55 +414,4 @@ enum Outcome {
     NotReady,
     Stop(Option<oneshot::Sender<()>>),
     Restart(oneshot::Sender<()>),
-}
-
-fn signal_group(service: &str, pgid: Pid, sig: Signal) {
-    match rustix::process::kill_process_group(pgid, sig) {
-        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
-        Err(e) => tracing::warn!(service, "signalling process group: {e}"),
-    }
-}
-
-/// One readiness probe.
-async fn probe(readiness: &Readiness) -> bool {
-    match readiness {
-        Readiness::None => true,
-        Readiness::Path(p) => tokio::fs::try_exists(p).await.unwrap_or(false),
-        Readiness::UnixSocket(p) => matches!(
-            timeout(READY_PROBE_TIMEOUT, tokio::net::UnixStream::connect(p)).await,
-            Ok(Ok(_))
-        ),
-        Readiness::Tcp(addr) => matches!(
-            timeout(READY_PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
-            Ok(Ok(_))
-        ),
-        Readiness::Command(argv) => command_succeeds(argv).await,
-    }
-}
-
-/// Run a readiness command through the reaper (it owns waitpid(-1)); a
-/// command that hangs counts as not ready and is killed.
-async fn command_succeeds(argv: &[String]) -> bool {
-    let Some((program, args)) = argv.split_first() else {
-        return false;
-    };
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let Ok((child, exit)) = super::reaper::spawn_reaped(&mut cmd) else {
-        return false;
-    };
-    match timeout(READY_COMMAND_TIMEOUT, exit).await {
-        Ok(Ok(info)) => info.success(),
-        _ => {
-            if let Some(pid) = Pid::from_raw(child.id() as i32) {
-                let _ = rustix::process::kill_process(pid, Signal::KILL);
-            }
-            false
-        }
-    }
 }

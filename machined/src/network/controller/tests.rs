@@ -91,3 +91,230 @@ fn interfaces_match_by_name_and_mac() {
         ]
     );
 }
+
+fn want(addrs: &[&str], routes: &[RouteSpec], mtu: Option<u32>, dhcp: bool) -> Want {
+    Want {
+        addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        routes: routes.to_vec(),
+        mtu,
+        dhcp,
+    }
+}
+
+fn rs(to: &str, metric: u32) -> RouteSpec {
+    RouteSpec {
+        to: to.parse().unwrap(),
+        via: None,
+        metric: Some(metric),
+    }
+}
+
+#[test]
+fn a_new_dhcp_link_comes_up_and_starts_its_client() {
+    let l = link(2, "eth0", 1, true);
+    let ops = link_ops(&l, &Want::default(), false, &want(&[], &[], None, true));
+    assert_eq!(
+        ops,
+        [
+            LinkOp::PromoteSecondaries,
+            LinkOp::SetUp(true),
+            LinkOp::StartDhcp { apply_mtu: true }
+        ]
+    );
+    // A running client is left alone: its lease survives the apply.
+    let w = want(&[], &[], None, true);
+    assert!(!link_ops(&l, &w, true, &w).contains(&LinkOp::StartDhcp { apply_mtu: true }));
+    // A configured MTU is the config's, not the DHCP server's.
+    let ops = link_ops(
+        &l,
+        &Want::default(),
+        false,
+        &want(&[], &[], Some(9000), true),
+    );
+    assert!(ops.contains(&LinkOp::SetMtu(9000)));
+    assert!(ops.contains(&LinkOp::StartDhcp { apply_mtu: false }));
+}
+
+#[test]
+fn reconcile_removes_what_is_no_longer_wanted_and_releases_first() {
+    let l = link(2, "eth0", 1, true);
+    let had = want(
+        &["10.0.0.2/24", "10.0.0.3/24"],
+        &[rs("10.9.0.0/16", 5)],
+        Some(1500),
+        true,
+    );
+    let now = want(
+        &["10.0.0.3/24", "10.0.0.4/24"],
+        &[rs("10.8.0.0/16", 5)],
+        Some(1500),
+        false,
+    );
+    let ops = link_ops(&l, &had, true, &now);
+    assert_eq!(
+        ops,
+        [
+            LinkOp::PromoteSecondaries,
+            LinkOp::ReleaseDhcp,
+            LinkOp::SetUp(true),
+            LinkOp::DelRoute(rs("10.9.0.0/16", 5)),
+            LinkOp::DelAddress("10.0.0.2/24".parse().unwrap()),
+            LinkOp::AddAddress {
+                addr: "10.0.0.3/24".parse().unwrap(),
+                new: false
+            },
+            LinkOp::AddAddress {
+                addr: "10.0.0.4/24".parse().unwrap(),
+                new: true
+            },
+            LinkOp::AddRoute {
+                route: rs("10.8.0.0/16", 5),
+                new: true
+            },
+        ],
+        "the MTU already matches: no SetMtu"
+    );
+}
+
+#[test]
+fn an_unchanged_link_only_reasserts() {
+    let l = link(2, "eth0", 1, true);
+    let w = want(&["10.0.0.2/24"], &[rs("10.9.0.0/16", 5)], Some(1500), false);
+    let ops = link_ops(&l, &w, false, &w);
+    assert!(
+        ops.iter().all(|op| matches!(
+            op,
+            LinkOp::PromoteSecondaries
+                | LinkOp::SetUp(true)
+                | LinkOp::AddAddress { new: false, .. }
+                | LinkOp::AddRoute { new: false, .. }
+        )),
+        "{ops:?}"
+    );
+}
+
+#[test]
+fn teardown_strips_and_downs_only_links_that_still_exist() {
+    let had = want(&["10.0.0.2/24"], &[rs("10.9.0.0/16", 5)], None, true);
+    assert_eq!(
+        teardown_ops(&had, true, true),
+        [
+            LinkOp::ReleaseDhcp,
+            LinkOp::DelRoute(rs("10.9.0.0/16", 5)),
+            LinkOp::DelAddress("10.0.0.2/24".parse().unwrap()),
+            LinkOp::SetUp(false),
+        ]
+    );
+    assert_eq!(teardown_ops(&had, true, false), [LinkOp::ReleaseDhcp]);
+    assert!(teardown_ops(&Want::default(), false, false).is_empty());
+}
+
+#[test]
+fn stale_links_are_the_unwanted_vanished_and_renumbered() {
+    let all = links();
+    let had: BTreeMap<String, Link> = [
+        ("eth0".to_string(), link(2, "eth0", 1, true)),
+        ("eth1".to_string(), link(3, "eth1", 2, true)),
+        // Renumbered since we configured it: index 9 then, 4 now.
+        ("veth0".to_string(), link(9, "veth0", 3, false)),
+        ("gone0".to_string(), link(7, "gone0", 7, false)),
+    ]
+    .into();
+    let mut desired = BTreeMap::new();
+    desired.insert("eth0".to_string(), (all[1].clone(), Want::default()));
+    desired.insert("veth0".to_string(), (all[3].clone(), Want::default()));
+    assert_eq!(
+        stale_links(&had, &desired, &all),
+        [
+            ("eth1".to_string(), true),
+            ("gone0".to_string(), false),
+            ("veth0".to_string(), false),
+        ]
+    );
+}
+
+/// A recording fake of the link side of netlink; `fail` makes every
+/// operation on that address fail the way the kernel would.
+#[derive(Default)]
+struct RecordingLinks {
+    calls: std::sync::Mutex<Vec<String>>,
+    fail: Option<Cidr>,
+}
+
+impl RecordingLinks {
+    fn record(&self, call: String) {
+        crate::lock::lock(&self.calls).push(call);
+    }
+    fn calls(&self) -> Vec<String> {
+        crate::lock::lock(&self.calls).clone()
+    }
+}
+
+impl LinkOps for RecordingLinks {
+    async fn set_up(&self, link: &Link, up: bool) -> Result<(), NetworkError> {
+        self.record(format!("{} up={up}", link.name));
+        Ok(())
+    }
+    async fn set_mtu(&self, link: &Link, mtu: u32) -> Result<(), NetworkError> {
+        self.record(format!("{} mtu={mtu}", link.name));
+        Ok(())
+    }
+    async fn add_address(&self, link: &Link, addr: Cidr) -> Result<(), NetworkError> {
+        if self.fail == Some(addr) {
+            return Err(NetworkError::Address {
+                link: link.name.clone(),
+                addr,
+                op: "adding",
+                source: std::io::Error::from_raw_os_error(19),
+            });
+        }
+        self.record(format!("{} +addr {addr}", link.name));
+        Ok(())
+    }
+    async fn del_address(&self, link: &Link, addr: Cidr) -> Result<(), NetworkError> {
+        self.record(format!("{} -addr {addr}", link.name));
+        Ok(())
+    }
+    async fn add_route(&self, link: &Link, route: &RouteSpec) -> Result<(), NetworkError> {
+        self.record(format!("{} +route {route}", link.name));
+        Ok(())
+    }
+    async fn del_route(&self, link: &Link, route: &RouteSpec) -> Result<(), NetworkError> {
+        self.record(format!("{} -route {route}", link.name));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_executor_carries_out_the_diff_and_keeps_going_past_a_failure() {
+    let l = link(2, "eth0", 1, true);
+    let had = want(&["10.0.0.2/24"], &[], Some(1500), false);
+    let now = want(
+        &["10.0.0.3/24", "10.0.0.4/24"],
+        &[rs("10.8.0.0/16", 5)],
+        Some(9000),
+        false,
+    );
+    let nl = RecordingLinks {
+        fail: Some("10.0.0.3/24".parse().unwrap()),
+        ..RecordingLinks::default()
+    };
+    let mut errors = Vec::new();
+    for op in link_ops(&l, &had, false, &now) {
+        if let Err(e) = apply_link_op(&nl, &l, &op).await {
+            errors.push(e.to_string());
+        }
+    }
+    assert_eq!(
+        nl.calls(),
+        [
+            "eth0 up=true",
+            "eth0 mtu=9000",
+            "eth0 -addr 10.0.0.2/24",
+            "eth0 +addr 10.0.0.4/24",
+            "eth0 +route 10.8.0.0/16 metric 5",
+        ]
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("10.0.0.3/24"), "{errors:?}");
+}

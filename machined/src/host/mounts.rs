@@ -1,5 +1,7 @@
 //! The mount table PID 1 builds: API filesystems, the read-only root image
 //! and the switch into it, writable tmpfs for /run, /tmp, /var, and STATE.
+//! [`Mounter`] is the seam for the mounts PID 1 later undoes (STATE), so
+//! the boot logic that decides them runs against a recording fake.
 
 use rustix::mount::{MountFlags, UnmountFlags, mount, mount_move, unmount};
 use std::ffi::CString;
@@ -136,20 +138,54 @@ pub fn late() {
     let _ = fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+memory +pids");
 }
 
-pub fn mount_state(dev: &str, target: &str) -> io::Result<()> {
-    fs::create_dir_all(target)?;
-    mount(
-        dev,
-        target,
-        "ext4",
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        None,
-    )
-    .map_err(|e| io::Error::other(format!("mount {dev} (ext4) on {target}: {e}")))
+/// One mount(2), as the boundary takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct MountSpec<'a> {
+    pub source: &'a str,
+    pub target: &'a str,
+    pub fstype: &'a str,
+    pub flags: MountFlags,
+    pub data: &'a str,
 }
 
-pub fn unmount_state(target: &str) {
-    if let Err(e) = unmount(target, UnmountFlags::empty()) {
-        tracing::warn!("unmounting {target}: {e}");
+/// Mounting and unmounting filesystems.
+pub trait Mounter: Send + Sync {
+    /// Create the target directory and mount on it.
+    fn mount(&self, spec: &MountSpec<'_>) -> io::Result<()>;
+    fn unmount(&self, target: &str) -> io::Result<()>;
+}
+
+impl Mounter for super::kernel::Linux {
+    fn mount(&self, spec: &MountSpec<'_>) -> io::Result<()> {
+        fs::create_dir_all(spec.target)?;
+        mount(
+            spec.source,
+            spec.target,
+            spec.fstype,
+            spec.flags,
+            opts(spec.data).as_deref(),
+        )
+        .map_err(|e| {
+            io::Error::other(format!(
+                "mount {} ({}) on {}: {e}",
+                spec.source, spec.fstype, spec.target
+            ))
+        })
+    }
+
+    fn unmount(&self, target: &str) -> io::Result<()> {
+        unmount(target, UnmountFlags::empty())
+            .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))
+    }
+}
+
+/// STATE's ext4 filesystem: no devices, no setuid, nothing executable.
+pub fn state_spec<'a>(dev: &'a str, target: &'a str) -> MountSpec<'a> {
+    MountSpec {
+        source: dev,
+        target,
+        fstype: "ext4",
+        flags: MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        data: "",
     }
 }

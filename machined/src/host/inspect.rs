@@ -1,8 +1,7 @@
 //! Read-only views of the machine for the API: mounts, processes, network,
 //! files, metrics. All reads, no side effects.
 
-use crate::host::Host;
-use basalt_api::rpc::Status;
+use super::Host;
 use serde::Serialize;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -295,25 +294,4 @@ pub fn read_file(host: &Host, state_dir: &Path, path: &str) -> Result<FileData, 
         content,
         binary,
     })
-}
-
-/// Prometheus text format. No secrets: generations, hashes, counters only.
-pub fn metrics(s: &Status) -> String {
-    let mut out = String::new();
-    out.push_str("# HELP basalt_config_generation Generation of the applied machine config.\n");
-    out.push_str("# TYPE basalt_config_generation gauge\n");
-    out.push_str(&format!("basalt_config_generation {}\n", s.generation));
-    out.push_str("# HELP basalt_maintenance_mode 1 while the node waits for its first config.\n");
-    out.push_str("# TYPE basalt_maintenance_mode gauge\n");
-    out.push_str(&format!(
-        "basalt_maintenance_mode {}\n",
-        u8::from(s.mode == "maintenance")
-    ));
-    out.push_str("# HELP basalt_machined_resident_bytes machined's resident memory.\n");
-    out.push_str("# TYPE basalt_machined_resident_bytes gauge\n");
-    out.push_str(&format!(
-        "basalt_machined_resident_bytes {}\n",
-        rss_bytes(std::process::id()).unwrap_or(0)
-    ));
-    out
 }

@@ -28,9 +28,8 @@ pub struct TeeWriter {
 impl Write for TeeWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let _ = io::stdout().write_all(buf);
-        if let Some(k) = &self.kmsg
-            && let Ok(mut f) = k.lock()
-        {
+        if let Some(k) = &self.kmsg {
+            let mut f = crate::lock::lock(k);
             // One record per line; <6> = KERN_INFO.
             for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 let mut rec = b"<6>machined: ".to_vec();

@@ -1,23 +1,49 @@
-//! The narrow boundary between machined's logic and the machine. On a node
-//! the root is `/` and changes are syscalls; in dev mode (`--dev-root DIR`) the
-//! same calls land in files under DIR, so everything above runs unprivileged.
+//! The narrow boundary between machined's logic and the machine: every
+//! side effect on the host, and every read of kernel state, is made by a
+//! module under here. On a node the root is `/` and changes are syscalls; in
+//! dev mode (`--dev-root DIR`) the same calls land in files under DIR, so
+//! everything above runs unprivileged; unit tests use [`recording`].
+//!
+//! - [`Host`]: files under the root (atomic writes, appends, reads) plus a
+//!   [`kernel::Kernel`] (host name, sysctls, modules present).
+//! - [`mounts`], [`loopdev`], [`blockdev`]: the mount table and STATE.
+//! - [`modules`]: `finit_module` from the image's list ([`modules::ModuleLoader`]).
+//! - [`kmsg`] and [`console`]: the kernel log, read and written.
+//! - [`power`]: sync and reboot(2).
+//! - [`inspect`]: the API's read-only views of /proc, /sys and files.
+//! - [`recording`]: the recording fake of [`kernel::Kernel`],
+//!   [`mounts::Mounter`] and [`modules::ModuleLoader`] (the network
+//!   executor's netlink seam, `network::netlink::LinkOps`, has its fake in
+//!   its unit tests).
+//!
+//! Outside this module, only `network::netlink` and the DHCP socket task
+//! (rtnetlink and UDP), `supervisor::{spawn, reaper, process, cgroup, logs}`
+//! (processes, signals, probes, cgroups, output pipes) and `tls`/`state`
+//! (machined's own files, in a directory they are handed) touch the host.
+//! `tests/boundary.rs` fails when any other module does.
 
+pub mod blockdev;
+pub mod console;
+pub mod inspect;
+pub mod kernel;
+pub mod kmsg;
+pub mod limits;
+pub mod loopdev;
+pub mod modules;
+pub mod mounts;
+pub mod power;
+pub mod recording;
+
+use kernel::{DevKernel, Kernel, Linux};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostMode {
-    /// PID 1 on a real kernel.
-    Node,
-    /// Unprivileged, everything under a temp root.
-    Dev,
-}
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct Host {
     root: PathBuf,
-    mode: HostMode,
+    kernel: Arc<dyn Kernel>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,19 +66,25 @@ impl Host {
     pub fn node() -> Self {
         Self {
             root: PathBuf::from("/"),
-            mode: HostMode::Node,
+            kernel: Arc::new(Linux),
         }
     }
 
     pub fn dev(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
         Self {
-            root: root.into(),
-            mode: HostMode::Dev,
+            kernel: Arc::new(DevKernel::new(&root)),
+            root,
         }
     }
 
-    pub fn mode(&self) -> HostMode {
-        self.mode
+    /// Files under `root`, the kernel's knobs from `kernel` (tests pass a
+    /// [`recording::RecordingKernel`]).
+    pub fn with_kernel(root: impl Into<PathBuf>, kernel: Arc<dyn Kernel>) -> Self {
+        Self {
+            root: root.into(),
+            kernel,
+        }
     }
 
     /// Map an absolute node path into this host's root. Only normal
@@ -100,51 +132,43 @@ impl Host {
     }
 
     pub fn set_hostname(&self, name: &str) -> Result<()> {
-        match self.mode {
-            HostMode::Node => rustix::system::sethostname(name.as_bytes())
-                .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))
-                .map_err(err("sethostname", Path::new(name))),
-            HostMode::Dev => self.write_atomic(
-                "/proc/sys/kernel/hostname",
-                format!("{name}\n").as_bytes(),
-                0o644,
-            ),
-        }
+        self.kernel
+            .set_hostname(name)
+            .map_err(err("sethostname", Path::new(name)))
     }
 
     pub fn hostname(&self) -> String {
-        match self.mode {
-            HostMode::Node => rustix::system::uname()
-                .nodename()
-                .to_string_lossy()
-                .into_owned(),
-            HostMode::Dev => self
-                .read("/proc/sys/kernel/hostname")
-                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-                .unwrap_or_else(|_| "localhost".into()),
-        }
+        self.kernel.hostname()
     }
 
     /// `net.ipv4.ip_forward` → `/proc/sys/net/ipv4/ip_forward`.
     pub fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
-        let rel = format!("/proc/sys/{}", key.replace('.', "/"));
-        let p = self.path(&rel);
-        match self.mode {
-            HostMode::Node => fs::write(&p, value.as_bytes()).map_err(err("write sysctl", &p)),
-            HostMode::Dev => {
-                if let Some(dir) = p.parent() {
-                    fs::create_dir_all(dir).map_err(err("create dir", dir))?;
-                }
-                fs::write(&p, format!("{value}\n")).map_err(err("write sysctl", &p))
-            }
-        }
+        self.kernel
+            .write_sysctl(key, value)
+            .map_err(err("write sysctl", &kernel::sysctl_path(key)))
     }
 
     pub fn read_sysctl(&self, key: &str) -> Option<String> {
-        let rel = format!("/proc/sys/{}", key.replace('.', "/"));
-        self.read(&rel)
-            .ok()
+        self.kernel.read_sysctl(key)
+    }
+
+    /// The kernel command line (empty when unreadable).
+    pub fn cmdline(&self) -> String {
+        self.read("/proc/cmdline")
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// This boot's random id (empty when unreadable).
+    pub fn boot_id(&self) -> String {
+        self.read("/proc/sys/kernel/random/boot_id")
             .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Whether kernel module `name` (`-` or `_`) is loaded or built in.
+    pub fn module_present(&self, name: &str) -> bool {
+        self.kernel.module_present(&name.replace('-', "_"))
     }
 }
 

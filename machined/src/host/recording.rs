@@ -1,0 +1,154 @@
+//! A recording fake of the host boundary for unprivileged tests: the
+//! kernel's state lives in memory and every side effect is appended to a
+//! log the test can assert on (youki's `Syscall` test double is the model).
+
+use super::kernel::Kernel;
+use super::modules::ModuleLoader;
+use super::mounts::{MountSpec, Mounter};
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+/// One side effect, as the boundary saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    SetHostname(String),
+    WriteSysctl { key: String, value: String },
+    Mount { target: String, fstype: String },
+    Unmount(String),
+    LoadModule(String),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    hostname: String,
+    sysctls: BTreeMap<String, String>,
+    modules: Vec<String>,
+    calls: Vec<Call>,
+    /// Mount targets whose mount fails, to test error paths.
+    failing_mounts: Vec<String>,
+    /// Module files whose load fails.
+    failing_modules: Vec<String>,
+}
+
+/// Cheap to clone; clones share the record.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingKernel {
+    state: Arc<Mutex<State>>,
+}
+
+impl RecordingKernel {
+    pub fn new(hostname: &str) -> Self {
+        let k = Self::default();
+        k.state().hostname = hostname.to_string();
+        k
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        crate::lock::lock(&self.state)
+    }
+
+    pub fn with_module(self, name: &str) -> Self {
+        self.state().modules.push(name.to_string());
+        self
+    }
+
+    pub fn with_sysctl(self, key: &str, value: &str) -> Self {
+        self.state().sysctls.insert(key.into(), value.into());
+        self
+    }
+
+    /// Make mounting `target` fail with EINVAL.
+    pub fn failing_mount(self, target: &str) -> Self {
+        self.state().failing_mounts.push(target.into());
+        self
+    }
+
+    /// Make loading the module file `path` fail with ENOEXEC.
+    pub fn failing_module(self, path: &str) -> Self {
+        self.state().failing_modules.push(path.into());
+        self
+    }
+
+    /// Whether a module of this name is loaded (given, or loaded since).
+    pub fn module_loaded(&self, name: &str) -> bool {
+        self.state().modules.iter().any(|m| m == name)
+    }
+
+    /// Every side effect so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state().calls.clone()
+    }
+}
+
+impl Kernel for RecordingKernel {
+    fn hostname(&self) -> String {
+        self.state().hostname.clone()
+    }
+
+    fn set_hostname(&self, name: &str) -> io::Result<()> {
+        let mut s = self.state();
+        s.hostname = name.to_string();
+        s.calls.push(Call::SetHostname(name.to_string()));
+        Ok(())
+    }
+
+    fn read_sysctl(&self, key: &str) -> Option<String> {
+        self.state().sysctls.get(key).cloned()
+    }
+
+    fn write_sysctl(&self, key: &str, value: &str) -> io::Result<()> {
+        let mut s = self.state();
+        s.sysctls.insert(key.into(), value.into());
+        s.calls.push(Call::WriteSysctl {
+            key: key.into(),
+            value: value.into(),
+        });
+        Ok(())
+    }
+
+    fn module_present(&self, name: &str) -> bool {
+        self.state().modules.iter().any(|m| m == name)
+    }
+}
+
+impl Mounter for RecordingKernel {
+    fn mount(&self, spec: &MountSpec<'_>) -> io::Result<()> {
+        let mut s = self.state();
+        if s.failing_mounts.iter().any(|t| t == spec.target) {
+            return Err(io::Error::from_raw_os_error(22));
+        }
+        s.calls.push(Call::Mount {
+            target: spec.target.into(),
+            fstype: spec.fstype.into(),
+        });
+        Ok(())
+    }
+
+    fn unmount(&self, target: &str) -> io::Result<()> {
+        self.state().calls.push(Call::Unmount(target.into()));
+        Ok(())
+    }
+}
+
+/// `/lib/modules/…/veth.ko.xz` → `veth`.
+fn module_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.split('.').next().unwrap_or(file).replace('-', "_")
+}
+
+impl ModuleLoader for RecordingKernel {
+    fn load(&self, path: &str) -> io::Result<bool> {
+        let mut s = self.state();
+        if s.failing_modules.iter().any(|p| p == path) {
+            return Err(io::Error::from_raw_os_error(8));
+        }
+        let name = module_name(path);
+        if s.modules.contains(&name) {
+            return Ok(false);
+        }
+        s.modules.push(name);
+        s.calls.push(Call::LoadModule(path.into()));
+        Ok(true)
+    }
+}

@@ -1,0 +1,45 @@
+use super::*;
+use crate::host::recording::{Call, RecordingKernel};
+
+#[test]
+fn ram_mode_mounts_and_unmounts_nothing() {
+    let k = RecordingKernel::new("node");
+    let place = place_state(&k, None, "STATE");
+    assert_eq!(
+        place,
+        StatePlace {
+            dir: RAM_STATE,
+            ram: true,
+            mounted: None
+        }
+    );
+    release_state(&k, &place);
+    assert_eq!(k.calls(), [], "nothing mounted, so nothing to unmount");
+}
+
+#[test]
+fn a_state_partition_is_mounted_then_unmounted() {
+    let k = RecordingKernel::new("node");
+    let place = place_state(&k, Some("/dev/vdb"), "STATE");
+    assert_eq!((place.dir, place.ram), (STATE_MOUNT, false));
+    release_state(&k, &place);
+    assert_eq!(
+        k.calls(),
+        [
+            Call::Mount {
+                target: STATE_MOUNT.into(),
+                fstype: "ext4".into()
+            },
+            Call::Unmount(STATE_MOUNT.into()),
+        ]
+    );
+}
+
+#[test]
+fn a_state_mount_that_fails_falls_back_to_ram_and_unmounts_nothing() {
+    let k = RecordingKernel::new("node").failing_mount(STATE_MOUNT);
+    let place = place_state(&k, Some("/dev/vdb"), "STATE");
+    assert!(place.ram && place.mounted.is_none());
+    release_state(&k, &place);
+    assert_eq!(k.calls(), []);
+}
