@@ -4,12 +4,11 @@
 use basalt_api::request::{self, NONCE_HEADER, SIGNATURE_HEADER};
 use basalt_api::rpc::{ErrorResponse, NonceResponse};
 use basalt_api::sshkey::PrivateKey;
-use base64::Engine;
+use basalt_api::tls_pin::fingerprint;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,14 +40,6 @@ impl ClientError {
             _ => None,
         }
     }
-}
-
-/// `SHA256:<base64>` of a certificate's DER, as machined prints it.
-pub fn fingerprint(cert_der: &[u8]) -> String {
-    format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(cert_der))
-    )
 }
 
 /// Accepts exactly one certificate (by fingerprint), or on first use any

@@ -9,7 +9,7 @@
 use basalt_api::config::MachineConfig;
 use basalt_api::signed::verify_and_parse;
 use basalt_api::sshkey::PrivateKey;
-use basalt_api::trust::TrustPolicy;
+use basalt_api::trust::TrustRoots;
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use libfuzzer_sys::fuzz_target;
 
@@ -18,7 +18,8 @@ const SEPARATOR: &[u8] = b"\n\0SIG\0\n";
 fuzz_target!(|data: &[u8]| {
     let admin = PrivateKey::from_seed(&[1; 32], "fuzz-admin");
     let reader = PrivateKey::from_seed(&[3; 32], "fuzz-reader");
-    let policy = TrustPolicy::new(vec![admin.public()], vec![reader.public()], 1);
+    let policy = TrustRoots::new(vec![admin.public()], vec![reader.public()], 1)
+        .expect("one admin, one reader, threshold 1");
 
     let (doc, sigs) = match data.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
         Some(at) => (&data[..at], data[at + SEPARATOR.len()..].to_vec()),

@@ -14,7 +14,10 @@ use crate::manifest::{self, HashCache, ImageRecord, Manifest, OutputRecord};
 use crate::profile::{Artifact, Install, Profile, is_nix_path};
 use crate::tree::{Node, Tree};
 use crate::{initrd, kernel, rootfs, shells};
-use serde::Serialize;
+use basalt_api::image_layout::{
+    BAKED_CONFIG, BAKED_CONFIG_SIGNATURES, INIT, MODULES_LIST, MODULES_ROOT, ROOT_IMAGE,
+    ROOT_IMAGE_NAME, TRUST_ROOTS,
+};
 use std::path::{Path, PathBuf};
 use tracing::{debug, info};
 
@@ -23,18 +26,7 @@ use tracing::{debug, info};
 /// as "unset").
 pub const DEFAULT_SOURCE_DATE_EPOCH: u32 = 1;
 
-/// Where the generated files live, in both images.
-pub const TRUST_PATH: &str = "/etc/basalt/trust.toml";
-pub const CONFIG_PATH: &str = "/etc/basalt/config.toml";
-pub const CONFIG_SIG_PATH: &str = "/etc/basalt/config.toml.sig";
-pub const MODULES_LOAD_PATH: &str = "/etc/basalt/modules.load";
-/// machined, the initramfs' PID 1.
-pub const INIT_PATH: &str = "/init";
-/// Modules live under the merged-/usr path in the initramfs so a `/lib` →
-/// `usr/lib` symlink (brought by a dynamic `/init`) never collides with them.
-pub const MODULES_ROOT: &str = "/usr/lib/modules";
 pub const KERNEL_NAME: &str = "vmlinuz";
-pub const ROOTFS_NAME: &str = "root.squashfs";
 
 /// Empty directories the read-only root needs as mount points.
 const ROOT_MOUNT_POINTS: &[(&str, u32)] = &[
@@ -145,7 +137,7 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
     let root = root_tree(profile, &etc, nix_root.as_ref().map(|d| d.path()), epoch)?;
     shells::check_tree(&root)?;
     step("packing the root image");
-    let root_image = stage.join(ROOTFS_NAME);
+    let root_image = stage.join(ROOT_IMAGE_NAME);
     rootfs::write(&root, profile.rootfs, &root_image)?;
 
     step("collecting the initramfs");
@@ -178,7 +170,7 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
                 KERNEL_NAME
             }
             Artifact::Initramfs => initramfs_name,
-            Artifact::Rootfs => ROOTFS_NAME,
+            Artifact::Rootfs => ROOT_IMAGE_NAME,
         };
         let (sha256, size) = match artifact {
             Artifact::Initramfs => (initramfs_sha.clone(), initramfs_size),
@@ -210,7 +202,7 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
         },
         rootfs: ImageRecord {
             format: "squashfs".into(),
-            path: Some(rootfs::ROOT_IMAGE_PATH.into()),
+            path: Some(ROOT_IMAGE.into()),
             sha256: root_sha,
             size: root_size,
             files: manifest::records(&root, &mut cache)?,
@@ -337,31 +329,21 @@ struct Generated {
     mode: u32,
 }
 
-#[derive(Serialize)]
-struct TrustFile<'a> {
-    admins: &'a [String],
-    readers: &'a [String],
-    threshold: u32,
-}
-
 /// trust.toml, the optional signed config (checked against those trust
 /// roots now, not at first boot), and modules.load.
 fn etc_basalt_files(profile: &Profile, modules_load: &str) -> Result<Vec<Generated>> {
-    let trust = &profile.trust;
-    let trust_toml = toml::to_string(&TrustFile {
-        admins: &trust.admins,
-        readers: &trust.readers,
-        threshold: trust.threshold,
-    })
-    .map_err(|e| Error::Trust(format!("serialising {TRUST_PATH}: {e}")))?;
+    let trust_toml = profile
+        .trust
+        .to_toml()
+        .map_err(|e| Error::Trust(format!("serialising {TRUST_ROOTS}: {e}")))?;
     let mut out = vec![
         Generated {
-            path: TRUST_PATH,
+            path: TRUST_ROOTS,
             data: trust_toml.into_bytes(),
             mode: 0o644,
         },
         Generated {
-            path: MODULES_LOAD_PATH,
+            path: MODULES_LIST,
             data: modules_load.as_bytes().to_vec(),
             mode: 0o644,
         },
@@ -371,43 +353,28 @@ fn etc_basalt_files(profile: &Profile, modules_load: &str) -> Result<Vec<Generat
             std::fs::read(&config.document).map_err(Error::io("reading", &config.document))?;
         let signature =
             std::fs::read(&config.signature).map_err(Error::io("reading", &config.signature))?;
-        let policy = trust_policy(profile)?;
-        basalt_api::signed::verify_and_parse(&document, &signature, &policy, 0).map_err(|e| {
-            Error::Trust(format!(
-                "baked config {} with {}: {e}",
-                config.document.display(),
-                config.signature.display()
-            ))
-        })?;
+        basalt_api::signed::verify_and_parse(&document, &signature, &profile.trust, 0).map_err(
+            |e| {
+                Error::Trust(format!(
+                    "baked config {} with {}: {e}",
+                    config.document.display(),
+                    config.signature.display()
+                ))
+            },
+        )?;
         // The config may carry secrets (e.g. join tokens): root-only.
         out.push(Generated {
-            path: CONFIG_PATH,
+            path: BAKED_CONFIG,
             data: document,
             mode: 0o600,
         });
         out.push(Generated {
-            path: CONFIG_SIG_PATH,
+            path: BAKED_CONFIG_SIGNATURES,
             data: signature,
             mode: 0o644,
         });
     }
     Ok(out)
-}
-
-fn trust_policy(profile: &Profile) -> Result<basalt_api::trust::TrustPolicy> {
-    let parse = |keys: &[String]| -> Result<Vec<basalt_api::sshkey::PublicKey>> {
-        keys.iter()
-            .map(|k| {
-                basalt_api::sshkey::PublicKey::from_openssh(k)
-                    .map_err(|e| Error::Trust(format!("{k}: {e}")))
-            })
-            .collect()
-    };
-    Ok(basalt_api::trust::TrustPolicy::new(
-        parse(&profile.trust.admins)?,
-        parse(&profile.trust.readers)?,
-        profile.trust.threshold as usize,
-    ))
 }
 
 fn add_generated(tree: &mut Tree, etc: &[Generated], origin: &str) -> Result<()> {
@@ -538,7 +505,7 @@ fn initramfs_tree(
     Resolver::default().add_binary(
         &mut tree,
         &profile.machined,
-        Path::new(INIT_PATH),
+        Path::new(INIT),
         Some(0o755),
         &origin,
     )?;
@@ -555,7 +522,7 @@ fn initramfs_tree(
     add_generated(&mut tree, etc, "generated /etc/basalt")?;
     tree.add_host_file(
         root_image,
-        Path::new(rootfs::ROOT_IMAGE_PATH),
+        Path::new(ROOT_IMAGE),
         Some(0o444),
         "the root image",
     )?;

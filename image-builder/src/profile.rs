@@ -61,6 +61,10 @@
 
 use crate::error::{Error, Result};
 use crate::expand::expand;
+use crate::lexical_path::normalize_lexically;
+use basalt_api::sshkey::PublicKey;
+use basalt_api::text_position::line_col;
+use basalt_api::trust::{TrustRoots, TrustRootsError};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -80,7 +84,7 @@ pub struct Profile {
     /// Upstream components built from `packages/` (see [`crate::package`]).
     pub packages: Vec<PackageRef>,
     pub files: Vec<Install>,
-    pub trust: Trust,
+    pub trust: TrustRoots,
     pub config: Option<BakedConfig>,
     /// Nix store paths to put under `/nix/store` in the root image.
     pub nix: Option<NixSettings>,
@@ -147,14 +151,6 @@ pub struct Install {
     pub mode: Option<u32>,
     /// Where in the profile this came from, for error messages.
     pub origin: String,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Trust {
-    /// OpenSSH public key lines, validated.
-    pub admins: Vec<String>,
-    pub readers: Vec<String>,
-    pub threshold: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -589,37 +585,6 @@ fn toml_error(ctx: &Ctx<'_>, key: Option<String>, e: &toml::de::Error) -> Error 
     ))
 }
 
-/// `a/b/../c` → `a/c` without touching the file system, for readable paths
-/// in messages (the profile's directory is trusted not to be a symlink maze).
-fn normalize_lexically(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            std::path::Component::ParentDir
-                if matches!(
-                    out.components().next_back(),
-                    Some(std::path::Component::Normal(_))
-                ) =>
-            {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// 1-based line and column (in characters) of byte `offset`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..text.floor_char_boundary(offset)];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let col = before[line_start..].chars().count() + 1;
-    (line, col)
-}
-
 fn resolve_kernel(ctx: &Ctx<'_>, raw: &RawKernel) -> Result<Kernel> {
     let matches = ctx.glob(&raw.image, "kernel.image")?;
     if matches.len() != 1 {
@@ -825,7 +790,7 @@ fn resolve_packages(
     Ok(out)
 }
 
-fn resolve_trust(ctx: &Ctx<'_>, raw: &RawTrust) -> Result<Trust> {
+fn resolve_trust(ctx: &Ctx<'_>, raw: &RawTrust) -> Result<TrustRoots> {
     let admins = collect_keys(
         ctx,
         &raw.admins,
@@ -840,29 +805,22 @@ fn resolve_trust(ctx: &Ctx<'_>, raw: &RawTrust) -> Result<Trust> {
         "trust.readers",
         "trust.reader_files",
     )?;
-    let threshold = raw.threshold.as_ref().map(|t| *t.get_ref()).unwrap_or(1);
-    let span = raw.threshold.as_ref().map(|t| t.span()).unwrap_or(0..0);
-    if admins.is_empty() {
-        return Err(ctx.error_at(
+    let threshold = raw.threshold.as_ref().map_or(1, |t| *t.get_ref());
+    let span = raw.threshold.as_ref().map_or(0..0, |t| t.span());
+    TrustRoots::new(admins, readers, threshold as usize).map_err(|e| match e {
+        TrustRootsError::NoAdmins => ctx.error_at(
             span,
             "trust",
             "expected at least one admin key (trust.admins or trust.admin_files): a node without one can never be configured",
-        ));
-    }
-    if threshold == 0 || threshold as usize > admins.len() {
-        return Err(ctx.error_at(
+        ),
+        TrustRootsError::Threshold { threshold, admins } => ctx.error_at(
             span,
             "trust.threshold",
             format!(
-                "expected a threshold between 1 and the {} admin key(s), found {threshold}",
-                admins.len()
+                "expected a threshold between 1 and the {admins} admin key(s), found {threshold}"
             ),
-        ));
-    }
-    Ok(Trust {
-        admins,
-        readers,
-        threshold,
+        ),
+        other => ctx.error_at(0..0, "trust", other.to_string()),
     })
 }
 
@@ -874,11 +832,11 @@ fn collect_keys(
     files: &[Spanned<String>],
     inline_key: &str,
     files_key: &str,
-) -> Result<Vec<String>> {
+) -> Result<Vec<PublicKey>> {
     let mut keys = Vec::new();
     let mut seen = BTreeSet::new();
     for (i, k) in inline.iter().enumerate() {
-        let key = basalt_api::sshkey::PublicKey::from_openssh(k.get_ref().trim()).map_err(|e| {
+        let key = PublicKey::from_openssh(k.get_ref().trim()).map_err(|e| {
             ctx.error_at(
                 k.span(),
                 &format!("{inline_key}[{i}]"),
@@ -886,7 +844,7 @@ fn collect_keys(
             )
         })?;
         if seen.insert(key.blob()) {
-            keys.push(key.to_openssh());
+            keys.push(key);
         }
     }
     for (i, f) in files.iter().enumerate() {
@@ -918,7 +876,7 @@ fn collect_keys(
         }
         for key in parsed {
             if seen.insert(key.blob()) {
-                keys.push(key.to_openssh());
+                keys.push(key);
             }
         }
     }
@@ -1073,15 +1031,6 @@ fn resolve_config(ctx: &Ctx<'_>, raw: &RawConfig) -> Result<BakedConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn line_col_counts_from_one() {
-        let text = "a = 1\nbb = 2\n";
-        assert_eq!(line_col(text, 0), (1, 1));
-        assert_eq!(line_col(text, 6), (2, 1));
-        assert_eq!(line_col(text, 8), (2, 3));
-        assert_eq!(line_col(text, 999), (3, 1));
-    }
 
     const NIX_PATH: &str = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-1.0";
     const NIX_KEY: &str = "cache.example-1:I9QwGBR2Vv54wNdXymTVd+/+rPC1JZc5K/feyR1oYvg=";

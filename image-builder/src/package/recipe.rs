@@ -5,6 +5,7 @@
 //! stamps); the sources are pinned by the `go.mod`/`go.sum` beside it.
 
 use super::PackageError;
+use basalt_api::text_position::line_col;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -246,13 +247,6 @@ impl<'a> SemVer<'a> {
         out.push_str(rest);
         Ok(out)
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, col)
 }
 
 #[cfg(test)]
