@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-pub const TRUST_ROOTS: &str = "/etc/basalt/trust.toml";
+pub use basalt_api::image_layout::TRUST_ROOTS;
 pub const STATE_DIR: &str = "/var/lib/basalt/state";
 
 pub struct DevOptions {
@@ -44,11 +44,11 @@ impl Drop for RunningNode {
     }
 }
 
-pub fn load_trust_roots(host: &Host) -> Result<basalt_api::trust::TrustPolicy> {
+pub fn load_trust_roots(host: &Host) -> Result<basalt_api::trust::TrustRoots> {
     let path = host.path(TRUST_ROOTS);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading trust roots {}", path.display()))?;
-    basalt_api::config::parse_trust_roots(&text)
+    basalt_api::trust::TrustRoots::from_toml(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 

@@ -10,7 +10,7 @@ use crate::supervisor::{ServiceSpec, Supervisor};
 use basalt_api::config::MachineConfig;
 use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
 use basalt_api::signed::{SignedConfigError, verify_and_parse};
-use basalt_api::trust::TrustPolicy;
+use basalt_api::trust::TrustRoots;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,7 +56,7 @@ struct Applied {
     signers: Vec<String>,
     /// The config's own trust section, parsed once: every API request is
     /// authenticated against it.
-    policy: Option<TrustPolicy>,
+    policy: Option<TrustRoots>,
 }
 
 impl Applied {
@@ -64,7 +64,7 @@ impl Applied {
         Self {
             sha256: sha256_hex(document),
             signers,
-            policy: config.trust_policy().ok(),
+            policy: config.trust_roots().ok(),
             config,
         }
     }
@@ -87,7 +87,7 @@ pub struct Node {
     /// Links, DHCP and DNS on a real node; None in dev mode.
     network: std::sync::Mutex<Option<NetworkController>>,
     pub state: StateStore,
-    image_trust: TrustPolicy,
+    image_trust: TrustRoots,
     pub nonces: Nonces,
     pub boot_id: String,
     pub tls_fingerprint: String,
@@ -112,7 +112,7 @@ impl Node {
         supervisor: Supervisor,
         services: Vec<ServiceSpec>,
         state: StateStore,
-        image_trust: TrustPolicy,
+        image_trust: TrustRoots,
         boot_id: String,
         tls_fingerprint: String,
         nonces: Nonces,
@@ -270,7 +270,7 @@ impl Node {
 
     /// Admins and readers of the running config, or the image's trust roots
     /// in maintenance mode.
-    pub async fn policy(&self) -> TrustPolicy {
+    pub async fn policy(&self) -> TrustRoots {
         let inner = self.inner.lock().await;
         policy_of(inner.current.as_ref(), &self.image_trust)
     }
@@ -448,7 +448,7 @@ impl Node {
     }
 }
 
-fn policy_of(current: Option<&Applied>, image: &TrustPolicy) -> TrustPolicy {
+fn policy_of(current: Option<&Applied>, image: &TrustRoots) -> TrustRoots {
     current
         .and_then(|c| c.policy.clone())
         .unwrap_or_else(|| image.clone())
@@ -457,7 +457,7 @@ fn policy_of(current: Option<&Applied>, image: &TrustPolicy) -> TrustPolicy {
 /// A stored config was verified when it was applied; STATE is machined's
 /// own storage. Re-verify to name the signers, but a config whose signers
 /// were rotated out by that very config still loads.
-fn load_trusted(doc: &SignedDoc, image: &TrustPolicy) -> Option<Applied> {
+fn load_trusted(doc: &SignedDoc, image: &TrustRoots) -> Option<Applied> {
     let config = match MachineConfig::parse(&doc.config) {
         Ok(c) => c,
         Err(e) => {
@@ -465,7 +465,7 @@ fn load_trusted(doc: &SignedDoc, image: &TrustPolicy) -> Option<Applied> {
             return None;
         }
     };
-    let own = config.trust_policy().ok();
+    let own = config.trust_roots().ok();
     let signers = [own.as_ref(), Some(image)]
         .into_iter()
         .flatten()

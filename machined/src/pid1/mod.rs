@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub const STATE_MOUNT: &str = "/var/lib/basalt/state";
 pub const RAM_STATE: &str = "/run/basalt/state";
-pub const TRUST_ROOTS: &str = "/etc/basalt/trust.toml";
+pub use basalt_api::image_layout::TRUST_ROOTS;
 
 /// Never returns. Any error that would end PID 1 reboots the machine instead.
 /// RLIMIT_NOFILE for machined and every service it starts.
@@ -127,12 +127,12 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
     };
     let trust = match std::fs::read_to_string(TRUST_ROOTS)
         .map_err(|e| e.to_string())
-        .and_then(|t| basalt_api::config::parse_trust_roots(&t))
+        .and_then(|t| basalt_api::trust::TrustRoots::from_toml(&t).map_err(|e| e.to_string()))
     {
         Ok(t) => t,
         Err(e) => {
             tracing::error!("trust roots {TRUST_ROOTS}: {e}; no apply can be accepted");
-            basalt_api::trust::TrustPolicy::new(Vec::new(), Vec::new(), 1)
+            basalt_api::trust::TrustRoots::none()
         }
     };
     let identity = match Identity::load_or_create(&state.dir().join("tls"), &host.hostname()) {
