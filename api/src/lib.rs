@@ -7,6 +7,7 @@ pub mod config;
 pub mod diff;
 pub mod image_layout;
 pub mod request;
+pub mod route;
 pub mod rpc;
 pub mod secret;
 pub mod signed;

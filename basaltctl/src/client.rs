@@ -2,7 +2,8 @@
 //! every request signed with the operator's ed25519 key over a fresh nonce.
 
 use basalt_api::request::{self, NONCE_HEADER, SIGNATURE_HEADER};
-use basalt_api::rpc::{ErrorResponse, NonceResponse};
+use basalt_api::route::{Method, Route};
+use basalt_api::rpc::{EmptyRequest, ErrorResponse, NonceResponse};
 use basalt_api::sshkey::PrivateKey;
 use basalt_api::tls_pin::fingerprint;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -175,7 +176,7 @@ impl NodeClient {
     pub fn nonce(&self) -> Result<String, ClientError> {
         let r = self
             .http
-            .get(format!("{}/v1/nonce", self.base))
+            .get(format!("{}{}", self.base, Route::Nonce.path_and_query()))
             .send()
             .map_err(|e| self.transport(e))?;
         Ok(decode::<NonceResponse>(r)?.nonce)
@@ -226,6 +227,30 @@ impl NodeClient {
                 .unwrap_or(text);
             Err(ClientError::Api { status, message })
         }
+    }
+
+    /// Call a JSON endpoint that takes no body (a GET, or a POST such as
+    /// reboot that sends [`EmptyRequest`]).
+    pub fn call<T: DeserializeOwned>(&self, route: &Route) -> Result<T, ClientError> {
+        match route.method() {
+            Method::Get => self.get(&route.path_and_query()),
+            Method::Post => self.post(&route.path_and_query(), &EmptyRequest {}),
+        }
+    }
+
+    /// Call a POST endpoint with its typed body.
+    pub fn call_with<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        route: &Route,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.post(&route.path_and_query(), body)
+    }
+
+    /// Start a text endpoint (logs, dmesg, metrics) and return the response
+    /// to stream from.
+    pub fn open_text(&self, route: &Route) -> Result<reqwest::blocking::Response, ClientError> {
+        self.send(route.method().as_str(), &route.path_and_query(), Vec::new())
     }
 
     pub fn get<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T, ClientError> {
