@@ -4,6 +4,7 @@
 //! the other modules runs unprivileged in tests against a temp directory
 //! (`machined --dev-root DIR`, see [`devmode`]).
 
+pub mod api_views;
 pub mod auth;
 pub mod containerd;
 pub mod converge;

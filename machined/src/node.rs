@@ -8,7 +8,9 @@ use crate::network::NetworkController;
 use crate::state::{SignedDoc, Slot, StateError, StateStore};
 use crate::supervisor::{ServiceSpec, Supervisor};
 use basalt_api::config::MachineConfig;
-use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
+use basalt_api::rpc::{
+    ApplyMode, ApplyRequest, ApplyResponse, NetworkControllerStatus, NodeMode, Status,
+};
 use basalt_api::signed::{SignedConfigError, verify_and_parse};
 use basalt_api::trust::TrustRoots;
 use sha2::{Digest, Sha256};
@@ -251,9 +253,8 @@ impl Node {
         }
     }
 
-    pub fn network_status(&self) -> Option<serde_json::Value> {
-        self.net()
-            .and_then(|n| serde_json::to_value(n.status()).ok())
+    pub fn network_status(&self) -> Option<NetworkControllerStatus> {
+        self.net().map(|n| (&n.status()).into())
     }
 
     /// DESIGN step 7: services start once the node has a config.
@@ -409,11 +410,10 @@ impl Node {
             version: env!("CARGO_PKG_VERSION").to_string(),
             hostname: self.host.hostname(),
             mode: if cur.is_some() {
-                "configured"
+                NodeMode::Configured
             } else {
-                "maintenance"
-            }
-            .into(),
+                NodeMode::Maintenance
+            },
             generation: cur.map_or(0, |c| c.config.generation),
             config_sha256: cur.map(|c| c.sha256.clone()),
             signers: cur.map(|c| c.signers.clone()).unwrap_or_default(),

@@ -7,7 +7,11 @@ use crate::inspect;
 use crate::node::{Node, PowerEvent};
 use crate::peers::{PeerLimits, Peers};
 use basalt_api::request::{NONCE_HEADER, SIGNATURE_HEADER};
-use basalt_api::rpc::{ApplyRequest, ErrorResponse, NonceResponse};
+use basalt_api::route::Route;
+use basalt_api::rpc::{
+    ApplyRequest, ConfirmResponse, ErrorResponse, KillResponse, NonceResponse, RebootResponse,
+    ResetResponse, RestartResponse, ShutdownResponse, VersionResponse,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -208,7 +212,10 @@ async fn handle(
             .map(str::to_string)
     };
     let (nonce, signature) = (header(NONCE_HEADER), header(SIGNATURE_HEADER));
-    let is_nonce_request = method == Method::GET && path == "/v1/nonce";
+    // Parsed now, acted on after authentication: an unsigned caller learns
+    // nothing about which endpoints exist.
+    let route = Route::parse(method.as_str(), &path_and_query);
+    let is_nonce_request = route == Ok(Route::Nonce);
     if is_nonce_request && !peers.allow_unauthenticated(peer.ip(), Instant::now()) {
         return too_many(peers);
     }
@@ -265,89 +272,40 @@ async fn handle(
         caller.fingerprint,
         caller.role
     );
-    route(&node, &method, &path, req_query(&path_and_query), &body).await
-}
-
-fn req_query(path_and_query: &str) -> Vec<(String, String)> {
-    path_and_query
-        .split_once('?')
-        .map(|(_, q)| {
-            q.split('&')
-                .filter(|s| !s.is_empty())
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    (percent_decode(k), percent_decode(v))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match (b[i], b.get(i + 1..i + 3)) {
-            (b'%', Some(hex)) => match std::str::from_utf8(hex)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                Some(v) => {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                None => out.push(b'%'),
-            },
-            (b'+', _) => out.push(b' '),
-            (c, _) => out.push(c),
-        }
-        i += 1;
+    match route {
+        Ok(r) => serve_route(&node, r, &body).await,
+        Err(e) => error(e.status(), e.to_string()),
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn route(
-    node: &Arc<Node>,
-    method: &Method,
-    path: &str,
-    query: Vec<(String, String)>,
-    body: &[u8],
-) -> Response<Body> {
-    let q = |k: &str| {
-        query
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    match (method.clone(), path) {
-        (Method::GET, "/v1/version") => json(
+async fn serve_route(node: &Arc<Node>, route: Route, body: &[u8]) -> Response<Body> {
+    match route {
+        // Answered before authentication in `handle`.
+        Route::Nonce => error(500, "nonce route reached the authenticated router"),
+        Route::Version => json(
             StatusCode::OK,
-            &serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "api": "v1" }),
+            &VersionResponse {
+                version: env!("CARGO_PKG_VERSION").into(),
+                api: "v1".into(),
+            },
         ),
-        (Method::GET, "/v1/status") => json(StatusCode::OK, &node.status().await),
-        (Method::GET, "/v1/mounts") => match inspect::mounts() {
+        Route::Status => json(StatusCode::OK, &node.status().await),
+        Route::Mounts => match inspect::mounts() {
             Ok(m) => json(StatusCode::OK, &m),
             Err(e) => error(500, e.to_string()),
         },
-        (Method::GET, "/v1/processes") => json(StatusCode::OK, &inspect::processes()),
-        (Method::GET, "/v1/network") => {
-            let mut v = serde_json::to_value(inspect::network()).unwrap_or_default();
-            if let (Some(obj), Some(ctl)) = (v.as_object_mut(), node.network_status()) {
-                obj.insert("controller".into(), ctl);
-            }
-            json(StatusCode::OK, &v)
+        Route::Processes => json(StatusCode::OK, &inspect::processes()),
+        Route::Network => {
+            let mut report = inspect::network();
+            report.controller = node.network_status();
+            json(StatusCode::OK, &report)
         }
-        (Method::GET, "/v1/read") => match q("path") {
-            None => error(400, "missing ?path="),
-            Some(p) => match inspect::read_file(&node.host, node.state.dir(), p) {
-                Ok(data) => json(StatusCode::OK, &data),
-                Err(e) => error(e.status(), e.to_string()),
-            },
+        Route::Read { path } => match inspect::read_file(&node.host, node.state.dir(), &path) {
+            Ok(data) => json(StatusCode::OK, &data),
+            Err(e) => error(e.status(), e.to_string()),
         },
-        (Method::GET, "/v1/metrics") => text(inspect::metrics(&node.status().await)),
-        (Method::POST, "/v1/apply") => {
+        Route::Metrics => text(inspect::metrics(&node.status().await)),
+        Route::Apply => {
             let req: ApplyRequest = match serde_json::from_slice(body) {
                 Ok(r) => r,
                 Err(e) => return error(400, format!("apply body: {e}")),
@@ -357,32 +315,29 @@ async fn route(
                 Err(e) => error(e.status(), e.to_string()),
             }
         }
-        (Method::POST, "/v1/apply/confirm") => match node.confirm().await {
-            Ok(g) => json(StatusCode::OK, &serde_json::json!({ "confirmed": g })),
+        Route::ConfirmApply => match node.confirm().await {
+            Ok(confirmed) => json(StatusCode::OK, &ConfirmResponse { confirmed }),
             Err(e) => error(e.status(), e.to_string()),
         },
-        (Method::GET, "/v1/services") => json(StatusCode::OK, &node.supervisor.list()),
-        (Method::POST, p) if p.starts_with("/v1/services/") && p.ends_with("/restart") => {
-            let name = &p["/v1/services/".len()..p.len() - "/restart".len()];
-            match node.supervisor.restart(name).await {
-                Ok(()) => json(
-                    StatusCode::ACCEPTED,
-                    &serde_json::json!({ "restarting": name }),
-                ),
-                Err(e) => error(404, e.to_string()),
-            }
+        Route::Services => {
+            let list: Vec<basalt_api::rpc::ServiceStatus> =
+                node.supervisor.list().iter().map(Into::into).collect();
+            json(StatusCode::OK, &list)
         }
-        (Method::POST, p) if p.starts_with("/v1/services/") && p.ends_with("/kill") => {
+        Route::RestartService { name } => match node.supervisor.restart(&name).await {
+            Ok(()) => json(StatusCode::ACCEPTED, &RestartResponse { restarting: name }),
+            Err(e) => error(404, e.to_string()),
+        },
+        Route::KillService { name } => {
             // Debugging aid: SIGKILL the service's process group, as a crash
             // would; the supervisor restarts it with backoff.
-            let name = &p["/v1/services/".len()..p.len() - "/kill".len()];
-            match node.supervisor.status(name).map(|s| s.pid) {
+            match node.supervisor.status(&name).map(|s| s.pid) {
                 Ok(Some(pid)) => match rustix::process::Pid::from_raw(pid as i32) {
                     Some(pgid) => match rustix::process::kill_process_group(
                         pgid,
                         rustix::process::Signal::KILL,
                     ) {
-                        Ok(()) => json(StatusCode::ACCEPTED, &serde_json::json!({ "killed": pid })),
+                        Ok(()) => json(StatusCode::ACCEPTED, &KillResponse { killed: pid }),
                         Err(e) => error(500, format!("kill {pid}: {e}")),
                     },
                     None => error(500, format!("bad pid {pid}")),
@@ -391,37 +346,31 @@ async fn route(
                 Err(e) => error(404, e.to_string()),
             }
         }
-        (Method::GET, p) if p.starts_with("/v1/logs/") => {
-            let name = &p["/v1/logs/".len()..];
-            logs(
-                node,
-                name,
-                q("follow").is_some_and(|v| v == "1" || v == "true"),
-            )
-        }
-        (Method::GET, "/v1/dmesg") => dmesg(q("follow").is_some_and(|v| v == "1" || v == "true")),
-        (Method::POST, "/v1/reboot") => {
+        Route::Logs { service, follow } => logs(node, &service, follow),
+        Route::Dmesg { follow } => dmesg(follow),
+        Route::Reboot => {
             node.request_power(PowerEvent::Reboot);
-            json(
-                StatusCode::ACCEPTED,
-                &serde_json::json!({ "rebooting": true }),
-            )
+            json(StatusCode::ACCEPTED, &RebootResponse { rebooting: true })
         }
-        (Method::POST, "/v1/reset") => match node.reset().await {
+        Route::Reset => match node.reset().await {
             Ok(()) => json(
                 StatusCode::ACCEPTED,
-                &serde_json::json!({ "reset": true, "rebooting": true }),
+                &ResetResponse {
+                    reset: true,
+                    rebooting: true,
+                },
             ),
             Err(e) => error(e.status(), e.to_string()),
         },
-        (Method::POST, "/v1/shutdown") => {
+        Route::Shutdown => {
             node.request_power(PowerEvent::Shutdown);
             json(
                 StatusCode::ACCEPTED,
-                &serde_json::json!({ "shutting_down": true }),
+                &ShutdownResponse {
+                    shutting_down: true,
+                },
             )
         }
-        _ => error(404, format!("no such endpoint: {method} {path}")),
     }
 }
 

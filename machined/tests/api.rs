@@ -5,7 +5,7 @@
 mod cases;
 
 use basalt_api::request;
-use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
+use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, NodeMode, Status};
 use basaltctl::client::{ClientError, NodeClient};
 use cases::{edit, key, sign, worker};
 use machined::devmode::{self, DevOptions, RunningNode};
@@ -177,7 +177,7 @@ fn auth_matrix() {
         // A reader reads, but may not apply.
         assert_eq!(
             reader.get::<Status>("/v1/status").unwrap().mode,
-            "maintenance"
+            NodeMode::Maintenance
         );
         let e = reader.send("POST", "/v1/apply", body.clone()).unwrap_err();
         assert_eq!(api_status(&e), 403);

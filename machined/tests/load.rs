@@ -4,7 +4,7 @@
 #[path = "../../api/tests/cases/mod.rs"]
 mod cases;
 
-use basalt_api::rpc::Status;
+use basalt_api::rpc::{NodeMode, Status};
 use basaltctl::client::NodeClient;
 use machined::devmode::{self, DevOptions, RunningNode};
 use machined::server::Limits;
@@ -73,7 +73,7 @@ fn two_hundred_concurrent_status_requests_all_succeed() {
     assert!(
         results
             .iter()
-            .all(|r| r.as_deref().ok() == Some("maintenance"))
+            .all(|r| r.as_ref().ok() == Some(&NodeMode::Maintenance))
     );
 }
 
