@@ -138,7 +138,7 @@ impl NodeClient {
             .with_custom_certificate_verifier(verifier.clone())
             .with_no_client_auth();
         let http = reqwest::blocking::Client::builder()
-            .tls_backend_preconfigured(tls)
+            .use_preconfigured_tls(tls)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
             .build()
