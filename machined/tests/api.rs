@@ -1,6 +1,10 @@
 //! machined's HTTPS API in-process (dev mode), driven by basaltctl's client:
 //! authentication, every bad input of the foundation table, apply modes.
 
+// A test may unwrap: a failure is the test failing (machined/Cargo.toml
+// denies it in PID 1).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../../api/tests/cases/mod.rs"]
 mod cases;
 
