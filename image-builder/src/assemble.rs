@@ -78,45 +78,14 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
         }
     };
     let epoch = options.source_date_epoch;
-    let components = if profile.packages.is_empty() {
-        crate::package::install::ForImage::default()
-    } else {
-        step("building upstream components (packages/)");
-        crate::package::install::for_image(
-            &profile.packages,
-            &crate::package::BuildOptions {
-                cache_dir: crate::package::BuildOptions::default_cache_dir(),
-                go_cache: None,
-                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-            },
-        )?
-    };
-    let with_components;
-    let profile = if components.records.is_empty() {
-        profile
-    } else {
-        let mut p = profile.clone();
-        p.binaries.extend(components.binaries.iter().cloned());
-        p.files.extend(components.files.iter().cloned());
-        with_components = p;
-        &with_components
-    };
+    let components = build_components(profile, &step)?;
+    let profile = &with_component_files(profile, &components);
     let staging = staging_dir(out)?;
     let stage = staging.path();
 
     step("resolving kernel modules");
-    let release = kernel::release(&profile.kernel.image)?;
-    let modules_dir = profile
-        .kernel
-        .modules_dir
-        .clone()
-        .unwrap_or_else(|| kernel::default_modules_dir(&release));
-    let index = ModuleIndex::load(&modules_dir)?;
-    let plan = index.plan(&profile.kernel.modules)?;
-    for b in &plan.builtin {
-        info!(module = %b, "built into the kernel, nothing to load");
-    }
-    let modules_load = modules_load_list(&release, &plan);
+    let modules = plan_modules(profile)?;
+    let modules_load = modules_load_list(&modules.release, &modules.plan);
     let etc = etc_basalt_files(profile, &modules_load)?;
 
     // Kept until both images are packed: the trees read the unpacked files.
@@ -124,10 +93,8 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
     let nix_root = match &profile.nix {
         Some(settings) => {
             step("fetching and unpacking Nix inputs");
-            nix_inputs = crate::nix_inputs::collect(settings)?;
-            let dir = scratch_dir(stage)?;
-            crate::nix_inputs::unpack(&nix_inputs, dir.path())?;
-            info!(inputs = nix_inputs.len(), "Nix inputs unpacked");
+            let (inputs, dir) = unpack_nix_inputs(settings, stage)?;
+            nix_inputs = inputs;
             Some(dir)
         }
         None => None,
@@ -144,9 +111,9 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
     let initramfs_tree = initramfs_tree(
         profile,
         &etc,
-        &modules_dir,
-        &release,
-        &plan,
+        &modules.dir,
+        &modules.release,
+        &modules.plan,
         &root_image,
         epoch,
     )?;
@@ -157,25 +124,152 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
     initrd::write(&initramfs_tree, profile.output.compression, &initramfs_path)?;
 
     step("writing outputs and manifest");
-    let (root_sha, root_size) = crate::hash::file(&root_image)?;
-    let (initramfs_sha, initramfs_size) = crate::hash::file(&initramfs_path)?;
+    let packed = Packed {
+        root_image: PackedImage::hash(root_image)?,
+        initramfs: PackedImage::hash(initramfs_path)?,
+        initramfs_name,
+    };
+    let outputs = output_records(profile, stage, &packed)?;
+    let mut cache = HashCache::default();
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        profile: profile.name.clone(),
+        source_date_epoch: epoch,
+        kernel_release: modules.release,
+        outputs,
+        initramfs: ImageRecord {
+            format: "cpio".into(),
+            path: None,
+            sha256: packed.initramfs.sha256.clone(),
+            size: packed.initramfs.size,
+            files: manifest::records(&initramfs_tree, &mut cache)?,
+        },
+        rootfs: ImageRecord {
+            format: "squashfs".into(),
+            path: Some(ROOT_IMAGE.into()),
+            sha256: packed.root_image.sha256.clone(),
+            size: packed.root_image.size,
+            files: manifest::records(&root, &mut cache)?,
+        },
+        nix_inputs: crate::nix_inputs::records(&nix_inputs),
+        components: components.records,
+    };
+    finish_stage(profile, stage, &packed, &manifest)?;
+
+    publish(staging, out)?;
+    info!(out = %out.display(), "build complete");
+    Ok(BuildReport {
+        out_dir: out.to_path_buf(),
+        manifest,
+        modules: modules.plan,
+    })
+}
+
+/// The profile's `[[packages]]`, built (or taken from the cache) from `packages/`.
+fn build_components(
+    profile: &Profile,
+    step: &dyn Fn(&str),
+) -> Result<crate::package::install::ForImage> {
+    if profile.packages.is_empty() {
+        return Ok(crate::package::install::ForImage::default());
+    }
+    step("building upstream components (packages/)");
+    Ok(crate::package::install::for_image(
+        &profile.packages,
+        &crate::package::BuildOptions {
+            cache_dir: crate::package::BuildOptions::default_cache_dir(),
+            go_cache: None,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        },
+    )?)
+}
+
+/// The profile with the built components' binaries and files added to its own.
+fn with_component_files(
+    profile: &Profile,
+    components: &crate::package::install::ForImage,
+) -> Profile {
+    let mut p = profile.clone();
+    p.binaries.extend(components.binaries.iter().cloned());
+    p.files.extend(components.files.iter().cloned());
+    p
+}
+
+/// The kernel release and the modules to load, in order.
+struct Modules {
+    release: String,
+    /// Where the release's modules are read from on the build host.
+    dir: PathBuf,
+    plan: ModulePlan,
+}
+
+fn plan_modules(profile: &Profile) -> Result<Modules> {
+    let release = kernel::release(&profile.kernel.image)?;
+    let dir = profile
+        .kernel
+        .modules_dir
+        .clone()
+        .unwrap_or_else(|| kernel::default_modules_dir(&release));
+    let plan = ModuleIndex::load(&dir)?.plan(&profile.kernel.modules)?;
+    for b in &plan.builtin {
+        info!(module = %b, "built into the kernel, nothing to load");
+    }
+    Ok(Modules { release, dir, plan })
+}
+
+/// Fetch the profile's Nix inputs and unpack them into scratch space.
+fn unpack_nix_inputs(
+    settings: &crate::profile::NixSettings,
+    stage: &Path,
+) -> Result<(Vec<crate::nix::NixInput>, tempfile::TempDir)> {
+    let inputs = crate::nix_inputs::collect(settings)?;
+    let dir = scratch_dir(stage)?;
+    crate::nix_inputs::unpack(&inputs, dir.path())?;
+    info!(inputs = inputs.len(), "Nix inputs unpacked");
+    Ok((inputs, dir))
+}
+
+/// An image packed into the staging directory.
+struct PackedImage {
+    path: PathBuf,
+    sha256: String,
+    size: u64,
+}
+
+impl PackedImage {
+    fn hash(path: PathBuf) -> Result<Self> {
+        let (sha256, size) = crate::hash::file(&path)?;
+        Ok(Self { path, sha256, size })
+    }
+}
+
+/// Both packed images.
+struct Packed {
+    root_image: PackedImage,
+    initramfs: PackedImage,
+    initramfs_name: &'static str,
+}
+
+/// One record per requested artifact (copying the kernel in), sorted by name.
+fn output_records(profile: &Profile, stage: &Path, packed: &Packed) -> Result<Vec<OutputRecord>> {
     let mut outputs = Vec::new();
     for artifact in &profile.output.artifacts {
-        let name = match artifact {
+        let (name, (sha256, size)) = match artifact {
             Artifact::Kernel => {
                 let dest = stage.join(KERNEL_NAME);
                 std::fs::copy(&profile.kernel.image, &dest)
                     .map_err(Error::io("copying kernel", &profile.kernel.image))?;
                 set_mode(&dest, 0o644)?;
-                KERNEL_NAME
+                (KERNEL_NAME, crate::hash::file(&dest)?)
             }
-            Artifact::Initramfs => initramfs_name,
-            Artifact::Rootfs => ROOT_IMAGE_NAME,
-        };
-        let (sha256, size) = match artifact {
-            Artifact::Initramfs => (initramfs_sha.clone(), initramfs_size),
-            Artifact::Rootfs => (root_sha.clone(), root_size),
-            Artifact::Kernel => crate::hash::file(&stage.join(name))?,
+            Artifact::Initramfs => (
+                packed.initramfs_name,
+                (packed.initramfs.sha256.clone(), packed.initramfs.size),
+            ),
+            Artifact::Rootfs => (
+                ROOT_IMAGE_NAME,
+                (packed.root_image.sha256.clone(), packed.root_image.size),
+            ),
         };
         outputs.push(OutputRecord {
             name: name.to_string(),
@@ -185,49 +279,26 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
         });
     }
     outputs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(outputs)
+}
 
-    let mut cache = HashCache::default();
-    let manifest = Manifest {
-        format: manifest::FORMAT,
-        profile: profile.name.clone(),
-        source_date_epoch: epoch,
-        kernel_release: release,
-        outputs,
-        initramfs: ImageRecord {
-            format: "cpio".into(),
-            path: None,
-            sha256: initramfs_sha,
-            size: initramfs_size,
-            files: manifest::records(&initramfs_tree, &mut cache)?,
-        },
-        rootfs: ImageRecord {
-            format: "squashfs".into(),
-            path: Some(ROOT_IMAGE.into()),
-            sha256: root_sha,
-            size: root_size,
-            files: manifest::records(&root, &mut cache)?,
-        },
-        nix_inputs: crate::nix_inputs::records(&nix_inputs),
-        components: components.records,
-    };
+/// Drop the packed images nobody asked for and write `manifest.json`.
+fn finish_stage(
+    profile: &Profile,
+    stage: &Path,
+    packed: &Packed,
+    manifest: &Manifest,
+) -> Result<()> {
     if !profile.output.artifacts.contains(&Artifact::Initramfs) {
-        remove_file(&initramfs_path)?;
+        remove_file(&packed.initramfs.path)?;
     }
     if !profile.output.artifacts.contains(&Artifact::Rootfs) {
-        remove_file(&root_image)?;
+        remove_file(&packed.root_image.path)?;
     }
     let manifest_path = stage.join(manifest::MANIFEST_NAME);
     std::fs::write(&manifest_path, manifest.to_json())
         .map_err(Error::io("writing", &manifest_path))?;
-    set_mode(&manifest_path, 0o644)?;
-
-    publish(staging, out)?;
-    info!(out = %out.display(), "build complete");
-    Ok(BuildReport {
-        out_dir: out.to_path_buf(),
-        manifest,
-        modules: plan,
-    })
+    set_mode(&manifest_path, 0o644)
 }
 
 /// Scratch space beside the staging directory (same file system), removed
