@@ -50,32 +50,7 @@ pub(super) fn resolve(
     let ctx = Ctx { base, ..ctx };
 
     let kernel = resolve_kernel(&ctx, &raw.kernel)?;
-    let machined = match &options.machined {
-        Some(p) => {
-            if !p.is_file() {
-                return Err(Error::Profile(format!(
-                    "machined override {}: no such file (build it with `cargo build --release -p machined`, or pass another --machined)",
-                    p.display()
-                )));
-            }
-            p.clone()
-        }
-        None => {
-            let path = ctx.path(&raw.machined.path, "machined.path")?;
-            if !path.is_file() {
-                return Err(ctx.error_at(
-                    raw.machined.path.span(),
-                    "machined.path",
-                    format!(
-                        "{}: no such file; build machined first (`cargo build --release -p machined`), \
-                         or point BASALT_MACHINED / --machined at a binary",
-                        path.display()
-                    ),
-                ));
-            }
-            path
-        }
-    };
+    let machined = resolve_machined(&ctx, &raw, options)?;
     let nix = match &raw.nix {
         Some(n) => Some(resolve_nix(&ctx, n)?),
         None => None,
@@ -124,6 +99,37 @@ pub(super) fn resolve(
             compression: raw.output.compression,
         },
     })
+}
+
+/// The machined binary for `/init`: the `--machined` / `BASALT_MACHINED`
+/// override, else the profile's `machined.path`; it must exist.
+fn resolve_machined(ctx: &Ctx<'_>, raw: &RawProfile, options: &LoadOptions<'_>) -> Result<PathBuf> {
+    match &options.machined {
+        Some(p) => {
+            if !p.is_file() {
+                return Err(Error::Profile(format!(
+                    "machined override {}: no such file (build it with `cargo build --release -p machined`, or pass another --machined)",
+                    p.display()
+                )));
+            }
+            Ok(p.clone())
+        }
+        None => {
+            let path = ctx.path(&raw.machined.path, "machined.path")?;
+            if !path.is_file() {
+                return Err(ctx.error_at(
+                    raw.machined.path.span(),
+                    "machined.path",
+                    format!(
+                        "{}: no such file; build machined first (`cargo build --release -p machined`), \
+                         or point BASALT_MACHINED / --machined at a binary",
+                        path.display()
+                    ),
+                ));
+            }
+            Ok(path)
+        }
+    }
 }
 
 /// What every resolution step needs to expand paths and point at the text.
