@@ -5,12 +5,16 @@
 
 pub mod config;
 pub mod diff;
+pub mod image_layout;
 pub mod request;
+pub mod route;
 pub mod rpc;
 pub mod secret;
 pub mod signed;
 pub mod sshkey;
 pub mod sshsig;
+pub mod text_position;
+pub mod tls_pin;
 pub mod trust;
 mod wire;
 

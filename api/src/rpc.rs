@@ -1,7 +1,14 @@
-//! JSON bodies of the node API (`/v1/…`), shared by machined and basaltctl.
+//! JSON bodies of the node API (`/v1/…`), shared by machined and basaltctl:
+//! every request and response body the API has is a type here (the routes
+//! themselves are [`crate::route::Route`]). Responses do not deny unknown
+//! fields, so an older basaltctl can read a newer node.
 
+use crate::config::{Cidr, MacAddr};
 use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
 
+/// `GET /v1/nonce`: a single-use value the next signed request must carry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NonceResponse {
     pub nonce: String,
@@ -23,6 +30,7 @@ pub enum ApplyMode {
     Try,
 }
 
+/// `POST /v1/apply`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
@@ -50,17 +58,43 @@ pub struct ApplyResponse {
     pub signers: Vec<String>,
 }
 
+/// The body of every non-2xx JSON answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorResponse {
     pub error: String,
 }
 
+/// Whether a node runs a config yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeMode {
+    /// No config yet: only a signed config is accepted.
+    Maintenance,
+    /// Running an applied config.
+    Configured,
+}
+
+impl NodeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeMode::Maintenance => "maintenance",
+            NodeMode::Configured => "configured",
+        }
+    }
+}
+
+impl fmt::Display for NodeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `GET /v1/status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     pub version: String,
     pub hostname: String,
-    /// `maintenance` (no config yet) or `configured`.
-    pub mode: String,
+    pub mode: NodeMode,
     pub generation: u64,
     /// sha256 of the applied config document.
     pub config_sha256: Option<String>,
@@ -77,4 +111,288 @@ pub struct Status {
     /// Seconds left before an unconfirmed `try` apply rolls back.
     pub try_pending_secs: Option<u64>,
     pub tls_fingerprint: String,
+}
+
+/// The body of a POST that carries no parameters (`confirm`, `reboot`, …):
+/// an empty JSON object, signed like any other body.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyRequest {}
+
+/// `GET /v1/version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionResponse {
+    /// machined's version.
+    pub version: String,
+    /// The API version, `v1`.
+    pub api: String,
+}
+
+/// `POST /v1/apply/confirm`: the `try` generation now kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmResponse {
+    pub confirmed: u64,
+}
+
+/// `POST /v1/services/{name}/restart`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartResponse {
+    pub restarting: String,
+}
+
+/// `POST /v1/services/{name}/kill`: the pid whose process group got SIGKILL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillResponse {
+    pub killed: u32,
+}
+
+/// `POST /v1/reboot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootResponse {
+    pub rebooting: bool,
+}
+
+/// `POST /v1/shutdown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownResponse {
+    pub shutting_down: bool,
+}
+
+/// `POST /v1/reset`: STATE wiped, rebooting into maintenance mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetResponse {
+    pub reset: bool,
+    pub rebooting: bool,
+}
+
+/// One entry of `GET /v1/mounts` (from `/proc/self/mountinfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub source: String,
+    pub target: String,
+    pub fstype: String,
+    pub options: String,
+}
+
+/// One entry of `GET /v1/processes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    /// The one-letter state of `/proc/PID/stat` (`R`, `S`, `Z`, …).
+    pub state: String,
+    /// The command line, or `[comm]` for kernel threads.
+    pub command: String,
+    pub rss_bytes: u64,
+}
+
+/// `GET /v1/read?path=…`: one file, size-capped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileContent {
+    pub path: String,
+    pub size: u64,
+    /// Permission bits (`0o7777` at most).
+    pub mode: u32,
+    /// UTF-8 text, or base64 when `binary`.
+    pub content: String,
+    pub binary: bool,
+}
+
+/// `GET /v1/services`: one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// Service name.
+    pub name: String,
+    /// Life-cycle state.
+    pub state: ServiceState,
+    /// Pid of the running process.
+    pub pid: Option<u32>,
+    /// How many times it was started again after its first start.
+    pub restarts: u32,
+    /// How its last run ended.
+    pub last_exit: Option<ExitInfo>,
+    /// The last start failure, readiness timeout or kill failure.
+    pub last_error: Option<String>,
+    /// Whether its readiness check passed for the current run.
+    pub ready: bool,
+    /// `memory.current` of its cgroup, when cgroups with memory accounting are in use.
+    pub memory_current: Option<u64>,
+}
+
+/// Where a service is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceState {
+    /// Waiting for its dependencies to be ready.
+    Waiting,
+    /// Spawned, not ready yet.
+    Starting,
+    /// Running and ready.
+    Running,
+    /// Exited; waiting for the backoff delay before restarting.
+    Backoff,
+    /// Could not be started or did not become ready (see `last_error`);
+    /// retried after the backoff delay.
+    Failed,
+    /// Being stopped (SIGTERM sent, SIGKILL after the grace).
+    Stopping,
+    /// Stopped on request; not restarted.
+    Stopped,
+}
+
+impl ServiceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceState::Waiting => "waiting",
+            ServiceState::Starting => "starting",
+            ServiceState::Running => "running",
+            ServiceState::Backoff => "backoff",
+            ServiceState::Failed => "failed",
+            ServiceState::Stopping => "stopping",
+            ServiceState::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// Exit code, when it exited normally.
+    pub code: Option<i32>,
+    /// Terminating signal number, when it was killed by a signal.
+    pub signal: Option<i32>,
+}
+
+impl ExitInfo {
+    /// Exited normally with code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit code {c}"),
+            (None, Some(s)) => write!(f, "killed by signal {s}"),
+            (None, None) => write!(f, "unknown exit"),
+        }
+    }
+}
+
+/// `GET /v1/network`: what the kernel has (every link, IPv4 routes) and,
+/// once the network controller runs, what it was asked for and did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkReport {
+    pub links: Vec<LinkReport>,
+    pub routes: Vec<KernelRoute>,
+    /// Absent until the network controller has started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<NetworkControllerStatus>,
+}
+
+/// A link as the kernel shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkReport {
+    pub name: String,
+    pub mac: String,
+    pub mtu: u32,
+    pub up: bool,
+    /// `address/prefix`, IPv4 and IPv6.
+    pub addresses: Vec<String>,
+}
+
+/// An IPv4 route from the kernel's main table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelRoute {
+    pub destination: String,
+    pub gateway: Option<String>,
+    pub interface: String,
+    pub metric: u32,
+}
+
+/// The network controller's view: configured links, DNS and failures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkControllerStatus {
+    pub links: Vec<ConfiguredLink>,
+    pub dns: Vec<IpAddr>,
+    pub search_domains: Vec<String>,
+    /// Failures of the last apply (and of bringing up `lo`).
+    pub errors: Vec<String>,
+}
+
+/// One link the controller manages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfiguredLink {
+    pub name: String,
+    pub index: u32,
+    pub mac: Option<MacAddr>,
+    /// The MTU the config set, if any.
+    pub mtu: Option<u32>,
+    /// Static addresses and routes from the config.
+    pub addresses: Vec<Cidr>,
+    pub routes: Vec<LinkRoute>,
+    pub dhcp: Option<DhcpStatus>,
+}
+
+/// A route on one link; `via: None` is an on-link route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRoute {
+    pub to: Cidr,
+    pub via: Option<IpAddr>,
+    pub metric: Option<u32>,
+}
+
+/// One link's DHCP client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DhcpStatus {
+    pub phase: DhcpPhase,
+    pub lease: Option<DhcpLease>,
+    /// Wall-clock time of the last ACK (seconds since the epoch; may be
+    /// wrong on a node that has not synced its clock yet).
+    pub bound_at_unix: Option<u64>,
+    /// ACKs that extended a lease already held.
+    pub renewals: u32,
+    /// The last failure (socket, netlink), cleared by the next success.
+    pub error: Option<String>,
+}
+
+/// The DHCP client's state (RFC 2131 §4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DhcpPhase {
+    Init,
+    Selecting,
+    Requesting,
+    Bound,
+    Renewing,
+    Rebinding,
+    Stopped,
+}
+
+/// What a DHCP server granted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DhcpLease {
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    /// The server identifier (option 54).
+    pub server: Ipv4Addr,
+    pub routers: Vec<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub domain_name: Option<String>,
+    /// Option 119 (domain search), without trailing dots.
+    pub search: Vec<String>,
+    /// Option 12: the name the server suggests for this host.
+    pub hostname: Option<String>,
+    pub mtu: Option<u16>,
+    /// Seconds; `u32::MAX` never expires.
+    pub lease_secs: u32,
+    pub t1_secs: u32,
+    pub t2_secs: u32,
 }

@@ -1,7 +1,7 @@
 //! Verify-then-parse: the only way a node turns bytes into a config it will apply.
 
 use crate::config::{ConfigErrors, MachineConfig};
-use crate::trust::{Signer, TrustPolicy, VerifyError};
+use crate::trust::{Signer, TrustRoots, VerifyError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignedConfigError {
@@ -28,7 +28,7 @@ pub struct VerifiedConfig {
 pub fn verify_and_parse(
     document: &[u8],
     signatures: &[u8],
-    policy: &TrustPolicy,
+    policy: &TrustRoots,
     current_generation: u64,
 ) -> Result<VerifiedConfig, SignedConfigError> {
     let signers = policy.verify_document(document, signatures)?;

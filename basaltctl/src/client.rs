@@ -2,14 +2,14 @@
 //! every request signed with the operator's ed25519 key over a fresh nonce.
 
 use basalt_api::request::{self, NONCE_HEADER, SIGNATURE_HEADER};
-use basalt_api::rpc::{ErrorResponse, NonceResponse};
+use basalt_api::route::{Method, Route};
+use basalt_api::rpc::{EmptyRequest, ErrorResponse, NonceResponse};
 use basalt_api::sshkey::PrivateKey;
-use base64::Engine;
+use basalt_api::tls_pin::fingerprint;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,14 +41,6 @@ impl ClientError {
             _ => None,
         }
     }
-}
-
-/// `SHA256:<base64>` of a certificate's DER, as machined prints it.
-pub fn fingerprint(cert_der: &[u8]) -> String {
-    format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(cert_der))
-    )
 }
 
 /// Accepts exactly one certificate (by fingerprint), or on first use any
@@ -146,7 +138,7 @@ impl NodeClient {
             .with_custom_certificate_verifier(verifier.clone())
             .with_no_client_auth();
         let http = reqwest::blocking::Client::builder()
-            .tls_backend_preconfigured(tls)
+            .use_preconfigured_tls(tls)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
             .build()
@@ -184,7 +176,7 @@ impl NodeClient {
     pub fn nonce(&self) -> Result<String, ClientError> {
         let r = self
             .http
-            .get(format!("{}/v1/nonce", self.base))
+            .get(format!("{}{}", self.base, Route::Nonce.path_and_query()))
             .send()
             .map_err(|e| self.transport(e))?;
         Ok(decode::<NonceResponse>(r)?.nonce)
@@ -235,6 +227,30 @@ impl NodeClient {
                 .unwrap_or(text);
             Err(ClientError::Api { status, message })
         }
+    }
+
+    /// Call a JSON endpoint that takes no body (a GET, or a POST such as
+    /// reboot that sends [`EmptyRequest`]).
+    pub fn call<T: DeserializeOwned>(&self, route: &Route) -> Result<T, ClientError> {
+        match route.method() {
+            Method::Get => self.get(&route.path_and_query()),
+            Method::Post => self.post(&route.path_and_query(), &EmptyRequest {}),
+        }
+    }
+
+    /// Call a POST endpoint with its typed body.
+    pub fn call_with<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        route: &Route,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.post(&route.path_and_query(), body)
+    }
+
+    /// Start a text endpoint (logs, dmesg, metrics) and return the response
+    /// to stream from.
+    pub fn open_text(&self, route: &Route) -> Result<reqwest::blocking::Response, ClientError> {
+        self.send(route.method().as_str(), &route.path_and_query(), Vec::new())
     }
 
     pub fn get<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T, ClientError> {

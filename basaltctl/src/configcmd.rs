@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use basalt_api::config::{MachineConfig, Role};
 use basalt_api::signed::{SignedConfigError, verify_and_parse};
 use basalt_api::sshkey::{PublicKey, parse_key_list};
-use basalt_api::trust::TrustPolicy;
+use basalt_api::trust::TrustRoots;
 use basalt_api::{CONFIG_NAMESPACE, MAX_DOCUMENT_BYTES, sshsig};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -152,7 +152,8 @@ pub fn verify(
     if admins.is_empty() {
         bail!("{} holds no keys", trust.display());
     }
-    let policy = TrustPolicy::new(admins, Vec::new(), threshold);
+    let policy = TrustRoots::new(admins, Vec::new(), threshold)
+        .map_err(|e| anyhow::anyhow!("{} with --threshold: {e}", trust.display()))?;
     let doc = read_capped(file)?;
     let sig_file = sig.map(Path::to_path_buf).unwrap_or_else(|| sig_path(file));
     let sigs = read_capped(&sig_file)?;

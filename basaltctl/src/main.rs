@@ -7,6 +7,10 @@ mod pki;
 mod template;
 
 use anyhow::Result;
+use basalt_api::route::Route;
+use basalt_api::rpc::{
+    ConfirmResponse, KillResponse, RebootResponse, ResetResponse, RestartResponse, ShutdownResponse,
+};
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -203,52 +207,48 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
             try_timeout,
         } => done(n::apply(a, &file, mode.into(), dry_run, try_timeout)),
-        Command::Confirm => done(n::post(a, "/v1/apply/confirm", "confirmed")),
+        Command::Confirm => done(n::show(a, &Route::ConfirmApply, |_: &ConfirmResponse| {
+            "confirmed".into()
+        })),
         Command::Status => done(n::status(a)),
-        Command::Version => done(n::show(a, "/v1/version", n::version_text)),
-        Command::Services => done(n::show(a, "/v1/services", n::services_table)),
-        Command::Service(ServiceCmd::Restart { name }) => done(n::post(
+        Command::Version => done(n::show(a, &Route::Version, n::version_text)),
+        Command::Services => done(n::show(a, &Route::Services, n::services_table)),
+        Command::Service(ServiceCmd::Restart { name }) => done(n::show(
             a,
-            &format!("/v1/services/{name}/restart"),
-            &format!("restarting {name}"),
+            &Route::RestartService { name: name.clone() },
+            |_: &RestartResponse| format!("restarting {name}"),
         )),
-        Command::Service(ServiceCmd::Kill { name }) => done(n::post(
+        Command::Service(ServiceCmd::Kill { name }) => done(n::show(
             a,
-            &format!("/v1/services/{name}/kill"),
-            &format!("killed {name}"),
+            &Route::KillService { name: name.clone() },
+            |_: &KillResponse| format!("killed {name}"),
         )),
         Command::Logs { name, follow } => done(n::stream(
             a,
-            &format!("/v1/logs/{name}{}", if follow { "?follow=1" } else { "" }),
-        )),
-        Command::Dmesg { follow } => done(n::stream(
-            a,
-            if follow {
-                "/v1/dmesg?follow=1"
-            } else {
-                "/v1/dmesg"
+            &Route::Logs {
+                service: name,
+                follow,
             },
         )),
-        Command::Net => done(n::show(a, "/v1/network", n::net_table)),
-        Command::Mounts => done(n::show(a, "/v1/mounts", n::mounts_table)),
-        Command::Ps => done(n::show(a, "/v1/processes", n::ps_table)),
-        Command::Read { path } => done(n::show(
-            a,
-            &format!("/v1/read?path={}", percent_encode(&path)),
-            n::read_text,
-        )),
-        Command::Metrics => done(n::stream(a, "/v1/metrics")),
-        Command::Reboot => done(n::post(a, "/v1/reboot", "rebooting")),
-        Command::Shutdown => done(n::post(a, "/v1/shutdown", "shutting down")),
+        Command::Dmesg { follow } => done(n::stream(a, &Route::Dmesg { follow })),
+        Command::Net => done(n::show(a, &Route::Network, n::net_table)),
+        Command::Mounts => done(n::show(a, &Route::Mounts, n::mounts_table)),
+        Command::Ps => done(n::show(a, &Route::Processes, n::ps_table)),
+        Command::Read { path } => done(n::read(a, &path)),
+        Command::Metrics => done(n::stream(a, &Route::Metrics)),
+        Command::Reboot => done(n::show(a, &Route::Reboot, |_: &RebootResponse| {
+            "rebooting".into()
+        })),
+        Command::Shutdown => done(n::show(a, &Route::Shutdown, |_: &ShutdownResponse| {
+            "shutting down".into()
+        })),
         Command::Reset { yes } => {
             if !yes {
                 anyhow::bail!("reset wipes the node's configs and identity; pass --yes to do it");
             }
-            done(n::post(
-                a,
-                "/v1/reset",
-                "reset: STATE wiped, rebooting into maintenance mode",
-            ))
+            done(n::show(a, &Route::Reset, |_: &ResetResponse| {
+                "reset: STATE wiped, rebooting into maintenance mode".into()
+            }))
         }
         Command::Keys(KeysCmd::Gen { out, comment }) => keys::gen_key(&out, &comment),
         Command::Config(cmd) => match cmd {
@@ -283,17 +283,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -5,8 +5,14 @@
 use crate::keys::load_private;
 use anyhow::{Context, Result, bail};
 use basalt_api::request::API_PORT;
-use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
+use basalt_api::route::Route;
+use basalt_api::rpc::{
+    ApplyMode, ApplyRequest, ApplyResponse, FileContent, Mount, NetworkReport, Process,
+    ServiceStatus, Status, VersionResponse,
+};
 use basaltctl::client::NodeClient;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -136,33 +142,47 @@ impl Session {
         Ok(())
     }
 
-    pub fn get_json(&mut self, path: &str) -> Result<serde_json::Value> {
-        let v = self.client.get::<serde_json::Value>(path)?;
+    /// Call a JSON endpoint that takes no body.
+    pub fn call<T: DeserializeOwned>(&mut self, route: &Route) -> Result<T> {
+        let v = self.client.call(route)?;
         self.remember()?;
         Ok(v)
     }
 
-    pub fn post_json<B: serde::Serialize>(
+    /// Call a POST endpoint with its typed body.
+    pub fn call_with<B: Serialize, T: DeserializeOwned>(
         &mut self,
-        path: &str,
+        route: &Route,
         body: &B,
-    ) -> Result<serde_json::Value> {
-        let v = self.client.post::<_, serde_json::Value>(path, body)?;
+    ) -> Result<T> {
+        let v = self.client.call_with(route, body)?;
         self.remember()?;
         Ok(v)
     }
 
-    fn print(
-        &self,
-        v: &serde_json::Value,
-        text: impl FnOnce(&serde_json::Value) -> String,
-    ) -> Result<()> {
-        match self.output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(v)?),
-            Output::Text => print!("{}", text(v)),
-        }
+    fn print<T: Serialize>(&self, v: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
+        print!("{}", render(self.output, v, text)?);
         Ok(())
     }
+}
+
+/// An answer as printed: `-o json` as pretty JSON with keys in sorted order
+/// (the form this output always had, independent of field order in
+/// basalt-api), `-o text` through `text`; either way ending in a newline.
+pub fn render<T: Serialize>(
+    output: Output,
+    v: &T,
+    text: impl FnOnce(&T) -> String,
+) -> Result<String> {
+    let mut out = match output {
+        // Through Value: its maps are sorted.
+        Output::Json => serde_json::to_string_pretty(&serde_json::to_value(v)?)?,
+        Output::Text => text(v),
+    };
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 fn sig_path(file: &Path) -> PathBuf {
@@ -196,9 +216,8 @@ pub fn apply(
         dry_run,
         try_timeout_secs: try_timeout,
     };
-    let v = s.post_json("/v1/apply", &req)?;
-    let r: ApplyResponse = serde_json::from_value(v.clone())?;
-    s.print(&v, |_| {
+    let r: ApplyResponse = s.call_with(&Route::Apply, &req)?;
+    s.print(&r, |r| {
         let mut out = format!(
             "{} generation {} ({:?}{})\n",
             if r.dry_run { "would apply" } else { "applied" },
@@ -218,9 +237,8 @@ pub fn apply(
 
 pub fn status(args: &NodeArgs) -> Result<()> {
     let mut s = Session::open(args)?;
-    let v = s.get_json("/v1/status")?;
-    let st: Status = serde_json::from_value(v.clone())?;
-    s.print(&v, |_| {
+    let st: Status = s.call(&Route::Status)?;
+    s.print(&st, |st| {
         format!(
             "hostname     {}\nmode         {}\ngeneration   {}\nconfig       {}\nsigners      {}\nstate        {}\nboot id      {}\nstaged       {}\ntry pending  {}\ntls          {}\nversion      {}\n",
             st.hostname,
@@ -238,137 +256,175 @@ pub fn status(args: &NodeArgs) -> Result<()> {
     })
 }
 
-/// Read-only endpoints printed as JSON or as simple tables.
-pub fn show(args: &NodeArgs, path: &str, table: fn(&serde_json::Value) -> String) -> Result<()> {
+/// A JSON endpoint that takes no body, printed as JSON or through `text`.
+pub fn show<T: Serialize + DeserializeOwned>(
+    args: &NodeArgs,
+    route: &Route,
+    text: impl FnOnce(&T) -> String,
+) -> Result<()> {
     let mut s = Session::open(args)?;
-    let v = s.get_json(path)?;
-    s.print(&v, table)
+    let v: T = s.call(route)?;
+    s.print(&v, text)
 }
 
-pub fn post(args: &NodeArgs, path: &str, done: &str) -> Result<()> {
+/// Stream a text endpoint's body (logs, dmesg, metrics) to stdout as it arrives.
+pub fn stream(args: &NodeArgs, route: &Route) -> Result<()> {
     let mut s = Session::open(args)?;
-    let v = s.post_json(path, &serde_json::json!({}))?;
-    s.print(&v, |_| format!("{done}\n"))
-}
-
-/// Stream a follow endpoint's body to stdout as it arrives.
-pub fn stream(args: &NodeArgs, path: &str) -> Result<()> {
-    let mut s = Session::open(args)?;
-    let mut resp = s.client.send("GET", path, Vec::new())?;
+    let mut resp = s.client.open_text(route)?;
     s.remember()?;
     let mut out = std::io::stdout().lock();
     std::io::copy(&mut resp, &mut out).context("streaming from the node")?;
     Ok(())
 }
 
-pub fn s(v: &serde_json::Value, k: &str) -> String {
-    match &v[k] {
-        serde_json::Value::String(x) => x.clone(),
-        serde_json::Value::Null => "-".into(),
-        other => other.to_string(),
-    }
+fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
-pub fn mounts_table(v: &serde_json::Value) -> String {
+pub fn mounts_table(mounts: &Vec<Mount>) -> String {
     let mut out = format!(
         "{:<28} {:<10} {:<24} {}\n",
         "TARGET", "TYPE", "SOURCE", "OPTIONS"
     );
-    for m in v.as_array().into_iter().flatten() {
+    for m in mounts {
         out.push_str(&format!(
             "{:<28} {:<10} {:<24} {}\n",
-            s(m, "target"),
-            s(m, "fstype"),
-            s(m, "source"),
-            s(m, "options")
+            m.target, m.fstype, m.source, m.options
         ));
     }
     out
 }
 
-pub fn ps_table(v: &serde_json::Value) -> String {
+pub fn ps_table(processes: &Vec<Process>) -> String {
     let mut out = format!(
         "{:>7} {:>7} {:<2} {:>10} {}\n",
         "PID", "PPID", "S", "RSS", "COMMAND"
     );
-    for p in v.as_array().into_iter().flatten() {
-        let rss = p["rss_bytes"].as_u64().unwrap_or(0) / 1024;
+    for p in processes {
         out.push_str(&format!(
             "{:>7} {:>7} {:<2} {:>8}Ki {}\n",
-            s(p, "pid"),
-            s(p, "ppid"),
-            s(p, "state"),
-            rss,
-            s(p, "command")
+            p.pid,
+            p.ppid,
+            p.state,
+            p.rss_bytes / 1024,
+            p.command
         ));
     }
     out
 }
 
-pub fn net_table(v: &serde_json::Value) -> String {
+pub fn net_table(net: &NetworkReport) -> String {
     let mut out = String::from("LINKS\n");
-    for l in v["links"].as_array().into_iter().flatten() {
-        let addrs: Vec<String> = l["addresses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
+    for l in &net.links {
         out.push_str(&format!(
             "  {:<12} {:<5} mtu {:<6} {:<18} {}\n",
-            s(l, "name"),
-            if l["up"].as_bool() == Some(true) {
-                "up"
-            } else {
-                "down"
-            },
-            s(l, "mtu"),
-            s(l, "mac"),
-            addrs.join(" ")
+            l.name,
+            if l.up { "up" } else { "down" },
+            l.mtu,
+            l.mac,
+            l.addresses.join(" ")
         ));
     }
     out.push_str("ROUTES\n");
-    for r in v["routes"].as_array().into_iter().flatten() {
+    for r in &net.routes {
         out.push_str(&format!(
             "  {:<20} via {:<16} dev {:<10} metric {}\n",
-            s(r, "destination"),
-            s(r, "gateway"),
-            s(r, "interface"),
-            s(r, "metric")
+            r.destination,
+            or_dash(r.gateway.as_deref()),
+            r.interface,
+            r.metric
         ));
     }
     out
 }
 
-pub fn read_text(v: &serde_json::Value) -> String {
-    if v["binary"].as_bool() == Some(true) {
-        format!(
-            "<{} bytes of binary data; use -o json for base64>\n",
-            s(v, "size")
-        )
-    } else {
-        s(v, "content")
+/// `basaltctl read`: a text file exactly as it is on the node (no newline
+/// added), a note for a binary one; `-o json` gives the base64.
+pub fn read(args: &NodeArgs, path: &str) -> Result<()> {
+    let mut s = Session::open(args)?;
+    let f: FileContent = s.call(&Route::Read {
+        path: path.to_string(),
+    })?;
+    match (s.output, f.binary) {
+        (Output::Text, false) => {
+            print!("{}", f.content);
+            Ok(())
+        }
+        _ => s.print(&f, |f| {
+            format!(
+                "<{} bytes of binary data; use -o json for base64>\n",
+                f.size
+            )
+        }),
     }
 }
 
-pub fn services_table(v: &serde_json::Value) -> String {
+pub fn services_table(services: &Vec<ServiceStatus>) -> String {
     let mut out = format!(
         "{:<16} {:<12} {:>8} {:>9} {}\n",
         "SERVICE", "STATE", "PID", "RESTARTS", "READY"
     );
-    for sv in v.as_array().into_iter().flatten() {
+    for sv in services {
         out.push_str(&format!(
             "{:<16} {:<12} {:>8} {:>9} {}\n",
-            s(sv, "name"),
-            s(sv, "state"),
-            s(sv, "pid"),
-            s(sv, "restarts"),
-            s(sv, "ready")
+            sv.name,
+            sv.state,
+            or_dash(sv.pid),
+            sv.restarts,
+            sv.ready
         ));
     }
     out
 }
 
-pub fn version_text(v: &serde_json::Value) -> String {
-    format!("machined {} (api {})\n", s(v, "version"), s(v, "api"))
+pub fn version_text(v: &VersionResponse) -> String {
+    format!("machined {} (api {})\n", v.version, v.api)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_output_has_sorted_keys_and_text_output_ends_in_a_newline() {
+        let v = VersionResponse {
+            version: "1.2.3".into(),
+            api: "v1".into(),
+        };
+        assert_eq!(
+            render(Output::Json, &v, version_text).unwrap(),
+            "{\n  \"api\": \"v1\",\n  \"version\": \"1.2.3\"\n}\n"
+        );
+        assert_eq!(
+            render(Output::Text, &v, |_| "no newline".to_string()).unwrap(),
+            "no newline\n"
+        );
+    }
+
+    #[test]
+    fn tables_print_from_the_types() {
+        let mounts = vec![Mount {
+            source: "proc".into(),
+            target: "/proc".into(),
+            fstype: "proc".into(),
+            options: "rw,nosuid".into(),
+        }];
+        let text = render(Output::Text, &mounts, mounts_table).unwrap();
+        assert!(text.ends_with("rw,nosuid\n"), "{text:?}");
+        assert_eq!(text.lines().count(), 2);
+
+        let services = vec![ServiceStatus {
+            name: "containerd".into(),
+            state: basalt_api::rpc::ServiceState::Backoff,
+            pid: None,
+            restarts: 3,
+            last_exit: None,
+            last_error: None,
+            ready: false,
+            memory_current: None,
+        }];
+        let text = services_table(&services);
+        let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row, ["containerd", "backoff", "-", "3", "false"]);
+    }
 }

@@ -14,7 +14,10 @@ use crate::manifest::{self, HashCache, ImageRecord, Manifest, OutputRecord};
 use crate::profile::{Artifact, Install, Profile, is_nix_path};
 use crate::tree::{Node, Tree};
 use crate::{initrd, kernel, rootfs, shells};
-use serde::Serialize;
+use basalt_api::image_layout::{
+    BAKED_CONFIG, BAKED_CONFIG_SIGNATURES, INIT, MODULES_LIST, MODULES_ROOT, ROOT_IMAGE,
+    ROOT_IMAGE_NAME, TRUST_ROOTS,
+};
 use std::path::{Path, PathBuf};
 use tracing::{debug, info};
 
@@ -23,18 +26,7 @@ use tracing::{debug, info};
 /// as "unset").
 pub const DEFAULT_SOURCE_DATE_EPOCH: u32 = 1;
 
-/// Where the generated files live, in both images.
-pub const TRUST_PATH: &str = "/etc/basalt/trust.toml";
-pub const CONFIG_PATH: &str = "/etc/basalt/config.toml";
-pub const CONFIG_SIG_PATH: &str = "/etc/basalt/config.toml.sig";
-pub const MODULES_LOAD_PATH: &str = "/etc/basalt/modules.load";
-/// machined, the initramfs' PID 1.
-pub const INIT_PATH: &str = "/init";
-/// Modules live under the merged-/usr path in the initramfs so a `/lib` →
-/// `usr/lib` symlink (brought by a dynamic `/init`) never collides with them.
-pub const MODULES_ROOT: &str = "/usr/lib/modules";
 pub const KERNEL_NAME: &str = "vmlinuz";
-pub const ROOTFS_NAME: &str = "root.squashfs";
 
 /// Empty directories the read-only root needs as mount points.
 const ROOT_MOUNT_POINTS: &[(&str, u32)] = &[
@@ -86,45 +78,14 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
         }
     };
     let epoch = options.source_date_epoch;
-    let components = if profile.packages.is_empty() {
-        crate::package::install::ForImage::default()
-    } else {
-        step("building upstream components (packages/)");
-        crate::package::install::for_image(
-            &profile.packages,
-            &crate::package::BuildOptions {
-                cache_dir: crate::package::BuildOptions::default_cache_dir(),
-                go_cache: None,
-                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-            },
-        )?
-    };
-    let with_components;
-    let profile = if components.records.is_empty() {
-        profile
-    } else {
-        let mut p = profile.clone();
-        p.binaries.extend(components.binaries.iter().cloned());
-        p.files.extend(components.files.iter().cloned());
-        with_components = p;
-        &with_components
-    };
+    let components = build_components(profile, &step)?;
+    let profile = &with_component_files(profile, &components);
     let staging = staging_dir(out)?;
     let stage = staging.path();
 
     step("resolving kernel modules");
-    let release = kernel::release(&profile.kernel.image)?;
-    let modules_dir = profile
-        .kernel
-        .modules_dir
-        .clone()
-        .unwrap_or_else(|| kernel::default_modules_dir(&release));
-    let index = ModuleIndex::load(&modules_dir)?;
-    let plan = index.plan(&profile.kernel.modules)?;
-    for b in &plan.builtin {
-        info!(module = %b, "built into the kernel, nothing to load");
-    }
-    let modules_load = modules_load_list(&release, &plan);
+    let modules = plan_modules(profile)?;
+    let modules_load = modules_load_list(&modules.release, &modules.plan);
     let etc = etc_basalt_files(profile, &modules_load)?;
 
     // Kept until both images are packed: the trees read the unpacked files.
@@ -132,10 +93,8 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
     let nix_root = match &profile.nix {
         Some(settings) => {
             step("fetching and unpacking Nix inputs");
-            nix_inputs = crate::nix_inputs::collect(settings)?;
-            let dir = scratch_dir(stage)?;
-            crate::nix_inputs::unpack(&nix_inputs, dir.path())?;
-            info!(inputs = nix_inputs.len(), "Nix inputs unpacked");
+            let (inputs, dir) = unpack_nix_inputs(settings, stage)?;
+            nix_inputs = inputs;
             Some(dir)
         }
         None => None,
@@ -145,16 +104,16 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
     let root = root_tree(profile, &etc, nix_root.as_ref().map(|d| d.path()), epoch)?;
     shells::check_tree(&root)?;
     step("packing the root image");
-    let root_image = stage.join(ROOTFS_NAME);
+    let root_image = stage.join(ROOT_IMAGE_NAME);
     rootfs::write(&root, profile.rootfs, &root_image)?;
 
     step("collecting the initramfs");
     let initramfs_tree = initramfs_tree(
         profile,
         &etc,
-        &modules_dir,
-        &release,
-        &plan,
+        &modules.dir,
+        &modules.release,
+        &modules.plan,
         &root_image,
         epoch,
     )?;
@@ -165,25 +124,152 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
     initrd::write(&initramfs_tree, profile.output.compression, &initramfs_path)?;
 
     step("writing outputs and manifest");
-    let (root_sha, root_size) = crate::hash::file(&root_image)?;
-    let (initramfs_sha, initramfs_size) = crate::hash::file(&initramfs_path)?;
+    let packed = Packed {
+        root_image: PackedImage::hash(root_image)?,
+        initramfs: PackedImage::hash(initramfs_path)?,
+        initramfs_name,
+    };
+    let outputs = output_records(profile, stage, &packed)?;
+    let mut cache = HashCache::default();
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        profile: profile.name.clone(),
+        source_date_epoch: epoch,
+        kernel_release: modules.release,
+        outputs,
+        initramfs: ImageRecord {
+            format: "cpio".into(),
+            path: None,
+            sha256: packed.initramfs.sha256.clone(),
+            size: packed.initramfs.size,
+            files: manifest::records(&initramfs_tree, &mut cache)?,
+        },
+        rootfs: ImageRecord {
+            format: "squashfs".into(),
+            path: Some(ROOT_IMAGE.into()),
+            sha256: packed.root_image.sha256.clone(),
+            size: packed.root_image.size,
+            files: manifest::records(&root, &mut cache)?,
+        },
+        nix_inputs: crate::nix_inputs::records(&nix_inputs),
+        components: components.records,
+    };
+    finish_stage(profile, stage, &packed, &manifest)?;
+
+    publish(staging, out)?;
+    info!(out = %out.display(), "build complete");
+    Ok(BuildReport {
+        out_dir: out.to_path_buf(),
+        manifest,
+        modules: modules.plan,
+    })
+}
+
+/// The profile's `[[packages]]`, built (or taken from the cache) from `packages/`.
+fn build_components(
+    profile: &Profile,
+    step: &dyn Fn(&str),
+) -> Result<crate::package::install::ForImage> {
+    if profile.packages.is_empty() {
+        return Ok(crate::package::install::ForImage::default());
+    }
+    step("building upstream components (packages/)");
+    Ok(crate::package::install::for_image(
+        &profile.packages,
+        &crate::package::BuildOptions {
+            cache_dir: crate::package::BuildOptions::default_cache_dir(),
+            go_cache: None,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        },
+    )?)
+}
+
+/// The profile with the built components' binaries and files added to its own.
+fn with_component_files(
+    profile: &Profile,
+    components: &crate::package::install::ForImage,
+) -> Profile {
+    let mut p = profile.clone();
+    p.binaries.extend(components.binaries.iter().cloned());
+    p.files.extend(components.files.iter().cloned());
+    p
+}
+
+/// The kernel release and the modules to load, in order.
+struct Modules {
+    release: String,
+    /// Where the release's modules are read from on the build host.
+    dir: PathBuf,
+    plan: ModulePlan,
+}
+
+fn plan_modules(profile: &Profile) -> Result<Modules> {
+    let release = kernel::release(&profile.kernel.image)?;
+    let dir = profile
+        .kernel
+        .modules_dir
+        .clone()
+        .unwrap_or_else(|| kernel::default_modules_dir(&release));
+    let plan = ModuleIndex::load(&dir)?.plan(&profile.kernel.modules)?;
+    for b in &plan.builtin {
+        info!(module = %b, "built into the kernel, nothing to load");
+    }
+    Ok(Modules { release, dir, plan })
+}
+
+/// Fetch the profile's Nix inputs and unpack them into scratch space.
+fn unpack_nix_inputs(
+    settings: &crate::profile::NixSettings,
+    stage: &Path,
+) -> Result<(Vec<crate::nix::NixInput>, tempfile::TempDir)> {
+    let inputs = crate::nix_inputs::collect(settings)?;
+    let dir = scratch_dir(stage)?;
+    crate::nix_inputs::unpack(&inputs, dir.path())?;
+    info!(inputs = inputs.len(), "Nix inputs unpacked");
+    Ok((inputs, dir))
+}
+
+/// An image packed into the staging directory.
+struct PackedImage {
+    path: PathBuf,
+    sha256: String,
+    size: u64,
+}
+
+impl PackedImage {
+    fn hash(path: PathBuf) -> Result<Self> {
+        let (sha256, size) = crate::hash::file(&path)?;
+        Ok(Self { path, sha256, size })
+    }
+}
+
+/// Both packed images.
+struct Packed {
+    root_image: PackedImage,
+    initramfs: PackedImage,
+    initramfs_name: &'static str,
+}
+
+/// One record per requested artifact (copying the kernel in), sorted by name.
+fn output_records(profile: &Profile, stage: &Path, packed: &Packed) -> Result<Vec<OutputRecord>> {
     let mut outputs = Vec::new();
     for artifact in &profile.output.artifacts {
-        let name = match artifact {
+        let (name, (sha256, size)) = match artifact {
             Artifact::Kernel => {
                 let dest = stage.join(KERNEL_NAME);
                 std::fs::copy(&profile.kernel.image, &dest)
                     .map_err(Error::io("copying kernel", &profile.kernel.image))?;
                 set_mode(&dest, 0o644)?;
-                KERNEL_NAME
+                (KERNEL_NAME, crate::hash::file(&dest)?)
             }
-            Artifact::Initramfs => initramfs_name,
-            Artifact::Rootfs => ROOTFS_NAME,
-        };
-        let (sha256, size) = match artifact {
-            Artifact::Initramfs => (initramfs_sha.clone(), initramfs_size),
-            Artifact::Rootfs => (root_sha.clone(), root_size),
-            Artifact::Kernel => crate::hash::file(&stage.join(name))?,
+            Artifact::Initramfs => (
+                packed.initramfs_name,
+                (packed.initramfs.sha256.clone(), packed.initramfs.size),
+            ),
+            Artifact::Rootfs => (
+                ROOT_IMAGE_NAME,
+                (packed.root_image.sha256.clone(), packed.root_image.size),
+            ),
         };
         outputs.push(OutputRecord {
             name: name.to_string(),
@@ -193,49 +279,26 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
         });
     }
     outputs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(outputs)
+}
 
-    let mut cache = HashCache::default();
-    let manifest = Manifest {
-        format: manifest::FORMAT,
-        profile: profile.name.clone(),
-        source_date_epoch: epoch,
-        kernel_release: release,
-        outputs,
-        initramfs: ImageRecord {
-            format: "cpio".into(),
-            path: None,
-            sha256: initramfs_sha,
-            size: initramfs_size,
-            files: manifest::records(&initramfs_tree, &mut cache)?,
-        },
-        rootfs: ImageRecord {
-            format: "squashfs".into(),
-            path: Some(rootfs::ROOT_IMAGE_PATH.into()),
-            sha256: root_sha,
-            size: root_size,
-            files: manifest::records(&root, &mut cache)?,
-        },
-        nix_inputs: crate::nix_inputs::records(&nix_inputs),
-        components: components.records,
-    };
+/// Drop the packed images nobody asked for and write `manifest.json`.
+fn finish_stage(
+    profile: &Profile,
+    stage: &Path,
+    packed: &Packed,
+    manifest: &Manifest,
+) -> Result<()> {
     if !profile.output.artifacts.contains(&Artifact::Initramfs) {
-        remove_file(&initramfs_path)?;
+        remove_file(&packed.initramfs.path)?;
     }
     if !profile.output.artifacts.contains(&Artifact::Rootfs) {
-        remove_file(&root_image)?;
+        remove_file(&packed.root_image.path)?;
     }
     let manifest_path = stage.join(manifest::MANIFEST_NAME);
     std::fs::write(&manifest_path, manifest.to_json())
         .map_err(Error::io("writing", &manifest_path))?;
-    set_mode(&manifest_path, 0o644)?;
-
-    publish(staging, out)?;
-    info!(out = %out.display(), "build complete");
-    Ok(BuildReport {
-        out_dir: out.to_path_buf(),
-        manifest,
-        modules: plan,
-    })
+    set_mode(&manifest_path, 0o644)
 }
 
 /// Scratch space beside the staging directory (same file system), removed
@@ -337,31 +400,21 @@ struct Generated {
     mode: u32,
 }
 
-#[derive(Serialize)]
-struct TrustFile<'a> {
-    admins: &'a [String],
-    readers: &'a [String],
-    threshold: u32,
-}
-
 /// trust.toml, the optional signed config (checked against those trust
 /// roots now, not at first boot), and modules.load.
 fn etc_basalt_files(profile: &Profile, modules_load: &str) -> Result<Vec<Generated>> {
-    let trust = &profile.trust;
-    let trust_toml = toml::to_string(&TrustFile {
-        admins: &trust.admins,
-        readers: &trust.readers,
-        threshold: trust.threshold,
-    })
-    .map_err(|e| Error::Trust(format!("serialising {TRUST_PATH}: {e}")))?;
+    let trust_toml = profile
+        .trust
+        .to_toml()
+        .map_err(|e| Error::Trust(format!("serialising {TRUST_ROOTS}: {e}")))?;
     let mut out = vec![
         Generated {
-            path: TRUST_PATH,
+            path: TRUST_ROOTS,
             data: trust_toml.into_bytes(),
             mode: 0o644,
         },
         Generated {
-            path: MODULES_LOAD_PATH,
+            path: MODULES_LIST,
             data: modules_load.as_bytes().to_vec(),
             mode: 0o644,
         },
@@ -371,43 +424,28 @@ fn etc_basalt_files(profile: &Profile, modules_load: &str) -> Result<Vec<Generat
             std::fs::read(&config.document).map_err(Error::io("reading", &config.document))?;
         let signature =
             std::fs::read(&config.signature).map_err(Error::io("reading", &config.signature))?;
-        let policy = trust_policy(profile)?;
-        basalt_api::signed::verify_and_parse(&document, &signature, &policy, 0).map_err(|e| {
-            Error::Trust(format!(
-                "baked config {} with {}: {e}",
-                config.document.display(),
-                config.signature.display()
-            ))
-        })?;
+        basalt_api::signed::verify_and_parse(&document, &signature, &profile.trust, 0).map_err(
+            |e| {
+                Error::Trust(format!(
+                    "baked config {} with {}: {e}",
+                    config.document.display(),
+                    config.signature.display()
+                ))
+            },
+        )?;
         // The config may carry secrets (e.g. join tokens): root-only.
         out.push(Generated {
-            path: CONFIG_PATH,
+            path: BAKED_CONFIG,
             data: document,
             mode: 0o600,
         });
         out.push(Generated {
-            path: CONFIG_SIG_PATH,
+            path: BAKED_CONFIG_SIGNATURES,
             data: signature,
             mode: 0o644,
         });
     }
     Ok(out)
-}
-
-fn trust_policy(profile: &Profile) -> Result<basalt_api::trust::TrustPolicy> {
-    let parse = |keys: &[String]| -> Result<Vec<basalt_api::sshkey::PublicKey>> {
-        keys.iter()
-            .map(|k| {
-                basalt_api::sshkey::PublicKey::from_openssh(k)
-                    .map_err(|e| Error::Trust(format!("{k}: {e}")))
-            })
-            .collect()
-    };
-    Ok(basalt_api::trust::TrustPolicy::new(
-        parse(&profile.trust.admins)?,
-        parse(&profile.trust.readers)?,
-        profile.trust.threshold as usize,
-    ))
 }
 
 fn add_generated(tree: &mut Tree, etc: &[Generated], origin: &str) -> Result<()> {
@@ -538,7 +576,7 @@ fn initramfs_tree(
     Resolver::default().add_binary(
         &mut tree,
         &profile.machined,
-        Path::new(INIT_PATH),
+        Path::new(INIT),
         Some(0o755),
         &origin,
     )?;
@@ -555,7 +593,7 @@ fn initramfs_tree(
     add_generated(&mut tree, etc, "generated /etc/basalt")?;
     tree.add_host_file(
         root_image,
-        Path::new(rootfs::ROOT_IMAGE_PATH),
+        Path::new(ROOT_IMAGE),
         Some(0o444),
         "the root image",
     )?;

@@ -10,6 +10,7 @@
 //! (to place it where the loader will look for it).
 
 use crate::error::{Error, Result};
+use crate::lexical_path::normalize_lexically;
 use crate::tree::Tree;
 use goblin::elf::Elf;
 use std::collections::{BTreeSet, VecDeque};
@@ -346,20 +347,6 @@ fn expand_origin(dir: &str, origin: &SearchDir) -> SearchDir {
         host: sub(&origin.host),
         image: sub(&origin.image),
     }
-}
-
-fn normalize_lexically(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

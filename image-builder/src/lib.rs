@@ -15,6 +15,7 @@ pub mod initrd;
 pub mod inspect;
 pub mod kernel;
 pub mod kmod;
+pub mod lexical_path;
 pub mod manifest;
 pub mod nix;
 pub mod nix_inputs;

@@ -88,6 +88,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("image_builder=info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: piped into a log file or
+        // CI, escape codes are noise.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
     match run(cli) {

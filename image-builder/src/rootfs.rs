@@ -17,9 +17,6 @@ use backhand::{FilesystemCompressor, FilesystemReader, FilesystemWriter, InnerNo
 use std::io::{BufReader, BufWriter, Cursor, Write};
 use std::path::Path;
 
-/// In-image location of the root image inside the initramfs.
-pub const ROOT_IMAGE_PATH: &str = "/basalt/root.squashfs";
-
 /// Writes `tree` as a squashfs image to `out`.
 pub fn write(tree: &Tree, settings: RootfsSettings, out: &Path) -> Result<()> {
     let fail = |e: backhand::BackhandError| Error::RootImage(format!("{}: {e}", out.display()));

@@ -57,7 +57,7 @@ pub fn verify(dir: &Path) -> Result<Vec<String>> {
         .rootfs
         .path
         .as_deref()
-        .unwrap_or(rootfs::ROOT_IMAGE_PATH);
+        .unwrap_or(basalt_api::image_layout::ROOT_IMAGE);
     match initrd::read_file(&initramfs_path, inner) {
         Ok(data) => {
             let sha = crate::hash::bytes(&data);

@@ -674,3 +674,21 @@ fn missing_library_of_a_library_names_both() {
         "{report:?}"
     );
 }
+
+#[test]
+fn log_piped_to_a_file_has_no_colour_escapes() {
+    let dir = scratch("ib-log-");
+    let p = mini_profile(&dir, "");
+    // stderr is a pipe here, as when a build is logged to a file.
+    let o = build_ok(
+        cli().env("RUST_LOG", "image_builder=info"),
+        &p,
+        &dir.join("out"),
+    );
+    let log = stderr(&o);
+    assert!(log.contains("build complete"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a piped log: {log:?}"
+    );
+}

@@ -342,78 +342,20 @@ impl<R: Read> Reader<R> {
         let (header, crc) = Header::parse(raw)
             .map_err(|e| r.malformed(offset + e.offset_in_header as u64, e.reason))?;
 
-        let namesize = header.namesize as usize;
-        if namesize == 0 || namesize > PATH_MAX {
-            return Err(r.malformed(
-                offset + 6 + 8 * 11,
-                format!("namesize {namesize} is not in 1..={PATH_MAX}"),
-            ));
-        }
         let name_offset = r.pos();
-        let name_pad = pad4((HEADER_LEN + namesize) as u64);
-        let name = r.take_exact(namesize + name_pad, "name")?;
-        if name[namesize - 1] != 0 {
-            return Err(r.malformed(
-                name_offset + namesize as u64 - 1,
-                "name is not NUL-terminated".into(),
-            ));
-        }
-        let name_bytes = &name[..namesize - 1];
-        if let Some(i) = name_bytes.iter().position(|&b| b == 0) {
-            return Err(r.malformed(name_offset + i as u64, "NUL inside name".into()));
-        }
-        if let Some(i) = name[namesize..].iter().position(|&b| b != 0) {
-            return Err(r.malformed(
-                name_offset + (namesize + i) as u64,
-                "non-zero padding after name".into(),
-            ));
-        }
-        if name_bytes == TRAILER {
+        let name = r.read_name(offset, header.namesize as usize)?;
+        if name == TRAILER {
             r.contents(header.filesize, None)?;
             return Ok(None);
         }
-        if name_bytes.is_empty() {
+        if name.is_empty() {
             return Err(r.malformed(name_offset, "empty name".into()));
         }
+        let name_bytes = name.as_slice();
         let path = PathBuf::from(OsStr::from_bytes(name_bytes));
-
-        let mode_offset = offset + 6 + 8;
-        let size_offset = offset + 6 + 8 * 6;
-        let file_type = FileType::from_mode(header.mode).ok_or_else(|| {
-            r.malformed(
-                mode_offset,
-                format!(
-                    "unknown file type in mode {:o} of {}",
-                    header.mode,
-                    lossy(name_bytes)
-                ),
-            )
-        })?;
-        let has_contents = matches!(file_type, FileType::Regular | FileType::Symlink);
-        if !has_contents && header.filesize != 0 {
-            return Err(r.malformed(
-                size_offset,
-                format!(
-                    "{file_type:?} {} has filesize {}",
-                    lossy(name_bytes),
-                    header.filesize
-                ),
-            ));
-        }
-        let mut target = None;
-        if file_type == FileType::Symlink {
-            if header.filesize == 0 || header.filesize as usize >= PATH_MAX {
-                return Err(r.malformed(
-                    size_offset,
-                    format!(
-                        "symlink {} has target length {}",
-                        lossy(name_bytes),
-                        header.filesize
-                    ),
-                ));
-            }
-            target = Some(Vec::with_capacity(header.filesize as usize));
-        }
+        let file_type = r.file_type(offset, &header, name_bytes)?;
+        let mut target =
+            (file_type == FileType::Symlink).then(|| Vec::with_capacity(header.filesize as usize));
         let contents_offset = r.pos();
         let (sha256, sum) = r.contents(header.filesize, target.as_mut())?;
         if crc && sum != header.check {
@@ -469,6 +411,78 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
+    /// The NUL-terminated, 4-byte padded name after a header at `offset`,
+    /// without its NUL.
+    fn read_name(&mut self, offset: u64, namesize: usize) -> Result<Vec<u8>> {
+        if namesize == 0 || namesize > PATH_MAX {
+            return Err(self.malformed(
+                offset + 6 + 8 * 11,
+                format!("namesize {namesize} is not in 1..={PATH_MAX}"),
+            ));
+        }
+        let name_offset = self.pos();
+        let name_pad = pad4((HEADER_LEN + namesize) as u64);
+        let mut name = self.take_exact(namesize + name_pad, "name")?;
+        if name[namesize - 1] != 0 {
+            return Err(self.malformed(
+                name_offset + namesize as u64 - 1,
+                "name is not NUL-terminated".into(),
+            ));
+        }
+        if let Some(i) = name[..namesize - 1].iter().position(|&b| b == 0) {
+            return Err(self.malformed(name_offset + i as u64, "NUL inside name".into()));
+        }
+        if let Some(i) = name[namesize..].iter().position(|&b| b != 0) {
+            return Err(self.malformed(
+                name_offset + (namesize + i) as u64,
+                "non-zero padding after name".into(),
+            ));
+        }
+        name.truncate(namesize - 1);
+        Ok(name)
+    }
+
+    /// The member's file type, checked against its size: only regular files
+    /// and symlinks have contents, and a symlink's target is 1..PATH_MAX bytes.
+    fn file_type(&self, offset: u64, header: &Header, name: &[u8]) -> Result<FileType> {
+        let mode_offset = offset + 6 + 8;
+        let size_offset = offset + 6 + 8 * 6;
+        let file_type = FileType::from_mode(header.mode).ok_or_else(|| {
+            self.malformed(
+                mode_offset,
+                format!(
+                    "unknown file type in mode {:o} of {}",
+                    header.mode,
+                    lossy(name)
+                ),
+            )
+        })?;
+        let has_contents = matches!(file_type, FileType::Regular | FileType::Symlink);
+        if !has_contents && header.filesize != 0 {
+            return Err(self.malformed(
+                size_offset,
+                format!(
+                    "{file_type:?} {} has filesize {}",
+                    lossy(name),
+                    header.filesize
+                ),
+            ));
+        }
+        if file_type == FileType::Symlink
+            && (header.filesize == 0 || header.filesize as usize >= PATH_MAX)
+        {
+            return Err(self.malformed(
+                size_offset,
+                format!(
+                    "symlink {} has target length {}",
+                    lossy(name),
+                    header.filesize
+                ),
+            ));
+        }
+        Ok(file_type)
+    }
+
     fn pos(&self) -> u64 {
         self.stream.pos()
     }

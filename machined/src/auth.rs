@@ -3,7 +3,7 @@
 //! clock, so replay protection never depends on wall-clock time.
 
 use basalt_api::request::{self, RequestAuthError};
-use basalt_api::trust::TrustPolicy;
+use basalt_api::trust::TrustRoots;
 use base64::Engine;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -170,7 +170,7 @@ pub struct Caller {
 /// The signature is checked before the nonce is consumed, so garbage cannot
 /// burn other clients' nonces.
 pub fn authenticate(
-    policy: &TrustPolicy,
+    policy: &TrustRoots,
     nonces: &Nonces,
     nonce: Option<&str>,
     signature: Option<&str>,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-pub const TRUST_ROOTS: &str = "/etc/basalt/trust.toml";
+pub use basalt_api::image_layout::TRUST_ROOTS;
 pub const STATE_DIR: &str = "/var/lib/basalt/state";
 
 pub struct DevOptions {
@@ -44,12 +44,12 @@ impl Drop for RunningNode {
     }
 }
 
-pub fn load_trust_roots(host: &Host) -> Result<basalt_api::trust::TrustPolicy> {
+pub fn load_trust_roots(host: &Host) -> Result<basalt_api::trust::TrustRoots> {
     let path = host.path(TRUST_ROOTS);
     let text = host
         .read(TRUST_ROOTS)
         .with_context(|| format!("reading trust roots {}", path.display()))?;
-    basalt_api::config::parse_trust_roots(&String::from_utf8_lossy(&text))
+    basalt_api::trust::TrustRoots::from_toml(&String::from_utf8_lossy(&text))
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 

@@ -9,6 +9,7 @@
 //! (`machined --dev-root DIR`, see [`devmode`]) or a recording fake
 //! ([`host::recording`]). `tests/boundary.rs` checks that claim.
 
+pub mod api_views;
 pub mod auth;
 pub mod containerd;
 pub mod controllers;

@@ -17,9 +17,9 @@ use crate::network::NetworkController;
 use crate::state::{SignedDoc, Slot, StateError, StateStore};
 use crate::supervisor::{ServiceSpec, Supervisor};
 use basalt_api::config::MachineConfig;
-use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
+use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, NodeMode, Status};
 use basalt_api::signed::SignedConfigError;
-use basalt_api::trust::TrustPolicy;
+use basalt_api::trust::TrustRoots;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, mpsc};
@@ -62,7 +62,7 @@ pub struct BootParts {
     pub services: Vec<ServiceSpec>,
     pub state: StateStore,
     /// The image's trust roots: who may sign the first config.
-    pub image_trust: TrustPolicy,
+    pub image_trust: TrustRoots,
     pub boot_id: String,
     pub tls_fingerprint: String,
     pub nonces: Nonces,
@@ -252,7 +252,7 @@ impl Node {
 
     /// Admins and readers of the running config, or the image's trust roots
     /// in maintenance mode.
-    pub async fn policy(&self) -> TrustPolicy {
+    pub async fn policy(&self) -> TrustRoots {
         self.config.policy(&*self.applied.lock().await)
     }
 
@@ -397,11 +397,10 @@ impl Node {
             version: env!("CARGO_PKG_VERSION").to_string(),
             hostname: self.host.hostname(),
             mode: if cur.is_some() {
-                "configured"
+                NodeMode::Configured
             } else {
-                "maintenance"
-            }
-            .into(),
+                NodeMode::Maintenance
+            },
             generation: cur.map_or(0, |c| c.config.generation),
             config_sha256: cur.map(|c| c.sha256.clone()),
             signers: cur.map(|c| c.signers.clone()).unwrap_or_default(),

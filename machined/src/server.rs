@@ -8,7 +8,11 @@ use crate::host::inspect;
 use crate::node::{Node, PowerEvent};
 use crate::peers::{PeerLimits, Peers};
 use basalt_api::request::{NONCE_HEADER, SIGNATURE_HEADER};
-use basalt_api::rpc::{ApplyRequest, ErrorResponse, NonceResponse};
+use basalt_api::route::Route;
+use basalt_api::rpc::{
+    ApplyRequest, ConfirmResponse, ErrorResponse, KillResponse, NonceResponse, RebootResponse,
+    ResetResponse, RestartResponse, ShutdownResponse, VersionResponse,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -209,7 +213,10 @@ async fn handle(
             .map(str::to_string)
     };
     let (nonce, signature) = (header(NONCE_HEADER), header(SIGNATURE_HEADER));
-    let is_nonce_request = method == Method::GET && path == "/v1/nonce";
+    // Parsed now, acted on after authentication: an unsigned caller learns
+    // nothing about which endpoints exist.
+    let route = Route::parse(method.as_str(), &path_and_query);
+    let is_nonce_request = route == Ok(Route::Nonce);
     if is_nonce_request && !peers.allow_unauthenticated(peer.ip(), Instant::now()) {
         return too_many(peers);
     }
@@ -266,181 +273,105 @@ async fn handle(
         caller.fingerprint,
         caller.role
     );
-    route(&node, &method, &path, req_query(&path_and_query), &body).await
-}
-
-fn req_query(path_and_query: &str) -> Vec<(String, String)> {
-    path_and_query
-        .split_once('?')
-        .map(|(_, q)| {
-            q.split('&')
-                .filter(|s| !s.is_empty())
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    (percent_decode(k), percent_decode(v))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match (b[i], b.get(i + 1..i + 3)) {
-            (b'%', Some(hex)) => match std::str::from_utf8(hex)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                Some(v) => {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                None => out.push(b'%'),
-            },
-            (b'+', _) => out.push(b' '),
-            (c, _) => out.push(c),
-        }
-        i += 1;
+    match route {
+        Ok(Route::Nonce) => error(500, "nonce route reached the authenticated router"),
+        Ok(r) if r.method() == basalt_api::route::Method::Get => read_route(&node, r).await,
+        Ok(r) => write_route(&node, r, &body).await,
+        Err(e) => error(e.status(), e.to_string()),
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn route(
-    node: &Arc<Node>,
-    method: &Method,
-    path: &str,
-    query: Vec<(String, String)>,
-    body: &[u8],
-) -> Response<Body> {
-    match *method {
-        Method::GET => read_route(node, path, &query).await,
-        Method::POST => write_route(node, path, body).await,
-        _ => None,
-    }
-    .unwrap_or_else(|| error(404, format!("no such endpoint: {method} {path}")))
-}
-
-/// `GET` endpoints: readers and admins. `None`: no such endpoint.
-async fn read_route(
-    node: &Arc<Node>,
-    path: &str,
-    query: &[(String, String)],
-) -> Option<Response<Body>> {
-    let q = |k: &str| {
-        query
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
-    Some(match path {
-        "/v1/version" => json(
+/// `GET` endpoints: readers and admins.
+async fn read_route(node: &Arc<Node>, route: Route) -> Response<Body> {
+    match route {
+        Route::Version => json(
             StatusCode::OK,
-            &serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "api": "v1" }),
+            &VersionResponse {
+                version: env!("CARGO_PKG_VERSION").into(),
+                api: "v1".into(),
+            },
         ),
-        "/v1/status" => json(StatusCode::OK, &node.status().await),
-        "/v1/mounts" => match inspect::mounts() {
+        Route::Status => json(StatusCode::OK, &node.status().await),
+        Route::Mounts => match inspect::mounts() {
             Ok(m) => json(StatusCode::OK, &m),
             Err(e) => error(500, e.to_string()),
         },
-        "/v1/processes" => json(StatusCode::OK, &inspect::processes()),
-        "/v1/network" => {
-            let mut v = serde_json::to_value(inspect::network()).unwrap_or_default();
-            if let (Some(obj), Some(ctl)) = (
-                v.as_object_mut(),
-                node.network_status()
-                    .and_then(|s| serde_json::to_value(s).ok()),
-            ) {
-                obj.insert("controller".into(), ctl);
-            }
-            json(StatusCode::OK, &v)
+        Route::Processes => json(StatusCode::OK, &inspect::processes()),
+        Route::Network => {
+            let mut report = inspect::network();
+            report.controller = node.network_status().as_ref().map(Into::into);
+            json(StatusCode::OK, &report)
         }
-        "/v1/read" => match q("path") {
-            None => error(400, "missing ?path="),
-            Some(p) => match inspect::read_file(&node.host, node.state().dir(), p) {
-                Ok(data) => json(StatusCode::OK, &data),
-                Err(e) => error(e.status(), e.to_string()),
-            },
+        Route::Read { path } => match inspect::read_file(&node.host, node.state().dir(), &path) {
+            Ok(data) => json(StatusCode::OK, &data),
+            Err(e) => error(e.status(), e.to_string()),
         },
-        "/v1/resources" => json(StatusCode::OK, &node.resources().await),
-        "/v1/metrics" => text(metrics::render(&node.status().await)),
-        "/v1/services" => json(StatusCode::OK, &node.supervisor().list()),
-        p if p.starts_with("/v1/logs/") => {
-            let name = &p["/v1/logs/".len()..];
-            logs(
-                node,
-                name,
-                q("follow").is_some_and(|v| v == "1" || v == "true"),
-            )
+        Route::Resources => json(StatusCode::OK, &node.resources().await),
+        Route::Metrics => text(metrics::render(&node.status().await)),
+        Route::Services => {
+            let list: Vec<basalt_api::rpc::ServiceStatus> =
+                node.supervisor().list().iter().map(Into::into).collect();
+            json(StatusCode::OK, &list)
         }
-        "/v1/dmesg" => dmesg(q("follow").is_some_and(|v| v == "1" || v == "true")),
-        _ => return None,
-    })
+        Route::Logs { service, follow } => logs(node, &service, follow),
+        Route::Dmesg { follow } => dmesg(follow),
+        other => error(405, format!("{} is not a read", other.path_and_query())),
+    }
 }
 
-/// `POST` endpoints: admins only. `None`: no such endpoint.
-async fn write_route(node: &Arc<Node>, path: &str, body: &[u8]) -> Option<Response<Body>> {
-    Some(match path {
-        "/v1/apply" => {
+/// `POST` endpoints: admins only.
+async fn write_route(node: &Arc<Node>, route: Route, body: &[u8]) -> Response<Body> {
+    match route {
+        Route::Apply => {
             let req: ApplyRequest = match serde_json::from_slice(body) {
                 Ok(r) => r,
-                Err(e) => return Some(error(400, format!("apply body: {e}"))),
+                Err(e) => return error(400, format!("apply body: {e}")),
             };
             match node.apply(req).await {
                 Ok(r) => json(StatusCode::OK, &r),
                 Err(e) => error(e.status(), e.to_string()),
             }
         }
-        "/v1/apply/confirm" => match node.confirm().await {
-            Ok(g) => json(StatusCode::OK, &serde_json::json!({ "confirmed": g })),
+        Route::ConfirmApply => match node.confirm().await {
+            Ok(confirmed) => json(StatusCode::OK, &ConfirmResponse { confirmed }),
             Err(e) => error(e.status(), e.to_string()),
         },
-        p if p.starts_with("/v1/services/") && p.ends_with("/restart") => {
-            let name = &p["/v1/services/".len()..p.len() - "/restart".len()];
-            match node.supervisor().restart(name).await {
-                Ok(()) => json(
-                    StatusCode::ACCEPTED,
-                    &serde_json::json!({ "restarting": name }),
-                ),
-                Err(e) => error(404, e.to_string()),
-            }
-        }
-        p if p.starts_with("/v1/services/") && p.ends_with("/kill") => {
-            // Debugging aid: SIGKILL the service's process group, as a crash
-            // would; the supervisor restarts it with backoff.
-            let name = &p["/v1/services/".len()..p.len() - "/kill".len()];
-            match node.supervisor().kill(name) {
-                Ok(Some(pid)) => json(StatusCode::ACCEPTED, &serde_json::json!({ "killed": pid })),
-                Ok(None) => error(409, format!("{name} is not running")),
-                Err(e) => error(404, e.to_string()),
-            }
-        }
-        "/v1/reboot" => {
+        Route::RestartService { name } => match node.supervisor().restart(&name).await {
+            Ok(()) => json(StatusCode::ACCEPTED, &RestartResponse { restarting: name }),
+            Err(e) => error(404, e.to_string()),
+        },
+        // Debugging aid: SIGKILL the service's process group, as a crash
+        // would; the supervisor restarts it with backoff.
+        Route::KillService { name } => match node.supervisor().kill(&name) {
+            Ok(Some(pid)) => json(StatusCode::ACCEPTED, &KillResponse { killed: pid }),
+            Ok(None) => error(409, format!("{name} is not running")),
+            Err(e) => error(404, e.to_string()),
+        },
+        Route::Reboot => {
             node.request_power(PowerEvent::Reboot);
-            json(
-                StatusCode::ACCEPTED,
-                &serde_json::json!({ "rebooting": true }),
-            )
+            json(StatusCode::ACCEPTED, &RebootResponse { rebooting: true })
         }
-        "/v1/reset" => match node.reset().await {
+        Route::Reset => match node.reset().await {
             Ok(()) => json(
                 StatusCode::ACCEPTED,
-                &serde_json::json!({ "reset": true, "rebooting": true }),
+                &ResetResponse {
+                    reset: true,
+                    rebooting: true,
+                },
             ),
             Err(e) => error(e.status(), e.to_string()),
         },
-        "/v1/shutdown" => {
+        Route::Shutdown => {
             node.request_power(PowerEvent::Shutdown);
             json(
                 StatusCode::ACCEPTED,
-                &serde_json::json!({ "shutting_down": true }),
+                &ShutdownResponse {
+                    shutting_down: true,
+                },
             )
         }
-        _ => return None,
-    })
+        other => error(405, format!("{} is not a write", other.path_and_query())),
+    }
 }
 
 fn stream_response() -> (http_body_util::channel::Sender<Bytes>, Response<Body>) {

@@ -3,9 +3,7 @@
 
 use crate::host::write_atomic;
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD_NO_PAD;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -32,12 +30,7 @@ pub struct Identity {
 }
 
 /// `SHA256:<base64>` of the certificate's DER, the form `basaltctl` pins.
-pub fn fingerprint(cert_der: &[u8]) -> String {
-    format!(
-        "SHA256:{}",
-        STANDARD_NO_PAD.encode(Sha256::digest(cert_der))
-    )
-}
+pub use basalt_api::tls_pin::fingerprint;
 
 impl Identity {
     pub fn fingerprint(&self) -> String {

@@ -1,11 +1,15 @@
 //! machined's HTTPS API in-process (dev mode), driven by basaltctl's client:
 //! authentication, every bad input of the foundation table, apply modes.
 
+// A test may unwrap: a failure is the test failing (machined/Cargo.toml
+// denies it in PID 1).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../../api/tests/cases/mod.rs"]
 mod cases;
 
 use basalt_api::request;
-use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
+use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, NodeMode, Status};
 use basaltctl::client::{ClientError, NodeClient};
 use cases::{edit, key, sign, worker};
 use machined::devmode::{self, DevOptions, RunningNode};
@@ -182,7 +186,7 @@ fn auth_matrix() {
         // A reader reads, but may not apply.
         assert_eq!(
             reader.get::<Status>("/v1/status").unwrap().mode,
-            "maintenance"
+            NodeMode::Maintenance
         );
         let e = reader.send("POST", "/v1/apply", body.clone()).unwrap_err();
         assert_eq!(api_status(&e), 403);
@@ -272,7 +276,7 @@ fn every_bad_input_is_refused_and_changes_nothing() {
     for c in cases::sig_cases() {
         // Cases needing another trust policy or current generation:
         // signature_cases_on_nodes_with_their_policy_and_generation.
-        if c.policy.threshold != 1 || c.current != 0 {
+        if c.policy.threshold() != 1 || c.current != 0 {
             skipped += 1;
             continue;
         }
@@ -583,7 +587,7 @@ fn reset_wipes_state_and_reboots_into_maintenance() {
 fn signature_cases_on_nodes_with_their_policy_and_generation() {
     let cases: Vec<_> = cases::sig_cases()
         .into_iter()
-        .filter(|c| c.policy.threshold != 1 || c.current != 0)
+        .filter(|c| c.policy.threshold() != 1 || c.current != 0)
         .collect();
     assert!(cases.len() >= 3, "only {} such cases", cases.len());
     let mut failures = Vec::new();
@@ -594,7 +598,7 @@ fn signature_cases_on_nodes_with_their_policy_and_generation() {
             .build()
             .unwrap();
         let root = tempfile::tempdir().unwrap();
-        trust_roots_with(root.path(), c.policy.threshold);
+        trust_roots_with(root.path(), c.policy.threshold());
         let d = Dev {
             node: Some(boot_at(&rt, root.path(), Limits::default())),
             rt,
@@ -607,7 +611,7 @@ fn signature_cases_on_nodes_with_their_policy_and_generation() {
             let doc = edit(
                 &doc,
                 "threshold = 1",
-                &format!("threshold = {}", c.policy.threshold),
+                &format!("threshold = {}", c.policy.threshold()),
             );
             let sig = sign(1, &doc) + &sign(2, &doc);
             admin

@@ -9,6 +9,10 @@
 //! fast as they are answered, plus connections that open and never finish
 //! their TLS handshake. Needs root (namespaces); fails, never skips, without.
 
+// A test may unwrap: a failure is the test failing (machined/Cargo.toml
+// denies it in PID 1).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../../api/tests/cases/mod.rs"]
 mod cases;
 

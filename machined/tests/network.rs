@@ -13,6 +13,10 @@
 //! current-thread runtime never leave the thread. The checks use the peer
 //! tool, `ip -n NS -j …` (JSON), and dnsmasq's lease file.
 
+// A test may unwrap: a failure is the test failing (machined/Cargo.toml
+// denies it in PID 1).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod netns;
 
 use basalt_api::config::{Cidr, Interface, MacAddr, Network, Route};

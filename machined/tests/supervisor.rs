@@ -6,6 +6,10 @@
 //! Helpers are `/bin/sh` scripts and this very test binary (see
 //! `helper_process`), so no tool beyond a POSIX shell and coreutils is needed.
 
+// A test may unwrap: a failure is the test failing (machined/Cargo.toml
+// denies it in PID 1).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

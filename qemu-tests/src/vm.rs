@@ -250,8 +250,8 @@ impl Drop for Vm {
                 self.console_tail(60)
             );
         }
-        // SAFETY: kill(2) on our child's process group; no memory involved.
         let pgid = -(self.child.id() as i32);
+        // SAFETY: kill(2) on our child's process group; no memory involved.
         unsafe {
             libc::kill(pgid, libc::SIGKILL);
         }

@@ -68,7 +68,7 @@ fn read(c: &NodeClient, path: &str) -> String {
 fn boots_into_maintenance_and_pins_the_console_fingerprint() {
     let (mut vm, fp, client) = boot("maintenance", &VmOptions::default());
     let s: Status = client.get("/v1/status").unwrap();
-    assert_eq!(s.mode, "maintenance");
+    assert_eq!(s.mode, basalt_api::rpc::NodeMode::Maintenance);
     assert_eq!(s.generation, 0);
     assert_eq!(
         s.tls_fingerprint, fp,

@@ -1,5 +1,6 @@
 //! Where in the document an error is: TOML paths and line:column positions.
 
+use crate::text_position::line_col;
 use std::fmt;
 use toml::de::{DeTable, DeValue};
 
@@ -120,15 +121,6 @@ impl fmt::Display for ConfigErrors {
         }
         Ok(())
     }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 fn position(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, usize) {

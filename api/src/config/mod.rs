@@ -14,6 +14,7 @@ pub use values::{Cidr, MacAddr};
 
 use crate::MAX_DOCUMENT_BYTES;
 use crate::secret::Secret;
+use crate::trust::{TrustRoots, TrustRootsError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -229,19 +230,9 @@ pub struct InlineManifest {
     pub contents: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Trust {
-    pub admins: Vec<String>,
-    #[serde(default)]
-    pub readers: Vec<String>,
-    #[serde(default = "default_threshold")]
-    pub threshold: usize,
-}
-
-fn default_threshold() -> usize {
-    1
-}
+/// A config's `[trust]` table: the trust roots it installs, in the same
+/// shape as an image's `trust.toml`.
+pub use crate::trust::TrustTable as Trust;
 
 impl MachineConfig {
     /// Parse and fully validate a config document. All semantic errors are
@@ -255,7 +246,8 @@ impl MachineConfig {
         }
         let text = std::str::from_utf8(bytes).map_err(|e| {
             let at = e.valid_up_to();
-            let (line, col) = locate::line_col(&String::from_utf8_lossy(&bytes[..at]), at);
+            let (line, col) =
+                crate::text_position::line_col(&String::from_utf8_lossy(&bytes[..at]), at);
             ConfigErrors::single(ConfigError {
                 path: "(document)".into(),
                 line,
@@ -283,40 +275,7 @@ impl MachineConfig {
 
     /// The admin keys, reader keys and threshold this config installs.
     /// Valid only after [`MachineConfig::parse`] succeeded (keys were checked).
-    pub fn trust_policy(&self) -> Result<crate::trust::TrustPolicy, crate::sshkey::KeyError> {
-        self.trust.policy()
+    pub fn trust_roots(&self) -> Result<TrustRoots, TrustRootsError> {
+        TrustRoots::from_table(&self.trust)
     }
-}
-
-impl Trust {
-    pub fn policy(&self) -> Result<crate::trust::TrustPolicy, crate::sshkey::KeyError> {
-        let parse = |keys: &[String]| {
-            keys.iter()
-                .map(|k| crate::sshkey::PublicKey::from_openssh(k))
-                .collect::<Result<Vec<_>, _>>()
-        };
-        Ok(crate::trust::TrustPolicy::new(
-            parse(&self.admins)?,
-            parse(&self.readers)?,
-            self.threshold,
-        ))
-    }
-}
-
-/// Parse an image's trust roots file (`/etc/basalt/trust.toml`): the same
-/// shape as a config's `[trust]` table.
-pub fn parse_trust_roots(text: &str) -> Result<crate::trust::TrustPolicy, String> {
-    let trust: Trust = toml::from_str(text).map_err(|e| e.to_string())?;
-    if trust.admins.is_empty() {
-        return Err("trust roots name no admin key".into());
-    }
-    let policy = trust.policy().map_err(|e| e.to_string())?;
-    if trust.threshold == 0 || trust.threshold > policy.admins.len() {
-        return Err(format!(
-            "threshold {} is out of range 1..={}",
-            trust.threshold,
-            policy.admins.len()
-        ));
-    }
-    Ok(policy)
 }

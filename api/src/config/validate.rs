@@ -3,6 +3,7 @@
 use super::locate::{TomlPath, p};
 use super::{Cidr, Cluster, File, MachineConfig, Role, VERSION, WRITABLE_PREFIXES};
 use crate::sshkey::PublicKey;
+use crate::trust::TrustRootsError;
 use std::collections::HashSet;
 
 type Problems = Vec<(TomlPath, String)>;
@@ -481,7 +482,13 @@ fn trust(c: &MachineConfig, out: &mut Problems) {
             match PublicKey::from_openssh(k) {
                 Ok(key) => {
                     if let Some(prev) = seen.iter().find(|s| s.same_key(&key)) {
-                        out.push((at, format!("key {} is listed twice", prev.fingerprint())));
+                        out.push((
+                            at,
+                            TrustRootsError::Duplicate {
+                                fingerprint: prev.fingerprint(),
+                            }
+                            .to_string(),
+                        ));
                     } else {
                         seen.push(key);
                     }
@@ -490,20 +497,9 @@ fn trust(c: &MachineConfig, out: &mut Problems) {
             }
         }
     }
-    if t.admins.is_empty() {
-        out.push((
-            p(&["trust", "admins"]),
-            "at least one admin key is required, or nobody can ever change this node".into(),
-        ));
-    }
-    if t.threshold == 0 || t.threshold > t.admins.len() {
-        out.push((
-            p(&["trust", "threshold"]),
-            format!(
-                "{} is out of range; expected 1..={} (the number of admins)",
-                t.threshold,
-                t.admins.len()
-            ),
-        ));
+    match crate::trust::check_threshold(t.threshold, t.admins.len()) {
+        Ok(()) => {}
+        Err(e @ TrustRootsError::NoAdmins) => out.push((p(&["trust", "admins"]), e.to_string())),
+        Err(e) => out.push((p(&["trust", "threshold"]), e.to_string())),
     }
 }

@@ -5,7 +5,7 @@
 use basalt_api::CONFIG_NAMESPACE;
 use basalt_api::sshkey::PrivateKey;
 use basalt_api::sshsig;
-use basalt_api::trust::TrustPolicy;
+use basalt_api::trust::TrustRoots;
 use base64::Engine;
 
 pub const WORKER: &str = include_str!("../../../configs/worker.toml");
@@ -401,12 +401,13 @@ pub fn without_key(doc: &str, key: &str) -> String {
     format!("{}{}", &doc[..start], &doc[end..])
 }
 
-pub fn policy(admins: &[u8], readers: &[u8], threshold: usize) -> TrustPolicy {
-    TrustPolicy::new(
+pub fn policy(admins: &[u8], readers: &[u8], threshold: usize) -> TrustRoots {
+    TrustRoots::new(
         admins.iter().map(|n| key(*n).public()).collect(),
         readers.iter().map(|n| key(*n).public()).collect(),
         threshold,
     )
+    .expect("test trust roots are valid")
 }
 
 pub fn sign(n: u8, doc: &str) -> String {
@@ -440,7 +441,7 @@ pub struct SigCase {
     pub name: &'static str,
     pub doc: String,
     pub sig: Vec<u8>,
-    pub policy: TrustPolicy,
+    pub policy: TrustRoots,
     pub current: u64,
     pub message: String,
 }

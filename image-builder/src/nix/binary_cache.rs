@@ -360,6 +360,24 @@ impl BinaryCache {
 
         // Download completely, then check FileHash/FileSize before decompressing, so a corrupted
         // file is reported as such rather than as whatever the decompressor trips over.
+        let (compressed, size) = self.download_checked(info, &mut reader, &url, progress)?;
+        let (nar, nar_size) = self.decompress_checked(info, compressed, &url)?;
+        nar.persist(&nar_file)
+            .map_err(|e| Error::io("storing", &nar_file, e.error))?;
+        tracing::info!(path = %info.store_path, url = %url, bytes = size, nar_bytes = nar_size, "fetched NAR");
+        Ok(input)
+    }
+
+    /// The file as the cache serves it (compressed), in a temporary file,
+    /// checked against the narinfo's FileSize and FileHash when it has them.
+    fn download_checked(
+        &self,
+        info: &VerifiedNarInfo,
+        reader: &mut dyn Read,
+        url: &str,
+        progress: &ProgressBar,
+    ) -> Result<(tempfile::NamedTempFile, u64), Error> {
+        let store_path = info.store_path.to_string();
         let mut compressed = self.temp_file()?;
         let algorithm = info
             .file_hash
@@ -373,7 +391,7 @@ impl BinaryCache {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.read_err(&url, e)),
+                Err(e) => return Err(self.read_err(url, e)),
             };
             hasher.update(&buf[..n]);
             size += n as u64;
@@ -387,7 +405,7 @@ impl BinaryCache {
         {
             return Err(Error::SizeMismatch {
                 store_path,
-                url,
+                url: url.to_owned(),
                 what: "FileSize",
                 expected,
                 got: size,
@@ -399,50 +417,53 @@ impl BinaryCache {
         {
             return Err(Error::HashMismatch {
                 store_path,
-                url,
+                url: url.to_owned(),
                 what: "FileHash",
                 expected: expected.to_nix_nixbase32_string(),
                 got: got.to_nix_nixbase32_string(),
             });
         }
+        Ok((compressed, size))
+    }
 
+    /// The NAR itself, decompressed from `compressed` into a temporary file
+    /// and checked against NarSize and NarHash.
+    fn decompress_checked(
+        &self,
+        info: &VerifiedNarInfo,
+        mut compressed: tempfile::NamedTempFile,
+        url: &str,
+    ) -> Result<(tempfile::NamedTempFile, u64), Error> {
+        let store_path = info.store_path.to_string();
+        let decompress_err = |source: io::Error| Error::Decompress {
+            store_path: store_path.clone(),
+            url: url.to_owned(),
+            compression: info.compression.clone(),
+            source,
+        };
         compressed
             .as_file_mut()
             .rewind()
             .map_err(|e| Error::io("rewinding", compressed.path(), e))?;
         let raw = compressed.as_file();
-        let decompressed: Box<dyn Read> =
-            match info.compression.as_str() {
-                "xz" => Box::new(liblzma::read::XzDecoder::new(raw)),
-                "zstd" => Box::new(zstd::stream::read::Decoder::new(raw).map_err(|e| {
-                    Error::Decompress {
-                        store_path: store_path.clone(),
-                        url: url.clone(),
-                        compression: info.compression.clone(),
-                        source: e,
-                    }
-                })?),
-                _ => Box::new(raw),
-            };
+        let decompressed: Box<dyn Read> = match info.compression.as_str() {
+            "xz" => Box::new(liblzma::read::XzDecoder::new(raw)),
+            "zstd" => Box::new(zstd::stream::read::Decoder::new(raw).map_err(decompress_err)?),
+            _ => Box::new(raw),
+        };
         // Reading one byte past NarSize is enough to know the NAR is too long; a decompression
         // bomb stops there instead of filling the disk.
         let mut decompressed = decompressed.take(info.nar_size + 1);
         let mut nar = self.temp_file()?;
         let mut hasher = Sha256::new();
         let mut nar_size = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = match decompressed.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::Decompress {
-                        store_path,
-                        url,
-                        compression: info.compression.clone(),
-                        source: e,
-                    });
-                }
+                Err(e) => return Err(decompress_err(e)),
             };
             hasher.update(&buf[..n]);
             nar_size += n as u64;
@@ -452,7 +473,7 @@ impl BinaryCache {
         if nar_size != info.nar_size {
             return Err(Error::SizeMismatch {
                 store_path,
-                url,
+                url: url.to_owned(),
                 what: "NarSize",
                 expected: info.nar_size,
                 got: nar_size,
@@ -462,16 +483,13 @@ impl BinaryCache {
         if got != info.nar_hash {
             return Err(Error::HashMismatch {
                 store_path,
-                url,
+                url: url.to_owned(),
                 what: "NarHash",
                 expected: info.nar_hash.to_nix_nixbase32_string(),
                 got: got.to_nix_nixbase32_string(),
             });
         }
-        nar.persist(&nar_file)
-            .map_err(|e| Error::io("storing", &nar_file, e.error))?;
-        tracing::info!(path = %info.store_path, url = %url, bytes = size, nar_bytes = nar_size, "fetched NAR");
-        Ok(input)
+        Ok((nar, nar_size))
     }
 
     fn tmp_dir(&self) -> PathBuf {

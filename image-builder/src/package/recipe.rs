@@ -5,6 +5,7 @@
 //! stamps); the sources are pinned by the `go.mod`/`go.sum` beside it.
 
 use super::PackageError;
+use basalt_api::text_position::line_col;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -118,24 +119,7 @@ impl Recipe {
         if raw.binaries.is_empty() {
             return Err(bad("binaries: name at least one main package".into()));
         }
-        let mut seen = std::collections::BTreeSet::new();
-        for b in &raw.binaries {
-            if b.name.is_empty() || b.name.contains('/') || b.name.starts_with('.') {
-                return Err(bad(format!(
-                    "binaries: `{}` is not a file name (no `/`, not hidden)",
-                    b.name
-                )));
-            }
-            if !seen.insert(&b.name) {
-                return Err(bad(format!("binaries: `{}` is named twice", b.name)));
-            }
-            if !(b.package == raw.module || b.package.starts_with(&format!("{}/", raw.module))) {
-                return Err(bad(format!(
-                    "binaries.{}: package `{}` is not inside module `{}`",
-                    b.name, b.package, raw.module
-                )));
-            }
-        }
+        check_binaries(&raw).map_err(bad)?;
         for t in raw
             .tags
             .iter()
@@ -198,6 +182,30 @@ impl Recipe {
     }
 }
 
+/// Each binary: a plain file name, named once, built from a package inside
+/// the recipe's module.
+fn check_binaries(raw: &RawRecipe) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for b in &raw.binaries {
+        if b.name.is_empty() || b.name.contains('/') || b.name.starts_with('.') {
+            return Err(format!(
+                "binaries: `{}` is not a file name (no `/`, not hidden)",
+                b.name
+            ));
+        }
+        if !seen.insert(&b.name) {
+            return Err(format!("binaries: `{}` is named twice", b.name));
+        }
+        if !(b.package == raw.module || b.package.starts_with(&format!("{}/", raw.module))) {
+            return Err(format!(
+                "binaries.{}: package `{}` is not inside module `{}`",
+                b.name, b.package, raw.module
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `v1.37.2` (a pre-release or build suffix is kept in `version` only).
 struct SemVer<'a> {
     full: &'a str,
@@ -246,13 +254,6 @@ impl<'a> SemVer<'a> {
         out.push_str(rest);
         Ok(out)
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, col)
 }
 
 #[cfg(test)]

@@ -7,14 +7,14 @@ use super::resources::{Concern, Resource, ResourceState};
 use crate::state::{SignedDoc, Slot, StateError, StateStore};
 use basalt_api::config::MachineConfig;
 use basalt_api::signed::{SignedConfigError, VerifiedConfig, verify_and_parse};
-use basalt_api::trust::TrustPolicy;
+use basalt_api::trust::TrustRoots;
 use sha2::{Digest, Sha256};
 use std::time::Instant;
 
 /// The config an image may carry (image-builder's `[config]`): applied at
 /// first boot when STATE holds none.
-pub const BAKED_CONFIG: &str = "/etc/basalt/config.toml";
-pub const BAKED_CONFIG_SIG: &str = "/etc/basalt/config.toml.sig";
+pub use basalt_api::image_layout::BAKED_CONFIG;
+pub use basalt_api::image_layout::BAKED_CONFIG_SIGNATURES as BAKED_CONFIG_SIG;
 
 /// The running config, verified.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct Applied {
     pub signers: Vec<String>,
     /// The config's own trust section, parsed once: every API request is
     /// authenticated against it.
-    policy: Option<TrustPolicy>,
+    policy: Option<TrustRoots>,
 }
 
 impl Applied {
@@ -32,7 +32,7 @@ impl Applied {
         Self {
             sha256: sha256_hex(document),
             signers,
-            policy: config.trust_policy().ok(),
+            policy: config.trust_roots().ok(),
             config,
         }
     }
@@ -56,11 +56,11 @@ pub struct ConfigState {
 
 pub struct ConfigController {
     pub store: StateStore,
-    image_trust: TrustPolicy,
+    image_trust: TrustRoots,
 }
 
 impl ConfigController {
-    pub fn new(store: StateStore, image_trust: TrustPolicy) -> Self {
+    pub fn new(store: StateStore, image_trust: TrustRoots) -> Self {
         Self { store, image_trust }
     }
 
@@ -92,7 +92,7 @@ impl ConfigController {
 
     /// Admins and readers of the running config, or the image's trust
     /// roots in maintenance mode.
-    pub fn policy(&self, state: &ConfigState) -> TrustPolicy {
+    pub fn policy(&self, state: &ConfigState) -> TrustRoots {
         state
             .current
             .as_ref()
@@ -151,7 +151,7 @@ impl ConfigController {
 /// A stored config was verified when it was applied; STATE is machined's
 /// own storage. Re-verify to name the signers, but a config whose signers
 /// were rotated out by that very config still loads.
-fn load_trusted(doc: &SignedDoc, image: &TrustPolicy) -> Option<Applied> {
+fn load_trusted(doc: &SignedDoc, image: &TrustRoots) -> Option<Applied> {
     let config = match MachineConfig::parse(&doc.config) {
         Ok(c) => c,
         Err(e) => {
@@ -159,7 +159,7 @@ fn load_trusted(doc: &SignedDoc, image: &TrustPolicy) -> Option<Applied> {
             return None;
         }
     };
-    let own = config.trust_policy().ok();
+    let own = config.trust_roots().ok();
     let signers = [own.as_ref(), Some(image)]
         .into_iter()
         .flatten()

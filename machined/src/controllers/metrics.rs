@@ -67,7 +67,7 @@ pub fn render(s: &Status) -> String {
     out.push_str("# TYPE basalt_maintenance_mode gauge\n");
     out.push_str(&format!(
         "basalt_maintenance_mode {}\n",
-        u8::from(s.mode == "maintenance")
+        u8::from(s.mode == basalt_api::rpc::NodeMode::Maintenance)
     ));
     out.push_str("# HELP basalt_machined_resident_bytes machined's resident memory.\n");
     out.push_str("# TYPE basalt_machined_resident_bytes gauge\n");

@@ -2,19 +2,11 @@
 //! files, metrics. All reads, no side effects.
 
 use super::Host;
-use serde::Serialize;
+use basalt_api::rpc::{FileContent, KernelRoute, LinkReport, Mount, NetworkReport, Process};
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
 pub const READ_LIMIT: u64 = 1024 * 1024;
-
-#[derive(Debug, Serialize)]
-pub struct Mount {
-    pub source: String,
-    pub target: String,
-    pub fstype: String,
-    pub options: String,
-}
 
 pub fn mounts() -> std::io::Result<Vec<Mount>> {
     let text = fs::read_to_string("/proc/self/mountinfo")?;
@@ -43,15 +35,6 @@ fn unescape(s: &str) -> String {
         .replace("\\011", "\t")
         .replace("\\012", "\n")
         .replace("\\134", "\\")
-}
-
-#[derive(Debug, Serialize)]
-pub struct Process {
-    pub pid: u32,
-    pub ppid: u32,
-    pub state: String,
-    pub command: String,
-    pub rss_bytes: u64,
 }
 
 pub fn processes() -> Vec<Process> {
@@ -99,31 +82,8 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-#[derive(Debug, Serialize, Default)]
-pub struct Network {
-    pub links: Vec<Link>,
-    pub routes: Vec<Route>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Link {
-    pub name: String,
-    pub mac: String,
-    pub mtu: u32,
-    pub up: bool,
-    pub addresses: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Route {
-    pub destination: String,
-    pub gateway: Option<String>,
-    pub interface: String,
-    pub metric: u32,
-}
-
-pub fn network() -> Network {
-    let mut links: Vec<Link> = fs::read_dir("/sys/class/net")
+pub fn network() -> NetworkReport {
+    let mut links: Vec<LinkReport> = fs::read_dir("/sys/class/net")
         .map(|d| {
             d.flatten()
                 .filter_map(|e| {
@@ -134,7 +94,7 @@ pub fn network() -> Network {
                             .trim()
                             .to_string()
                     };
-                    Some(Link {
+                    Some(LinkReport {
                         mac: attr("address"),
                         mtu: attr("mtu").parse().unwrap_or(0),
                         up: attr("operstate") == "up"
@@ -164,9 +124,10 @@ pub fn network() -> Network {
         }
     }
     links.sort_by(|a, b| a.name.cmp(&b.name));
-    Network {
+    NetworkReport {
         links,
         routes: routes_v4(),
+        controller: None,
     }
 }
 
@@ -181,7 +142,7 @@ fn prefix_len(mask: &nix::sys::socket::SockaddrStorage) -> u32 {
 }
 
 /// `/proc/net/route`: little-endian hex addresses.
-fn routes_v4() -> Vec<Route> {
+fn routes_v4() -> Vec<KernelRoute> {
     let text = fs::read_to_string("/proc/net/route").unwrap_or_default();
     let ip = |h: &str| {
         u32::from_str_radix(h, 16)
@@ -199,7 +160,7 @@ fn routes_v4() -> Vec<Route> {
                 f.get(6)?,
                 ip(f.get(7)?)?,
             );
-            Some(Route {
+            Some(KernelRoute {
                 destination: format!("{dest}/{}", u32::from(mask).count_ones()),
                 gateway: (!gw.is_unspecified()).then(|| gw.to_string()),
                 interface: iface.to_string(),
@@ -237,17 +198,7 @@ impl ReadError {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct FileData {
-    pub path: String,
-    pub size: u64,
-    pub mode: u32,
-    /// UTF-8 text, or base64 when `binary`.
-    pub content: String,
-    pub binary: bool,
-}
-
-pub fn read_file(host: &Host, state_dir: &Path, path: &str) -> Result<FileData, ReadError> {
+pub fn read_file(host: &Host, state_dir: &Path, path: &str) -> Result<FileContent, ReadError> {
     let p = Path::new(path);
     if !p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(ReadError::BadPath);
@@ -287,7 +238,7 @@ pub fn read_file(host: &Host, state_dir: &Path, path: &str) -> Result<FileData, 
             true,
         ),
     };
-    Ok(FileData {
+    Ok(FileContent {
         path: path.to_string(),
         size: meta.len(),
         mode: meta.permissions().mode() & 0o7777,

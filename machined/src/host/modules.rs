@@ -6,7 +6,7 @@ use std::ffi::CStr;
 use std::fs::File;
 use std::io;
 
-pub const LIST: &str = "/etc/basalt/modules.load";
+pub use basalt_api::image_layout::MODULES_LIST as LIST;
 /// MODULE_INIT_COMPRESSED_FILE: let the kernel decompress .ko.xz/.ko.zst.
 const COMPRESSED: i32 = 4;
 

@@ -17,7 +17,7 @@ pub struct BootArgs {
 impl Default for BootArgs {
     fn default() -> Self {
         Self {
-            root_image: "/basalt/root.squashfs".into(),
+            root_image: basalt_api::image_layout::ROOT_IMAGE.into(),
             state_label: "STATE".into(),
             log: "info".into(),
             unknown: Vec::new(),

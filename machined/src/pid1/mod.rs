@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub const STATE_MOUNT: &str = "/var/lib/basalt/state";
 pub const RAM_STATE: &str = "/run/basalt/state";
-pub const TRUST_ROOTS: &str = "/etc/basalt/trust.toml";
+pub use basalt_api::image_layout::TRUST_ROOTS;
 
 /// Never returns. Any error that would end PID 1 reboots the machine instead.
 pub fn run() -> ! {
@@ -130,16 +130,18 @@ pub fn release_state(m: &dyn Mounter, place: &StatePlace) {
     }
 }
 
-fn image_trust(host: &Host) -> basalt_api::trust::TrustPolicy {
+fn image_trust(host: &Host) -> basalt_api::trust::TrustRoots {
     match host
         .read(TRUST_ROOTS)
         .map_err(|e| e.to_string())
-        .and_then(|t| basalt_api::config::parse_trust_roots(&String::from_utf8_lossy(&t)))
-    {
+        .and_then(|t| {
+            basalt_api::trust::TrustRoots::from_toml(&String::from_utf8_lossy(&t))
+                .map_err(|e| e.to_string())
+        }) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!("trust roots {TRUST_ROOTS}: {e}; no apply can be accepted");
-            basalt_api::trust::TrustPolicy::new(Vec::new(), Vec::new(), 1)
+            basalt_api::trust::TrustRoots::none()
         }
     }
 }

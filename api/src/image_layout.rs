@@ -1,0 +1,43 @@
+//! The contract between an image and its PID 1: where image-builder puts
+//! what machined reads. Both sides name these paths only through this module,
+//! so the two can never disagree about where a file lives.
+
+/// machined itself, the initramfs' PID 1.
+pub const INIT: &str = "/init";
+
+/// The image's trust roots, a [`crate::trust::TrustTable`] in TOML
+/// (read with [`crate::trust::TrustRoots::from_toml`]).
+pub const TRUST_ROOTS: &str = "/etc/basalt/trust.toml";
+
+/// An optional config baked into the image, applied at first boot.
+pub const BAKED_CONFIG: &str = "/etc/basalt/config.toml";
+
+/// The baked config's detached SSHSIG signatures.
+pub const BAKED_CONFIG_SIGNATURES: &str = "/etc/basalt/config.toml.sig";
+
+/// Kernel modules to load at boot: one absolute `.ko` path a line,
+/// dependencies first.
+pub const MODULES_LIST: &str = "/etc/basalt/modules.load";
+
+/// Where modules live in the initramfs: under the merged-/usr path, so a
+/// `/lib` → `usr/lib` symlink (brought by a dynamic `/init`) never collides
+/// with them.
+pub const MODULES_ROOT: &str = "/usr/lib/modules";
+
+/// File name of the read-only root image (also an output artifact).
+pub const ROOT_IMAGE_NAME: &str = "root.squashfs";
+
+/// The read-only root image inside the initramfs, which machined mounts and
+/// switches into (overridable with `basalt.root=`).
+pub const ROOT_IMAGE: &str = "/basalt/root.squashfs";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_image_is_named_by_its_file_name() {
+        assert!(ROOT_IMAGE.ends_with(&format!("/{ROOT_IMAGE_NAME}")));
+        assert!(BAKED_CONFIG_SIGNATURES.starts_with(BAKED_CONFIG));
+    }
+}

@@ -1,0 +1,251 @@
+//! Image profiles: the TOML file that names everything that goes into an image.
+//!
+//! Parsing is strict (unknown keys are errors) and every error carries the
+//! profile file, `line:column` and the TOML key path, so a typo points at itself.
+//!
+//! Path values may use `${VAR}` / `${VAR:-default}` (see [`crate::expand`]).
+//! A relative path resolves against `base_dir`, which is itself relative to the
+//! profile file's directory (default: that directory). The shipped profiles set
+//! `base_dir = "../.."`, the repository root, so `target/release/machined`
+//! means the workspace's target dir. The kernel image and binary sources may be
+//! globs; the kernel must match exactly one file.
+//!
+//! ```toml
+//! name = "debian"                 # recorded in the manifest and os-release
+//! base_dir = "../.."              # optional, relative to this file
+//!
+//! [kernel]
+//! image = "/boot/vmlinuz-*"       # exactly one match
+//! modules_dir = "/lib/modules/…"  # optional: default /lib/modules/<release read from the image>
+//! modules = ["ext4", "virtio_net"]  # plus dependencies; `-`/`_` alike; built-ins skipped
+//!
+//! [machined]
+//! path = "${BASALT_MACHINED:-${CARGO_TARGET_DIR:-target}/release/machined}"   # → /init
+//!
+//! [[binaries]]                    # ELF executables, with interpreter and libraries
+//! source = "/usr/lib/cni/*"       # a glob needs a target directory ending in `/`
+//! target = "/opt/cni/bin/"        # optional: default = the source path
+//! mode = 0o755                    # optional: default = the source's bits
+//!
+//! [[files]]                       # anything else, copied as is (same keys)
+//! source = "motd"
+//! target = "/etc/motd"
+//!
+//! [trust]                         # → /etc/basalt/trust.toml
+//! admins = ["ssh-ed25519 AAAA… alice"]
+//! admin_files = ["${BASALT_ADMIN_PUB}"]   # one key a line, `#` comments
+//! readers = []
+//! reader_files = []
+//! threshold = 1                   # default 1; at most the number of admins
+//!
+//! [config]                        # optional baked config, checked against [trust]
+//! path = "worker.toml"            # → /etc/basalt/config.toml
+//! signature = "worker.toml.sig"   # default: path + ".sig"
+//!
+//! [nix]                           # optional: store paths under /nix/store
+//! paths = ["/nix/store/<hash>-containerd-1.7.20"]
+//! closure_file = "closure"        # optional: nix-store -qR output or exportReferencesGraph
+//! store = "/nix/store"            # local store (default), or instead:
+//! # substituter = "https://cache.nixos.org"
+//! # trusted_public_keys = ["cache.nixos.org-1:…"]
+//! # cache_dir = "…"               # default $XDG_CACHE_HOME/basalt/nix
+//! # ca_certs = ["internal-ca.pem"]  # https substituter: extra trusted root CAs (PEM)
+//!
+//! [rootfs]
+//! compression = "zstd"            # squashfs blocks: zstd | gzip
+//!
+//! [output]
+//! artifacts = ["kernel", "initramfs"]   # also "rootfs" (root.squashfs on its own)
+//! compression = "zstd"            # initramfs: zstd | gzip | none
+//! ```
+
+mod raw;
+mod resolve;
+#[cfg(test)]
+mod tests;
+
+use crate::error::{Error, Result};
+use basalt_api::trust::TrustRoots;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A loaded profile with every path expanded, resolved and checked to exist.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    /// The profile file itself.
+    pub file: PathBuf,
+    pub kernel: Kernel,
+    /// Host path of the `machined` binary, installed as `/init`.
+    pub machined: PathBuf,
+    pub binaries: Vec<Install>,
+    /// Upstream components built from `packages/` (see [`crate::package`]).
+    pub packages: Vec<PackageRef>,
+    pub files: Vec<Install>,
+    pub trust: TrustRoots,
+    pub config: Option<BakedConfig>,
+    /// Nix store paths to put under `/nix/store` in the root image.
+    pub nix: Option<NixSettings>,
+    pub rootfs: RootfsSettings,
+    pub output: OutputSettings,
+}
+
+/// Where Nix inputs come from. Binaries and files whose source is under
+/// `/nix/store/` are taken from these inputs rather than from the host.
+#[derive(Debug, Clone)]
+pub struct NixSettings {
+    /// Store paths as written (`/nix/store/<hash>-<name>`), validated.
+    pub paths: Vec<String>,
+    /// A closure file (`nix-store -qR` output or `exportReferencesGraph`).
+    pub closure_file: Option<PathBuf>,
+    pub source: NixSource,
+}
+
+#[derive(Debug, Clone)]
+pub enum NixSource {
+    /// A local store directory (physical path of `/nix/store`); the paths
+    /// must list the whole closure (or come from a closure file).
+    LocalStore(PathBuf),
+    /// A binary cache (`file://`, `http(s)://`); closures are followed
+    /// through the signed narinfos' references.
+    BinaryCache {
+        url: String,
+        trusted_public_keys: Vec<String>,
+        cache_dir: PathBuf,
+        /// PEM files of root CAs trusted for an `https://` cache on top of
+        /// the built-in ones (a private cache behind an internal CA).
+        ca_certs: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub image: PathBuf,
+    /// `None`: `/lib/modules/<version read from the kernel image>`.
+    pub modules_dir: Option<PathBuf>,
+    pub modules: Vec<String>,
+}
+
+/// Binaries of one component under `packages/`, built (or taken from the
+/// cache) when the image is assembled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRef {
+    pub recipe: crate::package::Recipe,
+    /// Which of the recipe's binaries, in the recipe's order.
+    pub binaries: Vec<String>,
+    /// Directory inside the image the binaries go to (ends in `/`).
+    pub target: PathBuf,
+    /// Where in the profile this came from, for error messages.
+    pub origin: String,
+}
+
+/// One host file to copy into the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Install {
+    pub source: PathBuf,
+    /// Absolute path inside the image.
+    pub target: PathBuf,
+    /// `None`: the source's permission bits.
+    pub mode: Option<u32>,
+    /// Where in the profile this came from, for error messages.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct BakedConfig {
+    pub document: PathBuf,
+    pub signature: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootfsCompression {
+    Zstd,
+    Gzip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootfsSettings {
+    pub compression: RootfsCompression,
+}
+
+/// Compression of the initramfs output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Zstd,
+    Gzip,
+    None,
+}
+
+/// The files a build can produce besides `manifest.json`. New kinds (UKI,
+/// disk, ISO) join this list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Artifact {
+    /// The kernel image, copied as `vmlinuz`.
+    Kernel,
+    /// `initramfs.cpio[.zst|.gz]`: `/init`, modules, trust, the root image.
+    Initramfs,
+    /// The root image on its own, `root.squashfs` (it is inside the initramfs too).
+    Rootfs,
+}
+
+impl fmt::Display for Artifact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Artifact::Kernel => "kernel",
+            Artifact::Initramfs => "initramfs",
+            Artifact::Rootfs => "rootfs",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSettings {
+    /// Sorted, without duplicates.
+    pub artifacts: Vec<Artifact>,
+    pub compression: Compression,
+}
+
+/// How to load a profile: where environment variables come from, and
+/// overrides that win over the file (the CLI's `--machined`).
+pub struct LoadOptions<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub machined: Option<PathBuf>,
+}
+
+impl Default for LoadOptions<'_> {
+    fn default() -> Self {
+        LoadOptions {
+            env: &process_env,
+            machined: None,
+        }
+    }
+}
+
+/// Looks a variable up in this process's environment (non-UTF-8 counts as unset).
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+// ---- loading ---------------------------------------------------------------
+
+/// Reads, parses and resolves the profile at `file`.
+pub fn load(file: &Path, options: &LoadOptions<'_>) -> Result<Profile> {
+    let text = std::fs::read_to_string(file).map_err(Error::io("reading profile", file))?;
+    parse(&text, file, options)
+}
+
+/// Parses and resolves profile `text`; `file` names it in errors and anchors
+/// relative paths.
+pub fn parse(text: &str, file: &Path, options: &LoadOptions<'_>) -> Result<Profile> {
+    let raw = raw::deserialize(text, file)?;
+    resolve::resolve(raw, text, file, options)
+}
+
+/// Whether `path` lies inside the Nix store (and so comes from `[nix]`).
+pub fn is_nix_path(path: &Path) -> bool {
+    path.starts_with(crate::nix::NIX_STORE_DIR)
+}
