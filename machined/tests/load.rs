@@ -5,14 +5,17 @@
 // denies it in PID 1).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod any_cert;
 #[path = "../../api/tests/cases/mod.rs"]
 mod cases;
+
+use any_cert::AnyCert;
+use rustls::pki_types::ServerName;
 
 use basalt_api::rpc::{NodeMode, Status};
 use basaltctl::client::NodeClient;
 use machined::devmode::{self, DevOptions, RunningNode};
 use machined::server::Limits;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -79,43 +82,6 @@ fn two_hundred_concurrent_status_requests_all_succeed() {
             .iter()
             .all(|r| r.as_ref().ok() == Some(&NodeMode::Maintenance))
     );
-}
-
-#[derive(Debug)]
-struct AnyCert;
-
-impl rustls::client::danger::ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 #[test]
