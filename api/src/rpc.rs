@@ -3,10 +3,10 @@
 //! themselves are [`crate::route::Route`]). Responses do not deny unknown
 //! fields, so an older basaltctl can read a newer node.
 
-use crate::config::{Cidr, MacAddr};
+use crate::config::{Cidr, FileOp, MacAddr};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// `GET /v1/nonce`: a single-use value the next signed request must carry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,7 +85,7 @@ impl NodeMode {
 
 impl fmt::Display for NodeMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -256,7 +256,7 @@ impl ServiceState {
 
 impl fmt::Display for ServiceState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -395,4 +395,189 @@ pub struct DhcpLease {
     pub lease_secs: u32,
     pub t1_secs: u32,
     pub t2_secs: u32,
+}
+
+/// The controller that owns a resource (`GET /v1/resources`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Concern {
+    Config,
+    Kernel,
+    Files,
+    Dns,
+    Network,
+    Services,
+    Metrics,
+}
+
+impl Concern {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Concern::Config => "config",
+            Concern::Kernel => "kernel",
+            Concern::Files => "files",
+            Concern::Dns => "dns",
+            Concern::Network => "network",
+            Concern::Services => "services",
+            Concern::Metrics => "metrics",
+        }
+    }
+}
+
+impl fmt::Display for Concern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// One entry of `GET /v1/resources`: a resource a controller owns, its
+/// desired state (from the applied config) next to what the machine shows,
+/// and whether they agree (Talos' "resources you can list").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub controller: Concern,
+    /// Unique within its controller.
+    pub id: String,
+    /// The machine matches the desired state.
+    pub in_sync: bool,
+    #[serde(flatten)]
+    pub state: ResourceState,
+}
+
+impl Resource {
+    pub fn new(
+        controller: Concern,
+        id: impl Into<String>,
+        in_sync: bool,
+        state: ResourceState,
+    ) -> Self {
+        Self {
+            controller,
+            id: id.into(),
+            in_sync,
+            state,
+        }
+    }
+}
+
+/// What one resource is, by kind (the `kind` field of its JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ResourceState {
+    /// The applied machine config.
+    Config {
+        generation: u64,
+        sha256: Option<String>,
+        staged_generation: Option<u64>,
+        try_pending: bool,
+    },
+    Hostname {
+        desired: Option<String>,
+        observed: String,
+    },
+    Sysctl {
+        desired: String,
+        observed: Option<String>,
+    },
+    /// A kernel module the config needs.
+    KernelModule {
+        present: bool,
+    },
+    /// A file the config places.
+    File {
+        op: FileOp,
+        mode: u32,
+        desired_bytes: usize,
+        observed_bytes: Option<usize>,
+    },
+    /// The resolver file: the config's entries, then the leases'.
+    ResolvConf {
+        desired: ResolvConf,
+    },
+    /// A link the network controller manages.
+    Link {
+        observed: ConfiguredLink,
+    },
+    Service {
+        observed: ServiceStatus,
+    },
+    /// The metrics endpoint.
+    MetricsListener {
+        desired: Option<SocketAddr>,
+        observed: Option<SocketAddr>,
+    },
+}
+
+impl ResourceState {
+    /// The `kind` of the JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ResourceState::Config { .. } => "config",
+            ResourceState::Hostname { .. } => "hostname",
+            ResourceState::Sysctl { .. } => "sysctl",
+            ResourceState::KernelModule { .. } => "kernel_module",
+            ResourceState::File { .. } => "file",
+            ResourceState::ResolvConf { .. } => "resolv_conf",
+            ResourceState::Link { .. } => "link",
+            ResourceState::Service { .. } => "service",
+            ResourceState::MetricsListener { .. } => "metrics_listener",
+        }
+    }
+}
+
+/// The nameservers and search domains of `/etc/resolv.conf`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvConf {
+    pub nameservers: Vec<IpAddr>,
+    pub search: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resource reads back as what was written, its kind flattened next
+    /// to the common fields (the JSON `GET /v1/resources` answers with).
+    #[test]
+    fn a_resource_round_trips_with_its_kind_flattened() {
+        let list = vec![
+            Resource::new(
+                Concern::Kernel,
+                "sysctl/vm.max_map_count",
+                false,
+                ResourceState::Sysctl {
+                    desired: "262144".into(),
+                    observed: Some("65530".into()),
+                },
+            ),
+            Resource::new(
+                Concern::Dns,
+                "/run/basalt/resolv.conf",
+                true,
+                ResourceState::ResolvConf {
+                    desired: ResolvConf {
+                        nameservers: vec!["10.0.2.3".parse().unwrap()],
+                        search: vec!["example.org".into()],
+                    },
+                },
+            ),
+            Resource::new(
+                Concern::Metrics,
+                "listener",
+                true,
+                ResourceState::MetricsListener {
+                    desired: Some("127.0.0.1:9100".parse().unwrap()),
+                    observed: Some("127.0.0.1:9100".parse().unwrap()),
+                },
+            ),
+        ];
+        let json = serde_json::to_value(&list).unwrap();
+        assert_eq!(json[0]["controller"], "kernel");
+        assert_eq!(json[0]["kind"], "sysctl");
+        assert_eq!(json[0]["observed"], "65530");
+        assert_eq!(json[1]["desired"]["nameservers"][0], "10.0.2.3");
+        assert_eq!(json[2]["kind"], list[2].state.kind());
+        let back: Vec<Resource> = serde_json::from_value(json).unwrap();
+        assert_eq!(back, list);
+    }
 }

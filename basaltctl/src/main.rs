@@ -57,6 +57,8 @@ enum Command {
     Version,
     /// Services and their states.
     Services,
+    /// Every controller's resources: desired next to observed, in sync or not.
+    Resources,
     /// Act on one service.
     #[command(subcommand)]
     Service(ServiceCmd),
@@ -213,6 +215,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status => done(n::status(a)),
         Command::Version => done(n::show(a, &Route::Version, n::version_text)),
         Command::Services => done(n::show(a, &Route::Services, n::services_table)),
+        Command::Resources => done(n::show(a, &Route::Resources, n::resources_table)),
         Command::Service(ServiceCmd::Restart { name }) => done(n::show(
             a,
             &Route::RestartService { name: name.clone() },

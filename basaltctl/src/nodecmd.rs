@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use basalt_api::request::API_PORT;
 use basalt_api::route::Route;
 use basalt_api::rpc::{
-    ApplyMode, ApplyRequest, ApplyResponse, FileContent, Mount, NetworkReport, Process,
-    ServiceStatus, Status, VersionResponse,
+    ApplyMode, ApplyRequest, ApplyResponse, FileContent, Mount, NetworkReport, Process, Resource,
+    ResourceState, ServiceStatus, Status, VersionResponse,
 };
 use basaltctl::client::NodeClient;
 use serde::Serialize;
@@ -238,22 +238,37 @@ pub fn apply(
 pub fn status(args: &NodeArgs) -> Result<()> {
     let mut s = Session::open(args)?;
     let st: Status = s.call(&Route::Status)?;
-    s.print(&st, |st| {
-        format!(
-            "hostname     {}\nmode         {}\ngeneration   {}\nconfig       {}\nsigners      {}\nstate        {}\nboot id      {}\nstaged       {}\ntry pending  {}\ntls          {}\nversion      {}\n",
-            st.hostname,
-            st.mode,
-            st.generation,
-            st.config_sha256.as_deref().map_or("-".to_string(), |h| format!("sha256:{h}")),
-            if st.signers.is_empty() { "-".into() } else { st.signers.join(", ") },
-            st.state,
-            st.boot_id,
-            st.staged_generation.map_or("-".into(), |g| g.to_string()),
-            st.try_pending_secs.map_or("-".into(), |s| format!("{s}s left")),
-            st.tls_fingerprint,
-            st.version,
-        )
-    })
+    s.print(&st, status_text)
+}
+
+pub fn status_text(st: &Status) -> String {
+    let ready = match (&st.ready, &st.not_ready) {
+        (true, _) => "yes".to_string(),
+        (false, Some(why)) => format!("no: {why}"),
+        (false, None) => "no".to_string(),
+    };
+    format!(
+        "hostname     {}\nmode         {}\nready        {}\ngeneration   {}\nconfig       {}\nsigners      {}\nstate        {}\nboot id      {}\nstaged       {}\ntry pending  {}\ntls          {}\nversion      {}\n",
+        st.hostname,
+        st.mode,
+        ready,
+        st.generation,
+        st.config_sha256
+            .as_deref()
+            .map_or("-".to_string(), |h| format!("sha256:{h}")),
+        if st.signers.is_empty() {
+            "-".into()
+        } else {
+            st.signers.join(", ")
+        },
+        st.state,
+        st.boot_id,
+        st.staged_generation.map_or("-".into(), |g| g.to_string()),
+        st.try_pending_secs
+            .map_or("-".into(), |s| format!("{s}s left")),
+        st.tls_fingerprint,
+        st.version,
+    )
 }
 
 /// A JSON endpoint that takes no body, printed as JSON or through `text`.
@@ -377,6 +392,103 @@ pub fn services_table(services: &Vec<ServiceStatus>) -> String {
     out
 }
 
+/// `basaltctl resources`: one line per resource, desired next to observed.
+pub fn resources_table(resources: &Vec<Resource>) -> String {
+    let mut out = format!(
+        "{:<10} {:<36} {:<8} {}\n",
+        "CONCERN", "NAME", "IN SYNC", "STATE"
+    );
+    for r in resources {
+        out.push_str(&format!(
+            "{:<10} {:<36} {:<8} {}\n",
+            r.controller,
+            r.id,
+            if r.in_sync { "yes" } else { "no" },
+            resource_summary(&r.state)
+        ));
+    }
+    out
+}
+
+fn or_none<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "none".to_string(), |v| v.to_string())
+}
+
+fn list_or_dash<T: ToString>(v: &[T]) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.iter().map(T::to_string).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// A short desired/observed summary of one resource.
+pub fn resource_summary(state: &ResourceState) -> String {
+    match state {
+        ResourceState::Config {
+            generation,
+            staged_generation,
+            try_pending,
+            ..
+        } => {
+            let mut out = format!("generation {generation}");
+            if let Some(g) = staged_generation {
+                out.push_str(&format!(", staged {g}"));
+            }
+            if *try_pending {
+                out.push_str(", try pending");
+            }
+            out
+        }
+        ResourceState::Hostname { desired, observed } => {
+            format!("want {}, have {observed}", or_dash(desired.as_deref()))
+        }
+        ResourceState::Sysctl { desired, observed } => {
+            format!("want {desired}, have {}", or_dash(observed.as_deref()))
+        }
+        ResourceState::KernelModule { present } => {
+            if *present { "loaded" } else { "not loaded" }.to_string()
+        }
+        ResourceState::File {
+            op,
+            mode,
+            desired_bytes,
+            observed_bytes,
+        } => format!(
+            "{} {mode:04o}, want {desired_bytes} bytes, have {}",
+            format!("{op:?}").to_lowercase(),
+            observed_bytes.map_or("none".to_string(), |b| format!("{b} bytes"))
+        ),
+        ResourceState::ResolvConf { desired } => format!(
+            "nameservers {}; search {}",
+            list_or_dash(&desired.nameservers),
+            list_or_dash(&desired.search)
+        ),
+        ResourceState::Link { observed } => {
+            let mut out = format!("addresses {}", list_or_dash(&observed.addresses));
+            if let Some(d) = &observed.dhcp {
+                out.push_str(&format!(
+                    ", dhcp {}",
+                    format!("{:?}", d.phase).to_lowercase()
+                ));
+                if let Some(l) = &d.lease {
+                    out.push_str(&format!(" {}/{}", l.address, l.prefix_len));
+                }
+            }
+            out
+        }
+        ResourceState::Service { observed } => format!(
+            "{}, pid {}, ready {}",
+            observed.state,
+            or_dash(observed.pid),
+            observed.ready
+        ),
+        ResourceState::MetricsListener { desired, observed } => {
+            format!("want {}, have {}", or_none(*desired), or_none(*observed))
+        }
+    }
+}
+
 pub fn version_text(v: &VersionResponse) -> String {
     format!("machined {} (api {})\n", v.version, v.api)
 }
@@ -426,5 +538,89 @@ mod tests {
         let text = services_table(&services);
         let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(row, ["containerd", "backoff", "-", "3", "false"]);
+    }
+
+    #[test]
+    fn resources_print_concern_name_sync_and_a_summary() {
+        use basalt_api::rpc::{Concern, ResolvConf};
+        let list = vec![
+            Resource::new(
+                Concern::Kernel,
+                "sysctl/vm.max_map_count",
+                false,
+                ResourceState::Sysctl {
+                    desired: "262144".into(),
+                    observed: Some("65530".into()),
+                },
+            ),
+            Resource::new(
+                Concern::Dns,
+                "/run/basalt/resolv.conf",
+                true,
+                ResourceState::ResolvConf {
+                    desired: ResolvConf {
+                        nameservers: vec!["10.0.2.3".parse().unwrap()],
+                        search: vec![],
+                    },
+                },
+            ),
+            Resource::new(
+                Concern::Files,
+                "/etc/motd",
+                true,
+                ResourceState::File {
+                    op: basalt_api::config::FileOp::Overwrite,
+                    mode: 0o644,
+                    desired_bytes: 5,
+                    observed_bytes: Some(5),
+                },
+            ),
+        ];
+        let text = render(Output::Text, &list, resources_table).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(
+            lines[1].starts_with("kernel     sysctl/vm.max_map_count")
+                && lines[1].ends_with("no       want 262144, have 65530"),
+            "{text}"
+        );
+        assert!(
+            lines[2].ends_with("yes      nameservers 10.0.2.3; search -"),
+            "{text}"
+        );
+        assert!(
+            lines[3].ends_with("overwrite 0644, want 5 bytes, have 5 bytes"),
+            "{text}"
+        );
+        let json = render(Output::Json, &list, resources_table).unwrap();
+        let back: Vec<Resource> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, list);
+    }
+
+    #[test]
+    fn status_says_why_a_node_is_not_ready() {
+        let mut st = Status {
+            version: "0.1.0".into(),
+            hostname: "n".into(),
+            mode: basalt_api::rpc::NodeMode::Maintenance,
+            generation: 0,
+            config_sha256: None,
+            signers: vec![],
+            boot_id: "b".into(),
+            state: "ram".into(),
+            ready: false,
+            not_ready: Some("no config yet (maintenance mode)".into()),
+            staged_generation: None,
+            try_pending_secs: None,
+            tls_fingerprint: "SHA256:x".into(),
+        };
+        assert!(
+            status_text(&st).contains("\nready        no: no config yet (maintenance mode)\n"),
+            "{}",
+            status_text(&st)
+        );
+        st.ready = true;
+        st.not_ready = None;
+        assert!(status_text(&st).contains("\nready        yes\n"));
     }
 }

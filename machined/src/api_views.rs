@@ -3,6 +3,7 @@
 //! netlink details); these conversions are the one place that decides what
 //! an operator sees, so the two can change independently.
 
+use crate::controllers::dns::ResolvConf;
 use crate::network::dhcp::{Lease, Phase};
 use crate::network::{DhcpStatus, LinkStatus, NetworkStatus, RouteSpec};
 use crate::supervisor::{ExitInfo, ServiceState, ServiceStatus};
@@ -122,6 +123,15 @@ impl From<&Lease> for rpc::DhcpLease {
             lease_secs: l.lease_secs,
             t1_secs: l.t1_secs,
             t2_secs: l.t2_secs,
+        }
+    }
+}
+
+impl From<ResolvConf> for rpc::ResolvConf {
+    fn from(r: ResolvConf) -> Self {
+        rpc::ResolvConf {
+            nameservers: r.nameservers,
+            search: r.search,
         }
     }
 }

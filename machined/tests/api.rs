@@ -9,7 +9,10 @@
 mod cases;
 
 use basalt_api::request;
-use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, NodeMode, Status};
+use basalt_api::route::Route;
+use basalt_api::rpc::{
+    ApplyMode, ApplyRequest, ApplyResponse, Concern, NodeMode, Resource, ResourceState, Status,
+};
 use basaltctl::client::{ClientError, NodeClient};
 use cases::{edit, key, sign, worker};
 use machined::devmode::{self, DevOptions, RunningNode};
@@ -753,4 +756,59 @@ fn resources_are_listed_per_controller_and_ready_says_why_not() {
     let m = find("metrics", "listener");
     assert_eq!(m["observed"], "127.0.0.1:0", "{m}");
     assert!(list.iter().all(|r| r["in_sync"] == true), "{list:?}");
+}
+
+/// `GET /v1/resources` through basaltctl's client reads as basalt-api's
+/// [`Resource`]: before a config only the config resource is out of sync;
+/// after one, the kernel and DNS resources it asks for are in sync.
+#[test]
+fn resources_read_as_the_api_type_and_are_in_sync_after_apply() {
+    let d = dev(Limits::default());
+    let reader = d.client(3);
+    let before: Vec<Resource> = reader.call(&Route::Resources).unwrap();
+    let cfg = before
+        .iter()
+        .find(|r| r.controller == Concern::Config)
+        .unwrap();
+    assert!(!cfg.in_sync, "{cfg:?}");
+
+    let doc = edit(&worker_with_reader(), "127.0.0.1:9100", "127.0.0.1:0");
+    d.client(1)
+        .call_with::<_, ApplyResponse>(
+            &Route::Apply,
+            &apply_req(&doc, &sign(1, &doc), ApplyMode::Auto),
+        )
+        .unwrap();
+    let list: Vec<Resource> = reader.call(&Route::Resources).unwrap();
+    let of = |c: Concern| list.iter().filter(move |r| r.controller == c);
+    assert!(
+        of(Concern::Kernel).any(|r| r.id == "hostname"
+            && r.state
+                == ResourceState::Hostname {
+                    desired: Some("worker-1".into()),
+                    observed: "worker-1".into(),
+                }),
+        "{list:#?}"
+    );
+    assert!(
+        of(Concern::Kernel).any(|r| matches!(
+            &r.state,
+            ResourceState::Sysctl { desired, observed }
+                if observed.as_deref() == Some(desired.as_str())
+        )),
+        "{list:#?}"
+    );
+    let dns: Vec<&Resource> = of(Concern::Dns).collect();
+    assert_eq!(dns.len(), 1, "{list:#?}");
+    let ResourceState::ResolvConf { desired } = &dns[0].state else {
+        panic!("{:?}", dns[0]);
+    };
+    assert_eq!(
+        desired.nameservers,
+        ["10.0.2.3".parse::<std::net::IpAddr>().unwrap()]
+    );
+    for r in of(Concern::Kernel).chain(of(Concern::Dns)) {
+        assert!(r.in_sync, "{r:?}");
+    }
+    assert!(list.iter().all(|r| r.in_sync), "{list:#?}");
 }

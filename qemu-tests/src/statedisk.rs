@@ -10,6 +10,14 @@ use std::process::Command;
 
 const MIB: u64 = 1024 * 1024;
 
+/// Where the STATE partition starts in the disk: sector 2048, 1 MiB in.
+pub const PARTITION_START: u64 = 2048 * 512;
+
+/// The size of the STATE partition (and of its ext4) in a disk of `size_mib`.
+pub fn partition_len(size_mib: u64) -> u64 {
+    (size_mib - 2) * MIB
+}
+
 fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
@@ -20,7 +28,7 @@ fn run(cmd: &mut Command) -> Result<()> {
 
 pub fn create(path: &Path, size_mib: u64) -> Result<()> {
     let part = path.with_extension("part");
-    let part_mib = size_mib - 2;
+    let part_mib = partition_len(size_mib) / MIB;
     run(Command::new("mkfs.ext4")
         .args(["-q", "-F", "-L", "STATE", "-E", "root_owner=0:0"])
         .arg(&part)
@@ -55,7 +63,7 @@ pub fn create(path: &Path, size_mib: u64) -> Result<()> {
     }
     let data = std::fs::read(&part)?;
     let mut disk = OpenOptions::new().write(true).open(path)?;
-    disk.seek(SeekFrom::Start(MIB))?;
+    disk.seek(SeekFrom::Start(PARTITION_START))?;
     disk.write_all(&data)?;
     std::fs::remove_file(&part)?;
     Ok(())

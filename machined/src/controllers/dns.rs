@@ -116,7 +116,9 @@ impl DnsController {
             Concern::Dns,
             RESOLV_CONF,
             self.in_sync(&want),
-            ResourceState::ResolvConf { desired: want },
+            ResourceState::ResolvConf {
+                desired: want.into(),
+            },
         )]
     }
 }

@@ -77,7 +77,9 @@ impl LinksController {
                     Concern::Network,
                     l.name.clone(),
                     in_sync,
-                    ResourceState::Link { observed: l },
+                    ResourceState::Link {
+                        observed: (&l).into(),
+                    },
                 )
             })
             .collect()

@@ -64,7 +64,9 @@ impl ServicesController {
                     Concern::Services,
                     s.name.clone(),
                     s.ready,
-                    ResourceState::Service { observed: s },
+                    ResourceState::Service {
+                        observed: (&s).into(),
+                    },
                 )
             })
             .collect()

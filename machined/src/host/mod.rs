@@ -9,16 +9,17 @@
 //! - [`mounts`], [`loopdev`], [`blockdev`]: the mount table and STATE.
 //! - [`modules`]: `finit_module` from the image's list ([`modules::ModuleLoader`]).
 //! - [`kmsg`] and [`console`]: the kernel log, read and written.
-//! - [`power`]: sync and reboot(2).
+//! - [`power`]: sync and reboot(2) ([`power::Power`]).
+//! - [`signals`]: signals to a service's process group ([`signals::Signals`]).
 //! - [`inspect`]: the API's read-only views of /proc, /sys and files.
 //! - [`recording`]: the recording fake of [`kernel::Kernel`],
-//!   [`mounts::Mounter`] and [`modules::ModuleLoader`] (the network
-//!   executor's netlink seam, `network::netlink::LinkOps`, has its fake in
-//!   its unit tests).
+//!   [`mounts::Mounter`], [`modules::ModuleLoader`], [`power::Power`] and
+//!   [`signals::Signals`] (the network executor's netlink seam,
+//!   `network::netlink::LinkOps`, has its fake in its unit tests).
 //!
 //! Outside this module, only `network::netlink` and the DHCP socket task
 //! (rtnetlink and UDP), `supervisor::{spawn, reaper, process, cgroup, logs}`
-//! (processes, signals, probes, cgroups, output pipes) and `tls`/`state`
+//! (processes, probes, cgroups, output pipes) and `tls`/`state`
 //! (machined's own files, in a directory they are handed) touch the host.
 //! `tests/boundary.rs` fails when any other module does.
 
@@ -33,6 +34,7 @@ pub mod modules;
 pub mod mounts;
 pub mod power;
 pub mod recording;
+pub mod signals;
 
 use kernel::{DevKernel, Kernel, Linux};
 use std::fs;

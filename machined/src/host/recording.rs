@@ -5,6 +5,8 @@
 use super::kernel::Kernel;
 use super::modules::ModuleLoader;
 use super::mounts::{MountSpec, Mounter};
+use super::power::{Power, RebootCommand};
+use super::signals::{GroupSignal, Signals};
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,9 @@ pub enum Call {
     Mount { target: String, fstype: String },
     Unmount(String),
     LoadModule(String),
+    Sync,
+    Reboot(RebootCommand),
+    SignalGroup { pgid: u32, signal: GroupSignal },
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +78,18 @@ impl RecordingKernel {
     /// Whether a module of this name is loaded (given, or loaded since).
     pub fn module_loaded(&self, name: &str) -> bool {
         self.state().modules.iter().any(|m| m == name)
+    }
+
+    /// The signals sent so far, in order.
+    pub fn signals(&self) -> Vec<GroupSignal> {
+        self.state()
+            .calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::SignalGroup { signal, .. } => Some(*signal),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every side effect so far, in order.
@@ -150,5 +167,23 @@ impl ModuleLoader for RecordingKernel {
         s.modules.push(name);
         s.calls.push(Call::LoadModule(path.into()));
         Ok(true)
+    }
+}
+
+impl Power for RecordingKernel {
+    fn sync(&self) {
+        self.state().calls.push(Call::Sync);
+    }
+
+    fn reboot(&self, cmd: RebootCommand) -> io::Result<()> {
+        self.state().calls.push(Call::Reboot(cmd));
+        Ok(())
+    }
+}
+
+impl Signals for RecordingKernel {
+    fn signal_group(&self, pgid: u32, signal: GroupSignal) -> io::Result<()> {
+        self.state().calls.push(Call::SignalGroup { pgid, signal });
+        Ok(())
     }
 }

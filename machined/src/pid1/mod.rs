@@ -5,7 +5,7 @@ pub mod cmdline;
 
 use crate::host::kernel::Linux;
 use crate::host::mounts::{self, Mounter};
-use crate::host::power::{self, power_off};
+use crate::host::power::{self, Power, power_off};
 use crate::host::{Host, blockdev, console, modules};
 use crate::network::{ControllerOptions, NetworkController};
 use crate::node::{BootParts, Node, PowerEvent};
@@ -45,7 +45,7 @@ pub fn run() -> ! {
     for u in &args.unknown {
         tracing::warn!("unknown kernel argument {u}");
     }
-    power::disable_ctrl_alt_del();
+    power::disable_ctrl_alt_del(&power::Linux);
     crate::host::limits::raise_open_files();
     let n = match host.read(modules::LIST) {
         Ok(list) => modules::load_list(&Linux, &String::from_utf8_lossy(&list)),
@@ -128,6 +128,13 @@ pub fn release_state(m: &dyn Mounter, place: &StatePlace) {
     {
         tracing::warn!("unmounting {target}: {e}");
     }
+}
+
+/// The last step before power-off: flush, then unmount STATE if PID 1
+/// mounted it.
+pub fn flush_and_release(p: &dyn Power, m: &dyn Mounter, place: &StatePlace) {
+    p.sync();
+    release_state(m, place);
 }
 
 fn image_trust(host: &Host) -> basalt_api::trust::TrustRoots {
@@ -253,8 +260,7 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
     if let Some(n) = &net {
         n.release_all().await;
     }
-    power::sync();
-    release_state(&Linux, &place);
+    flush_and_release(&power::Linux, &Linux, &place);
     event
 }
 

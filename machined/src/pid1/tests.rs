@@ -36,6 +36,23 @@ fn a_state_partition_is_mounted_then_unmounted() {
 }
 
 #[test]
+fn going_down_flushes_before_unmounting_state() {
+    let k = RecordingKernel::new("node");
+    let place = place_state(&k, Some("/dev/vdb"), "STATE");
+    flush_and_release(&k, &k, &place);
+    assert_eq!(
+        k.calls()[1..],
+        [Call::Sync, Call::Unmount(STATE_MOUNT.into())]
+    );
+    let e = power::go_down(&k, PowerEvent::Shutdown);
+    assert_eq!(
+        k.calls()[3..],
+        [Call::Sync, Call::Reboot(power::RebootCommand::PowerOff)]
+    );
+    assert_eq!(e.kind(), std::io::ErrorKind::Other);
+}
+
+#[test]
 fn a_state_mount_that_fails_falls_back_to_ram_and_unmounts_nothing() {
     let k = RecordingKernel::new("node").failing_mount(STATE_MOUNT);
     let place = place_state(&k, Some("/dev/vdb"), "STATE");

@@ -42,6 +42,7 @@ pub use reaper::{ExitInfo, init_reaper, spawn_reaped};
 pub use service::ServiceState;
 pub use spec::{Backoff, Readiness, ServiceSpec};
 
+use crate::host::signals::{self, GroupSignal, Signals};
 use cgroup::Cgroups;
 use service::{Control, Service};
 
@@ -135,6 +136,8 @@ struct Services {
 
 struct Inner {
     log_lines: usize,
+    /// Where stop and kill signals go.
+    signals: Arc<dyn Signals>,
     cgroups: Option<Arc<Cgroups>>,
     services: Mutex<Services>,
 }
@@ -153,6 +156,7 @@ impl Supervisor {
         Ok(Supervisor {
             inner: Arc::new(Inner {
                 log_lines: config.log_lines,
+                signals: Arc::new(signals::Linux),
                 cgroups,
                 services: Mutex::new(Services::default()),
             }),
@@ -195,7 +199,12 @@ impl Supervisor {
             };
             let name = spec.name.clone();
             let ready = services.map.get(&name).map(|old| old.ready.clone());
-            let svc = Arc::new(Service::new(spec, self.inner.log_lines, ready));
+            let svc = Arc::new(Service::new(
+                spec,
+                self.inner.log_lines,
+                ready,
+                Arc::clone(&self.inner.signals),
+            ));
             services.order.retain(|n| n != &name);
             services.order.push(name.clone());
             services.map.insert(name, Arc::clone(&svc));
@@ -264,7 +273,7 @@ impl Supervisor {
         let Some(pid) = self.status(name)?.pid else {
             return Ok(None);
         };
-        process::kill_group(name, pid);
+        process::signal_group(&*self.inner.signals, name, pid, GroupSignal::Kill);
         Ok(Some(pid))
     }
 

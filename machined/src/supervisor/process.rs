@@ -1,9 +1,11 @@
 //! The supervisor's side effects on processes: signals to a service's
-//! process group and the readiness probes (paths, sockets, commands).
-//! Part of the host boundary (see `crate::host`).
+//! process group (through [`Signals`]) and the readiness probes (paths,
+//! sockets, commands). Part of the host boundary (see `crate::host`).
 
 use super::spec::Readiness;
-pub(crate) use rustix::process::{Pid, Signal};
+use crate::host::signals::{GroupSignal, Signals};
+pub(crate) use rustix::process::Pid;
+use rustix::process::Signal;
 use std::time::Duration;
 use tokio::time::timeout;
 
@@ -11,17 +13,11 @@ use tokio::time::timeout;
 const READY_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 const READY_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// SIGKILL a process group by its leader's pid (the API's kill aid).
-pub(crate) fn kill_group(service: &str, pid: u32) {
-    if let Some(pgid) = Pid::from_raw(pid as i32) {
-        signal_group(service, pgid, Signal::KILL);
-    }
-}
-
-pub(crate) fn signal_group(service: &str, pgid: Pid, sig: Signal) {
-    match rustix::process::kill_process_group(pgid, sig) {
-        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
-        Err(e) => tracing::warn!(service, "signalling process group: {e}"),
+/// Signal a service's process group by its leader's pid; a failure is
+/// logged (a group already gone is none).
+pub(crate) fn signal_group(signals: &dyn Signals, service: &str, pgid: u32, sig: GroupSignal) {
+    if let Err(e) = signals.signal_group(pgid, sig) {
+        tracing::warn!(service, "sending {sig:?} to process group {pgid}: {e}");
     }
 }
 

@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::process::{Pid, Signal, probe, signal_group};
+use super::process::{Pid, probe, signal_group};
+use crate::host::signals::{GroupSignal, Signals};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
@@ -63,12 +64,19 @@ pub(crate) struct Service {
     pub ready: watch::Sender<bool>,
     /// Present while the life-cycle task runs.
     pub control: Mutex<Option<mpsc::UnboundedSender<Control>>>,
+    /// Where stop and kill signals go.
+    signals: Arc<dyn Signals>,
 }
 
 impl Service {
     /// `ready` is reused when a stopped service is replaced, so that its
     /// dependents keep watching the same signal.
-    pub fn new(spec: ServiceSpec, log_lines: usize, ready: Option<watch::Sender<bool>>) -> Self {
+    pub fn new(
+        spec: ServiceSpec,
+        log_lines: usize,
+        ready: Option<watch::Sender<bool>>,
+        signals: Arc<dyn Signals>,
+    ) -> Self {
         let logs = Arc::new(LogBuffer::new(&spec.name, log_lines));
         Service {
             spec,
@@ -83,6 +91,7 @@ impl Service {
             logs,
             ready: ready.unwrap_or_else(|| watch::channel(false).0),
             control: Mutex::new(None),
+            signals,
         }
     }
 
@@ -381,8 +390,9 @@ impl Service {
     /// main process to be reaped. Remaining group members are killed too.
     async fn terminate(&self, pid: Pid, mut exit: oneshot::Receiver<ExitInfo>) -> Option<ExitInfo> {
         let name = self.spec.name.as_str();
+        let (signals, pgid) = (&*self.signals, pid.as_raw_nonzero().get().unsigned_abs());
         self.set_state(ServiceState::Stopping);
-        signal_group(name, pid, Signal::TERM);
+        signal_group(signals, name, pgid, GroupSignal::Term);
         let info = match timeout(self.spec.stop_grace, &mut exit).await {
             Ok(r) => r.ok(),
             Err(_) => {
@@ -391,7 +401,7 @@ impl Service {
                     "still running {:?} after SIGTERM: SIGKILL",
                     self.spec.stop_grace
                 );
-                signal_group(name, pid, Signal::KILL);
+                signal_group(signals, name, pgid, GroupSignal::Kill);
                 match timeout(KILL_WAIT, &mut exit).await {
                     Ok(r) => r.ok(),
                     Err(_) => {
@@ -404,7 +414,7 @@ impl Service {
             }
         };
         // Whatever is left of the group (children that ignored SIGTERM).
-        signal_group(name, pid, Signal::KILL);
+        signal_group(signals, name, pgid, GroupSignal::Kill);
         info
     }
 }
@@ -415,3 +425,6 @@ enum Outcome {
     Stop(Option<oneshot::Sender<()>>),
     Restart(oneshot::Sender<()>),
 }
+
+#[cfg(test)]
+mod tests;
