@@ -70,8 +70,9 @@ fn now_nanos() -> u128 {
 
 /// Not a test of its own: when run as a child with `BASALT_SUPERVISOR_HELPER`
 /// set, this acts as a small daemon.
-/// - `listen:<socket>:<delay ms>:<stamp file>`: after the delay, listen on the
-///   unix socket, write the time to the stamp file, accept forever.
+/// - `listen:<socket>:<delay ms>:<stamp file>`: after the delay, write the time
+///   to the stamp file, listen on the unix socket, accept forever. The stamp
+///   comes first so that anything started on readiness is stamped later.
 /// - `stamp:<file>`: write the time to the file, then idle forever.
 #[test]
 fn helper_process() {
@@ -82,20 +83,28 @@ fn helper_process() {
     match parts.as_slice() {
         ["listen", sock, delay, stamp] => {
             std::thread::sleep(Duration::from_millis(delay.parse().unwrap()));
+            write_stamp(stamp);
             let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
-            std::fs::write(stamp, now_nanos().to_string()).unwrap();
             for conn in listener.incoming() {
                 drop(conn);
             }
         }
         ["stamp", file] => {
-            std::fs::write(file, now_nanos().to_string()).unwrap();
+            write_stamp(file);
             loop {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
         _ => panic!("bad helper mode {mode}"),
     }
+}
+
+/// Written whole or not at all (rename), so a reader that sees the file never
+/// sees it empty.
+fn write_stamp(path: &str) {
+    let partial = format!("{path}.partial");
+    std::fs::write(&partial, now_nanos().to_string()).unwrap();
+    std::fs::rename(&partial, path).unwrap();
 }
 
 async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
@@ -254,7 +263,7 @@ async fn reaps_orphaned_grandchildren() {
 async fn starts_dependents_after_readiness_and_refuses_cycles() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("a.sock");
-    let a_stamp = dir.path().join("a.listening");
+    let a_stamp = dir.path().join("a.about-to-listen");
     let b_stamp = dir.path().join("b.started");
 
     let mut a = helper(
