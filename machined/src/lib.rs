@@ -15,6 +15,7 @@ pub mod containerd;
 pub mod controllers;
 pub mod devmode;
 pub mod host;
+pub mod kubernetes;
 pub mod lock;
 pub mod network;
 pub mod node;
