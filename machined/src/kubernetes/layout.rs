@@ -66,6 +66,14 @@ pub struct Layout {
     pub front_proxy_client: CertPair,
     pub etcd_server: CertPair,
     pub etcd_peer: CertPair,
+    /// Serving certificates of the controller-manager's and scheduler's
+    /// secure ports, so their `/healthz` is checked against the cluster CA.
+    pub controller_manager_serving: CertPair,
+    pub scheduler_serving: CertPair,
+    /// The kubelet's serving certificate on a control-plane node, issued by
+    /// machined from the cluster CA; kube-apiserver verifies it
+    /// (`--kubelet-certificate-authority`) for logs, exec and port-forward.
+    pub kubelet_serving: CertPair,
     /// Service-account signing key (private) and its public half.
     pub service_account_key: PathBuf,
     pub service_account_pub: PathBuf,
@@ -106,6 +114,9 @@ impl Layout {
             front_proxy_client: CertPair::new(&pki, "front-proxy-client"),
             etcd_server: CertPair::new(&pki, "etcd-server"),
             etcd_peer: CertPair::new(&pki, "etcd-peer"),
+            controller_manager_serving: CertPair::new(&pki, "controller-manager-serving"),
+            scheduler_serving: CertPair::new(&pki, "scheduler-serving"),
+            kubelet_serving: CertPair::new(&pki, "kubelet-serving"),
             service_account_key: pki.join("sa.key"),
             service_account_pub: pki.join("sa.pub"),
             controller_manager_kubeconfig: k.join("controller-manager.kubeconfig"),
