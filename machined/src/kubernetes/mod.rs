@@ -7,4 +7,6 @@
 //! | --- | --- |
 //! | [`layout`] | where every generated file lives (the one owner of those paths) |
 
+pub mod bootstrap;
+pub mod components;
 pub mod layout;

@@ -21,6 +21,7 @@
 //! other child machined spawns must go through [`spawn_reaped`].
 
 mod cgroup;
+pub mod http_probe;
 mod logs;
 mod process;
 mod reaper;
@@ -37,6 +38,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, oneshot, watch};
 
 pub use cgroup::NODE_CGROUP_ROOT;
+pub use http_probe::{HttpProbe, TlsVerify};
 pub use logs::{LogLine, Stream};
 pub use reaper::{ExitInfo, init_reaper, spawn_reaped};
 pub use service::ServiceState;

@@ -12,6 +12,9 @@ use tokio::time::timeout;
 /// How long one probe may take, and a readiness command.
 const READY_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 const READY_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TLS handshake and a readiness report; generous, as under emulation a
+/// busy apiserver answers slowly.
+const HTTPS_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Signal a service's process group by its leader's pid; a failure is
 /// logged (a group already gone is none).
@@ -35,6 +38,7 @@ pub(crate) async fn probe(readiness: &Readiness) -> bool {
             Ok(Ok(_))
         ),
         Readiness::Command(argv) => command_succeeds(argv).await,
+        Readiness::Http(probe) => probe.check(HTTPS_PROBE_TIMEOUT).await.is_ok(),
     }
 }
 

@@ -24,6 +24,9 @@ pub enum Readiness {
     /// its version over its socket (a socket that accepts is not yet a
     /// service that answers).
     Command(Vec<String>),
+    /// Ready once an HTTP(S) `GET` answers 200; over TLS the server is
+    /// verified against a CA (the Kubernetes components' `/readyz`).
+    Http(super::http_probe::HttpProbe),
 }
 
 /// Capped exponential restart backoff: the `n`-th consecutive restart (from 0)

@@ -1,0 +1,499 @@
+//! The Kubernetes components as supervised services: their flags, readiness
+//! checks and generated config files, all pure functions of the machine
+//! config, the node's identity and the [`Layout`]. Nothing here touches the
+//! host; the kubernetes controller writes and starts what this returns.
+//!
+//! Flags follow kubeadm's and Talos' secure defaults (see
+//! ../shared/notes/k8s-node-research.md): Node,RBAC authorization,
+//! NodeRestriction, no anonymous auth, TLS everywhere with the cluster's own
+//! CAs, certificates verified in every direction.
+
+use super::layout::{
+    APISERVER_PORT, CONTROLLER_MANAGER_PORT, CRI_ENDPOINT, CertPair, ETCD_CLIENT_PORT,
+    ETCD_PEER_PORT, KUBELET_HEALTHZ_PORT, KUBELET_PORT, KUBELET_ROOT, Layout, SCHEDULER_PORT,
+};
+use crate::supervisor::{Backoff, HttpProbe, Readiness, ServiceSpec, TlsVerify};
+use basalt_api::config::{Cidr, MachineConfig, Role};
+use serde_json::json;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const ETCD: &str = "etcd";
+pub const APISERVER: &str = "kube-apiserver";
+pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
+pub const SCHEDULER: &str = "kube-scheduler";
+pub const KUBELET: &str = "kubelet";
+/// The container runtime's service (see [`crate::containerd`]).
+pub const CONTAINERD: &str = "containerd";
+
+/// The control-plane components, in start order.
+pub const CONTROL_PLANE: [&str; 4] = [ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER];
+
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// The bridge CNI config machined owns until a CNI such as Cilium installs its own.
+pub const BRIDGE_CONFLIST: &str = "10-basalt-bridge.conflist";
+/// The Linux bridge the bridge CNI plugin creates.
+pub const BRIDGE_NAME: &str = "cni0";
+
+/// Everything the components are derived from.
+pub struct Components<'a> {
+    pub config: &'a MachineConfig,
+    pub layout: &'a Layout,
+    /// The Kubernetes node name (the host name, lower-cased).
+    pub node_name: &'a str,
+    /// The address the node registers with and the control plane advertises.
+    pub node_ip: IpAddr,
+    /// Maps a node path to the path a process sees (identity on a node; a
+    /// dev root in dev mode and tests).
+    pub root: &'a Path,
+}
+
+impl Components<'_> {
+    fn path(&self, node_path: &Path) -> String {
+        self.root
+            .join(node_path.strip_prefix("/").unwrap_or(node_path))
+            .display()
+            .to_string()
+    }
+
+    fn pair(&self, pair: &CertPair) -> (String, String) {
+        (self.path(&pair.cert), self.path(&pair.key))
+    }
+
+    fn probe(&self, port: u16, path: &str, ca: &CertPair, client: &CertPair) -> Readiness {
+        Readiness::Http(HttpProbe {
+            address: format!("127.0.0.1:{port}"),
+            path: path.into(),
+            tls: Some(TlsVerify {
+                server_name: "127.0.0.1".into(),
+                ca: PathBuf::from(self.path(&ca.cert)),
+                client: Some((
+                    PathBuf::from(self.path(&client.cert)),
+                    PathBuf::from(self.path(&client.key)),
+                )),
+            }),
+        })
+    }
+
+    fn ip_url(&self, port: u16) -> String {
+        match self.node_ip {
+            IpAddr::V4(ip) => format!("https://{ip}:{port}"),
+            IpAddr::V6(ip) => format!("https://[{ip}]:{port}"),
+        }
+    }
+
+    fn cluster_domain(&self) -> &str {
+        DEFAULT_CLUSTER_DOMAIN
+    }
+
+    /// Whether workloads may run on this control-plane node.
+    fn schedules_on_control_plane(&self) -> bool {
+        false
+    }
+
+    /// The services this node runs once it runs Kubernetes: the control
+    /// plane (on a bootstrapped control-plane node) and the kubelet.
+    pub fn services(&self, bootstrapped: bool) -> Vec<ServiceSpec> {
+        let mut specs = Vec::new();
+        if self.config.machine.role == Role::Controlplane {
+            if !bootstrapped {
+                // Nothing to register with until etcd is initialised.
+                return specs;
+            }
+            specs.extend([
+                self.etcd(),
+                self.apiserver(),
+                self.controller_manager(),
+                self.scheduler(),
+            ]);
+        }
+        specs.push(self.kubelet());
+        specs
+    }
+
+    pub fn etcd(&self) -> ServiceSpec {
+        let l = self.layout;
+        let (cert, key) = self.pair(&l.etcd_server);
+        let (peer_cert, peer_key) = self.pair(&l.etcd_peer);
+        let ca = self.path(&l.etcd_ca.cert);
+        let name = self.node_name;
+        let peer_url = self.ip_url(ETCD_PEER_PORT);
+        let argv = vec![
+            "/usr/bin/etcd".into(),
+            format!("--name={name}"),
+            format!("--data-dir={}", self.path(&l.etcd_data)),
+            format!(
+                "--listen-client-urls=https://127.0.0.1:{ETCD_CLIENT_PORT},{}",
+                self.ip_url(ETCD_CLIENT_PORT)
+            ),
+            format!("--advertise-client-urls={}", self.ip_url(ETCD_CLIENT_PORT)),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster={name}={peer_url}"),
+            // Only read when the data directory is empty: the first start
+            // after `bootstrap` creates the cluster; later starts rejoin it.
+            "--initial-cluster-state=new".into(),
+            format!("--initial-cluster-token={}", self.config.cluster.name),
+            format!("--cert-file={cert}"),
+            format!("--key-file={key}"),
+            format!("--trusted-ca-file={ca}"),
+            "--client-cert-auth=true".into(),
+            format!("--peer-cert-file={peer_cert}"),
+            format!("--peer-key-file={peer_key}"),
+            format!("--peer-trusted-ca-file={ca}"),
+            "--peer-client-cert-auth=true".into(),
+            "--listen-metrics-urls=http://127.0.0.1:2381".into(),
+            "--snapshot-count=10000".into(),
+        ];
+        let mut spec = ServiceSpec::new(ETCD, argv);
+        spec.readiness = self.probe(
+            ETCD_CLIENT_PORT,
+            "/readyz",
+            &l.etcd_ca,
+            &l.apiserver_etcd_client,
+        );
+        slow_start(&mut spec);
+        spec
+    }
+
+    pub fn apiserver(&self) -> ServiceSpec {
+        let l = self.layout;
+        let c = &self.config.cluster;
+        let (tls_cert, tls_key) = self.pair(&l.apiserver);
+        let (etcd_cert, etcd_key) = self.pair(&l.apiserver_etcd_client);
+        let (kubelet_cert, kubelet_key) = self.pair(&l.apiserver_kubelet_client);
+        let (proxy_cert, proxy_key) = self.pair(&l.front_proxy_client);
+        let argv = vec![
+            "/usr/bin/kube-apiserver".into(),
+            format!("--advertise-address={}", self.node_ip),
+            format!("--secure-port={APISERVER_PORT}"),
+            format!("--etcd-servers=https://127.0.0.1:{ETCD_CLIENT_PORT}"),
+            format!("--etcd-cafile={}", self.path(&l.etcd_ca.cert)),
+            format!("--etcd-certfile={etcd_cert}"),
+            format!("--etcd-keyfile={etcd_key}"),
+            format!("--client-ca-file={}", self.path(&l.ca.cert)),
+            format!("--tls-cert-file={tls_cert}"),
+            format!("--tls-private-key-file={tls_key}"),
+            "--tls-min-version=VersionTLS12".into(),
+            format!("--kubelet-client-certificate={kubelet_cert}"),
+            format!("--kubelet-client-key={kubelet_key}"),
+            // Kubelets serve with certificates machined issues from the
+            // cluster CA: verify them, as kubeadm does not by default.
+            format!("--kubelet-certificate-authority={}", self.path(&l.ca.cert)),
+            "--kubelet-preferred-address-types=InternalIP,Hostname".into(),
+            "--authorization-mode=Node,RBAC".into(),
+            "--enable-admission-plugins=NodeRestriction".into(),
+            "--anonymous-auth=false".into(),
+            "--enable-bootstrap-token-auth=true".into(),
+            format!(
+                "--service-account-issuer=https://kubernetes.default.svc.{}",
+                self.cluster_domain()
+            ),
+            format!(
+                "--service-account-key-file={}",
+                self.path(&l.service_account_pub)
+            ),
+            format!(
+                "--service-account-signing-key-file={}",
+                self.path(&l.service_account_key)
+            ),
+            format!("--service-cluster-ip-range={}", join(&c.service_subnets)),
+            format!("--proxy-client-cert-file={proxy_cert}"),
+            format!("--proxy-client-key-file={proxy_key}"),
+            format!(
+                "--requestheader-client-ca-file={}",
+                self.path(&l.front_proxy_ca.cert)
+            ),
+            "--requestheader-allowed-names=front-proxy-client".into(),
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
+            "--requestheader-group-headers=X-Remote-Group".into(),
+            "--requestheader-username-headers=X-Remote-User".into(),
+            "--allow-privileged=true".into(),
+            "--profiling=false".into(),
+        ];
+        let mut spec = ServiceSpec::new(APISERVER, argv);
+        spec.depends_on = vec![ETCD.into()];
+        spec.readiness = self.probe(
+            APISERVER_PORT,
+            "/readyz",
+            &l.ca,
+            &l.apiserver_kubelet_client,
+        );
+        slow_start(&mut spec);
+        spec
+    }
+
+    pub fn controller_manager(&self) -> ServiceSpec {
+        let l = self.layout;
+        let c = &self.config.cluster;
+        let kubeconfig = self.path(&l.controller_manager_kubeconfig);
+        let (tls_cert, tls_key) = self.pair(&l.controller_manager_serving);
+        let (ca_cert, ca_key) = self.pair(&l.ca);
+        let argv = vec![
+            "/usr/bin/kube-controller-manager".into(),
+            format!("--kubeconfig={kubeconfig}"),
+            format!("--authentication-kubeconfig={kubeconfig}"),
+            format!("--authorization-kubeconfig={kubeconfig}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={CONTROLLER_MANAGER_PORT}"),
+            format!("--tls-cert-file={tls_cert}"),
+            format!("--tls-private-key-file={tls_key}"),
+            format!("--client-ca-file={ca_cert}"),
+            format!(
+                "--requestheader-client-ca-file={}",
+                self.path(&l.front_proxy_ca.cert)
+            ),
+            // Signs kubelet client CSRs (TLS bootstrap and rotation).
+            format!("--cluster-signing-cert-file={ca_cert}"),
+            format!("--cluster-signing-key-file={ca_key}"),
+            format!("--root-ca-file={ca_cert}"),
+            format!(
+                "--service-account-private-key-file={}",
+                self.path(&l.service_account_key)
+            ),
+            "--use-service-account-credentials=true".into(),
+            "--allocate-node-cidrs=true".into(),
+            format!("--cluster-cidr={}", join(&c.pod_subnets)),
+            format!("--service-cluster-ip-range={}", join(&c.service_subnets)),
+            format!("--cluster-name={}", c.name),
+            // tokencleaner removes expired bootstrap tokens; bootstrapsigner
+            // is not needed (nodes do not discover through cluster-info).
+            "--controllers=*,tokencleaner".into(),
+            "--leader-elect=true".into(),
+            "--profiling=false".into(),
+        ];
+        let mut spec = ServiceSpec::new(CONTROLLER_MANAGER, argv);
+        spec.depends_on = vec![APISERVER.into()];
+        spec.readiness = self.probe(
+            CONTROLLER_MANAGER_PORT,
+            "/healthz",
+            &l.ca,
+            &l.apiserver_kubelet_client,
+        );
+        slow_start(&mut spec);
+        spec
+    }
+
+    pub fn scheduler(&self) -> ServiceSpec {
+        let l = self.layout;
+        let kubeconfig = self.path(&l.scheduler_kubeconfig);
+        let (tls_cert, tls_key) = self.pair(&l.scheduler_serving);
+        let argv = vec![
+            "/usr/bin/kube-scheduler".into(),
+            format!("--kubeconfig={kubeconfig}"),
+            format!("--authentication-kubeconfig={kubeconfig}"),
+            format!("--authorization-kubeconfig={kubeconfig}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={SCHEDULER_PORT}"),
+            format!("--tls-cert-file={tls_cert}"),
+            format!("--tls-private-key-file={tls_key}"),
+            format!("--client-ca-file={}", self.path(&l.ca.cert)),
+            format!(
+                "--requestheader-client-ca-file={}",
+                self.path(&l.front_proxy_ca.cert)
+            ),
+            "--leader-elect=true".into(),
+            "--profiling=false".into(),
+        ];
+        let mut spec = ServiceSpec::new(SCHEDULER, argv);
+        spec.depends_on = vec![APISERVER.into()];
+        spec.readiness = self.probe(
+            SCHEDULER_PORT,
+            "/healthz",
+            &l.ca,
+            &l.apiserver_kubelet_client,
+        );
+        slow_start(&mut spec);
+        spec
+    }
+
+    pub fn kubelet(&self) -> ServiceSpec {
+        let l = self.layout;
+        let k = &self.config.machine.kubelet;
+        let mut argv = vec![
+            "/usr/bin/kubelet".into(),
+            format!("--config={}", self.path(&l.kubelet_config)),
+            format!("--kubeconfig={}", self.path(&l.kubelet_kubeconfig)),
+            format!("--cert-dir={}", self.path(&l.kubelet_cert_dir)),
+            format!("--root-dir={}", self.path(Path::new(KUBELET_ROOT))),
+            format!("--hostname-override={}", self.node_name),
+            format!("--node-ip={}", self.node_ip),
+        ];
+        if self.config.machine.role == Role::Worker {
+            argv.push(format!(
+                "--bootstrap-kubeconfig={}",
+                self.path(&l.kubelet_bootstrap_kubeconfig)
+            ));
+        }
+        if !k.node_labels.is_empty() {
+            let labels: Vec<String> = k
+                .node_labels
+                .iter()
+                .map(|(key, v)| format!("{key}={v}"))
+                .collect();
+            argv.push(format!("--node-labels={}", labels.join(",")));
+        }
+        // Validated against an allow-list when the config was parsed.
+        argv.extend(k.extra_args.iter().map(|(key, v)| format!("--{key}={v}")));
+        let mut spec = ServiceSpec::new(KUBELET, argv);
+        spec.depends_on = vec![CONTAINERD.into()];
+        if self.config.machine.role == Role::Controlplane {
+            spec.depends_on.push(APISERVER.into());
+        }
+        // The kubelet's healthz is plain HTTP on loopback only.
+        spec.readiness = Readiness::Http(HttpProbe {
+            address: format!("127.0.0.1:{KUBELET_HEALTHZ_PORT}"),
+            path: "/healthz".into(),
+            tls: None,
+        });
+        slow_start(&mut spec);
+        spec
+    }
+
+    /// The taints the node registers with: the config's, plus the
+    /// control-plane taint unless the control plane schedules workloads.
+    fn register_taints(&self) -> Vec<serde_json::Value> {
+        let mut taints: Vec<serde_json::Value> = self
+            .config
+            .machine
+            .kubelet
+            .node_taints
+            .iter()
+            .filter_map(|(key, v)| {
+                let (value, effect) = v.rsplit_once(':')?;
+                let mut t = json!({"key": key, "effect": effect});
+                if !value.is_empty() {
+                    t["value"] = json!(value);
+                }
+                Some(t)
+            })
+            .collect();
+        let cp_taint = "node-role.kubernetes.io/control-plane";
+        if self.config.machine.role == Role::Controlplane
+            && !self.schedules_on_control_plane()
+            && !self
+                .config
+                .machine
+                .kubelet
+                .node_taints
+                .contains_key(cp_taint)
+        {
+            taints.push(json!({"key": cp_taint, "effect": "NoSchedule"}));
+        }
+        taints
+    }
+
+    /// `KubeletConfiguration` (JSON is YAML; the kubelet reads either).
+    pub fn kubelet_config(&self) -> String {
+        let l = self.layout;
+        let c = &self.config.cluster;
+        let dns: Vec<String> = c
+            .service_subnets
+            .iter()
+            .filter_map(|s| nth_address(s, 10))
+            .map(|ip| ip.to_string())
+            .collect();
+        let mut cfg = json!({
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "authentication": {
+                "x509": {"clientCAFile": self.path(&l.ca.cert)},
+                "webhook": {"enabled": true},
+                "anonymous": {"enabled": false},
+            },
+            "authorization": {"mode": "Webhook"},
+            // No systemd: cgroupfs, as containerd's runc (`SystemdCgroup = false`).
+            "cgroupDriver": "cgroupfs",
+            "containerRuntimeEndpoint": CRI_ENDPOINT,
+            "port": KUBELET_PORT,
+            "healthzBindAddress": "127.0.0.1",
+            "healthzPort": KUBELET_HEALTHZ_PORT,
+            "readOnlyPort": 0,
+            "clusterDomain": self.cluster_domain(),
+            "clusterDNS": dns,
+            "rotateCertificates": true,
+            "tlsMinVersion": "VersionTLS13",
+            "failSwapOn": false,
+            "failCgroupV1": true,
+            "serializeImagePulls": false,
+            // No logind to delay shutdown through; machined stops the kubelet.
+            "shutdownGracePeriod": "0s",
+            "systemReserved": {"cpu": "50m", "memory": "256Mi", "pid": "100"},
+            "registerWithTaints": self.register_taints(),
+            "resolvConf": "/etc/resolv.conf",
+            "staticPodPath": "",
+        });
+        if self.config.machine.role == Role::Controlplane {
+            let (cert, key) = self.pair(&l.kubelet_serving);
+            cfg["tlsCertFile"] = json!(cert);
+            cfg["tlsPrivateKeyFile"] = json!(key);
+        }
+        pretty(&cfg)
+    }
+
+    /// The bridge + host-local CNI config: pods get addresses from the pod
+    /// CIDR the controller-manager allocated to this node
+    /// (`usePodCidr`), routed and masqueraded by the bridge.
+    pub fn bridge_conflist(&self) -> String {
+        pretty(&json!({
+            "cniVersion": "1.0.0",
+            "name": "basalt-bridge",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": BRIDGE_NAME,
+                    "isGateway": true,
+                    "ipMasq": true,
+                    "hairpinMode": true,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": "usePodCidr"}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                    },
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}},
+            ],
+        }))
+    }
+}
+
+/// Long-running Go programs that may take minutes to become ready under
+/// emulation: a generous readiness window and a capped backoff.
+fn slow_start(spec: &mut ServiceSpec) {
+    spec.ready_timeout = Duration::from_secs(600);
+    spec.restart = Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(30),
+        factor: 2,
+    };
+    spec.stop_grace = Duration::from_secs(20);
+}
+
+fn join(cidrs: &[Cidr]) -> String {
+    cidrs
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The `n`-th address of a subnet (1 = the first after the network
+/// address): the apiserver's service IP is the 1st, cluster DNS the 10th.
+pub fn nth_address(cidr: &Cidr, n: u32) -> Option<IpAddr> {
+    match cidr.0.trunc().network() {
+        IpAddr::V4(ip) => u32::from(ip).checked_add(n).map(|v| IpAddr::V4(v.into())),
+        IpAddr::V6(ip) => u128::from(ip)
+            .checked_add(u128::from(n))
+            .map(|v| IpAddr::V6(v.into())),
+    }
+    .filter(|ip| cidr.0.contains(ip))
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    // Serializing a Value of strings, numbers and maps cannot fail.
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
+}
