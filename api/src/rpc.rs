@@ -408,6 +408,7 @@ pub enum Concern {
     Network,
     Services,
     Metrics,
+    Kubernetes,
 }
 
 impl Concern {
@@ -420,6 +421,7 @@ impl Concern {
             Concern::Network => "network",
             Concern::Services => "services",
             Concern::Metrics => "metrics",
+            Concern::Kubernetes => "kubernetes",
         }
     }
 }
@@ -464,6 +466,14 @@ impl Resource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ResourceState {
+    /// This node as a Kubernetes node: the addresses it registers with,
+    /// whether etcd was bootstrapped here, the services it runs.
+    Kubernetes {
+        node_ips: Vec<std::net::IpAddr>,
+        bootstrapped: bool,
+        services: Vec<String>,
+        error: Option<String>,
+    },
     /// The applied machine config.
     Config {
         generation: u64,
@@ -521,6 +531,7 @@ impl ResourceState {
             ResourceState::Link { .. } => "link",
             ResourceState::Service { .. } => "service",
             ResourceState::MetricsListener { .. } => "metrics_listener",
+            ResourceState::Kubernetes { .. } => "kubernetes",
         }
     }
 }

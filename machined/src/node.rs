@@ -7,6 +7,7 @@ use crate::controllers::config::{BAKED_CONFIG, BAKED_CONFIG_SIG, ConfigControlle
 use crate::controllers::dns::DnsController;
 use crate::controllers::files::{FilesController, FilesError};
 use crate::controllers::kernel::{KernelController, KernelError};
+use crate::controllers::kubernetes::{Check, KubeError, KubernetesController};
 use crate::controllers::metrics::MetricsController;
 use crate::controllers::network::LinksController;
 use crate::controllers::plan::{self, PlanStep};
@@ -38,6 +39,8 @@ pub enum ApplyError {
     Kernel(#[from] KernelError),
     #[error("{0}")]
     Files(#[from] FilesError),
+    #[error("{0}")]
+    Kubernetes(String),
     #[error("persisting the config failed (nothing changed): {0}")]
     State(#[from] StateError),
 }
@@ -48,7 +51,10 @@ impl ApplyError {
             ApplyError::Config(SignedConfigError::Signature(_)) => 403,
             ApplyError::Config(SignedConfigError::Invalid(_)) => 400,
             ApplyError::Config(SignedConfigError::Replay { .. }) => 409,
-            ApplyError::Conflict(_) | ApplyError::Kernel(_) | ApplyError::Files(_) => 409,
+            ApplyError::Conflict(_)
+            | ApplyError::Kernel(_)
+            | ApplyError::Files(_)
+            | ApplyError::Kubernetes(_) => 409,
             ApplyError::State(_) => 500,
         }
     }
@@ -81,6 +87,7 @@ pub struct Node {
     links: LinksController,
     services: ServicesController,
     metrics: MetricsController,
+    kubernetes: KubernetesController,
     /// The config controller's state: the lock serializes applies.
     applied: Mutex<ConfigState>,
     power: mpsc::UnboundedSender<PowerEvent>,
@@ -93,7 +100,20 @@ impl Node {
         let config = ConfigController::new(parts.state, parts.image_trust);
         let applied = config.load_at_boot();
         let current = applied.current.as_ref().map(|a| a.config.clone());
+        // The STATE directory as a node path (below the dev root in dev mode).
+        let state_dir = config
+            .store
+            .dir()
+            .strip_prefix(host.root())
+            .map(|p| std::path::Path::new("/").join(p))
+            .unwrap_or_else(|_| config.store.dir().to_path_buf());
+        let kubernetes = KubernetesController::new(
+            host.clone(),
+            parts.supervisor.clone(),
+            &state_dir.display().to_string(),
+        );
         let node = Arc::new(Node {
+            kubernetes,
             kernel: KernelController::new(host.clone()),
             files: FilesController::new(host.clone()),
             dns: DnsController::new(host.clone()),
@@ -160,6 +180,38 @@ impl Node {
     pub async fn start_runtime(self: &Arc<Self>) {
         let cfg = self.current_config().await;
         self.metrics.converge(cfg.as_ref(), self).await;
+        let node = Arc::clone(self);
+        tokio::spawn(async move {
+            let current = async || (node.current_config().await, node.addresses());
+            node.kubernetes.run(current).await;
+        });
+    }
+
+    /// The node's addresses: the config's static ones and DHCP's.
+    pub fn addresses(&self) -> Vec<std::net::IpAddr> {
+        let Some(status) = self.links.status() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for link in status.links {
+            out.extend(link.addresses.iter().map(|c| c.addr()));
+            if let Some(lease) = link.dhcp.and_then(|d| d.lease) {
+                out.push(std::net::IpAddr::V4(lease.address));
+            }
+        }
+        out
+    }
+
+    /// `POST /v1/bootstrap`: initialise etcd on this control-plane node.
+    pub async fn bootstrap(&self) -> Result<String, KubeError> {
+        let cfg = self.current_config().await;
+        self.kubernetes.bootstrap(cfg.as_ref())
+    }
+
+    /// `GET /v1/health`: the Kubernetes components and the node's Ready condition.
+    pub async fn health(&self) -> Vec<Check> {
+        let cfg = self.current_config().await;
+        self.kubernetes.health(cfg.as_ref()).await
     }
 
     async fn current_config(&self) -> Option<MachineConfig> {
@@ -188,6 +240,8 @@ impl Node {
             while changes.changed().await.is_ok() {
                 let cfg = node.current_config().await;
                 node.converge_dns(cfg.as_ref());
+                // A new lease may be the address Kubernetes waits for.
+                node.kubernetes.kick();
             }
         });
     }
@@ -247,6 +301,7 @@ impl Node {
                 .plan(Some(&new.machine.network), &self.links.lease_dns()),
         );
         steps.extend(self.kernel.plan_modules(old, new));
+        steps.extend(self.kubernetes.plan(new, &self.addresses()));
         steps
     }
 
@@ -272,6 +327,9 @@ impl Node {
         let reboot_required = steps.iter().any(PlanStep::needs_reboot);
         self.kernel.check(&new)?;
         self.files.check(&new)?;
+        self.kubernetes
+            .check(&new, &self.addresses())
+            .map_err(ApplyError::Kubernetes)?;
         let response = |steps: &[PlanStep], reboot_required| ApplyResponse {
             generation: new.generation,
             mode: req.mode,
@@ -325,6 +383,7 @@ impl Node {
             steps.extend(errors.into_iter().map(PlanStep::ConvergeError));
             self.metrics.converge(Some(&new), self).await;
             self.start_services();
+            self.kubernetes.kick();
         }
         if req.mode == ApplyMode::Try {
             let timeout = req
@@ -434,6 +493,7 @@ impl Node {
         out.extend(self.links.resources());
         out.extend(self.services.resources());
         out.extend(self.metrics.resources(cfg));
+        out.extend(self.kubernetes.resources());
         out
     }
 

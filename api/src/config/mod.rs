@@ -198,6 +198,10 @@ fn default_service_subnets() -> Vec<Cidr> {
 #[serde(rename_all = "lowercase")]
 pub enum CniName {
     Cilium,
+    /// The reference bridge + host-local plugins: pods reach each other
+    /// on one node; enough until Cilium runs.
+    Bridge,
+    /// Bring your own: machined writes no CNI config.
     None,
 }
 

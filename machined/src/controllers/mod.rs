@@ -13,11 +13,13 @@
 //! | links, addresses, routes, DHCP | [`network`] | `machine.network.interfaces` | netlink, leases |
 //! | services | [`services`] | the image's services | the supervisor |
 //! | metrics listener | [`metrics`] | `machine.metrics` | the listener |
+//! | Kubernetes: PKI, components, bootstrap | [`kubernetes`] | `cluster`, `machine.kubelet`, role | STATE, the supervisor, the API server |
 
 pub mod config;
 pub mod dns;
 pub mod files;
 pub mod kernel;
+pub mod kubernetes;
 pub mod metrics;
 pub mod network;
 pub mod plan;

@@ -32,6 +32,8 @@ pub enum PlanStep {
         nameservers: Vec<IpAddr>,
     },
     KernelModule(String),
+    /// A Kubernetes certificate or kubeconfig is (re)issued.
+    Certificate(String),
     /// A staged apply: nothing changes until the next boot.
     Staged {
         generation: u64,
@@ -74,6 +76,7 @@ impl fmt::Display for PlanStep {
                 write!(f, "resolv.conf: nameservers [{}]", ns.join(", "))
             }
             PlanStep::KernelModule(m) => write!(f, "require kernel module {m}"),
+            PlanStep::Certificate(c) => f.write_str(c),
             PlanStep::Staged { generation } => {
                 write!(f, "staged generation {generation} for the next boot")
             }

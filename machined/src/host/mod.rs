@@ -89,6 +89,11 @@ impl Host {
         }
     }
 
+    /// The directory node paths are mapped below (`/` on a node).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Map an absolute node path into this host's root. Only normal
     /// components survive, so `..` can never climb out of a dev root.
     pub fn path(&self, node_path: impl AsRef<Path>) -> PathBuf {

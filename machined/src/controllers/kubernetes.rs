@@ -1,0 +1,459 @@
+//! The Kubernetes controller: from the applied config, the node's
+//! addresses and whether this node was bootstrapped, it derives the PKI,
+//! the generated configs and the set of Kubernetes services, and makes the
+//! supervisor run exactly that set. It also applies the bootstrap objects
+//! once the API server answers, and reports the node's health.
+//!
+//! Converging is a loop ([`KubernetesController::run`]): kicked by an
+//! apply, a bootstrap or a network change, and every 30 s regardless, so a
+//! DHCP address that arrives late or an API server that was not up yet is
+//! picked up without anyone asking.
+
+use super::plan::PlanStep;
+use super::resources::{Concern, Resource, ResourceState};
+use crate::host::Host;
+use crate::kubernetes::bootstrap;
+use crate::kubernetes::components::{self, Components};
+use crate::kubernetes::layout::{CNI_CONF_DIR, Layout, RUN_DIR};
+use crate::kubernetes::pki::{self, NodeIdentity, PkiChange};
+use crate::supervisor::{ServiceSpec, Supervisor};
+use basalt_api::config::{CniName, MachineConfig, Role};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+
+/// How often the loop converges without being kicked.
+const RESYNC: Duration = Duration::from_secs(30);
+
+/// A refused or failed Kubernetes request, with the HTTP status it maps to.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct KubeError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl KubeError {
+    fn conflict(message: impl Into<String>) -> Self {
+        KubeError {
+            status: 409,
+            message: message.into(),
+        }
+    }
+    fn internal(message: impl Into<String>) -> Self {
+        KubeError {
+            status: 500,
+            message: message.into(),
+        }
+    }
+}
+
+/// One health check: a component or the node's Ready condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Default)]
+struct Observed {
+    /// The specs this controller started, by name.
+    started: BTreeMap<String, ServiceSpec>,
+    node: Option<NodeIdentity>,
+    /// The bootstrap objects were applied this boot.
+    bootstrap_applied: bool,
+    last_error: Option<String>,
+}
+
+pub struct KubernetesController {
+    host: Host,
+    layout: Layout,
+    supervisor: Supervisor,
+    kick: Notify,
+    observed: Mutex<Observed>,
+}
+
+impl KubernetesController {
+    /// `state_dir`: the node path of this boot's STATE directory.
+    pub fn new(host: Host, supervisor: Supervisor, state_dir: &str) -> Self {
+        KubernetesController {
+            host,
+            layout: Layout::new(state_dir),
+            supervisor,
+            kick: Notify::new(),
+            observed: Mutex::new(Observed::default()),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Ask the loop to converge now.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    fn observed(&self) -> std::sync::MutexGuard<'_, Observed> {
+        // A panic while holding this lock cannot leave it inconsistent in a
+        // way that matters more than stopping Kubernetes would: keep going.
+        self.observed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn node_path(&self, p: &Path) -> String {
+        p.display().to_string()
+    }
+
+    pub fn bootstrapped(&self) -> bool {
+        self.host
+            .exists(&self.node_path(&self.layout.bootstrapped_marker))
+    }
+
+    /// The loop: converge whenever kicked, and every [`RESYNC`].
+    /// `current` yields the running config and the node's addresses.
+    pub async fn run<F>(&self, current: F)
+    where
+        F: AsyncFn() -> (Option<MachineConfig>, Vec<IpAddr>),
+    {
+        loop {
+            let (cfg, addrs) = current().await;
+            if let Some(cfg) = &cfg {
+                let result = self.converge(cfg, &addrs).await;
+                if let Err(e) = &result {
+                    tracing::warn!("kubernetes: {e}");
+                }
+                self.observed().last_error = result.err();
+            }
+            let _ = tokio::time::timeout(RESYNC, self.kick.notified()).await;
+        }
+    }
+
+    /// Who this node is to Kubernetes: its lower-cased host name and the
+    /// addresses it registers with (`machine.kubelet.node_ip_subnets`
+    /// picks among several).
+    pub fn identity(&self, cfg: &MachineConfig, addrs: &[IpAddr]) -> Option<NodeIdentity> {
+        let subnets = &cfg.machine.kubelet.node_ip_subnets;
+        let ips: Vec<IpAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|ip| !ip.is_loopback())
+            .filter(|ip| subnets.is_empty() || subnets.iter().any(|s| s.0.contains(ip)))
+            .collect();
+        if ips.is_empty() {
+            return None;
+        }
+        Some(NodeIdentity {
+            name: self.host.hostname().to_lowercase(),
+            ips,
+        })
+    }
+
+    fn components<'a>(&'a self, cfg: &'a MachineConfig, node: &'a NodeIdentity) -> Components<'a> {
+        Components {
+            config: cfg,
+            layout: &self.layout,
+            node_name: &node.name,
+            node_ip: node.ips.first().copied().unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            root: self.host.root(),
+        }
+    }
+
+    /// The certificate changes an apply of `cfg` would make (dry-run plans).
+    pub fn plan(&self, cfg: &MachineConfig, addrs: &[IpAddr]) -> Vec<PlanStep> {
+        let Some(node) = self.identity(cfg, addrs) else {
+            return Vec::new();
+        };
+        match pki::plan(
+            &self.host,
+            &self.layout,
+            &cfg.cluster,
+            cfg.machine.role,
+            &node,
+            SystemTime::now(),
+        ) {
+            Ok(changes) => changes
+                .into_iter()
+                .map(|c| PlanStep::Certificate(c.to_string()))
+                .collect(),
+            Err(e) => vec![PlanStep::ConvergeError(e.to_string())],
+        }
+    }
+
+    /// Refuse what `cfg` cannot become before anything is persisted.
+    pub fn check(&self, cfg: &MachineConfig, addrs: &[IpAddr]) -> Result<(), String> {
+        let Some(node) = self.identity(cfg, addrs) else {
+            return Ok(());
+        };
+        pki::plan(
+            &self.host,
+            &self.layout,
+            &cfg.cluster,
+            cfg.machine.role,
+            &node,
+            SystemTime::now(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+
+    /// PKI, generated files, then the services; then the bootstrap objects.
+    pub async fn converge(&self, cfg: &MachineConfig, addrs: &[IpAddr]) -> Result<(), String> {
+        let node = self
+            .identity(cfg, addrs)
+            .ok_or("waiting for the node's address (none matches machine.kubelet.node_ip_subnets yet)")?;
+        let changes = pki::converge(
+            &self.host,
+            &self.layout,
+            &cfg.cluster,
+            cfg.machine.role,
+            &node,
+            SystemTime::now(),
+        )
+        .map_err(|e| e.to_string())?;
+        for c in &changes {
+            tracing::info!("kubernetes: {c}");
+        }
+        let comps = self.components(cfg, &node);
+        self.write_configs(cfg, &comps)?;
+        let desired = comps.services(self.bootstrapped());
+        self.reconcile(desired, &changes).await?;
+        self.observed().node = Some(node);
+        if cfg.machine.role == Role::Controlplane && self.bootstrapped() {
+            self.apply_bootstrap_objects(cfg).await?;
+        }
+        Ok(())
+    }
+
+    fn write_configs(&self, cfg: &MachineConfig, comps: &Components<'_>) -> Result<(), String> {
+        let write = |path: &str, data: &str| {
+            self.host
+                .write_atomic(path, data.as_bytes(), 0o644)
+                .map_err(|e| e.to_string())
+        };
+        self.host.ensure_dir(RUN_DIR, 0o755).map_err(|e| e.to_string())?;
+        write(&self.node_path(&self.layout.kubelet_config), &comps.kubelet_config())?;
+        if cfg.cluster.cni.name == CniName::Bridge {
+            self.host
+                .ensure_dir(CNI_CONF_DIR, 0o755)
+                .map_err(|e| e.to_string())?;
+            write(
+                &format!("{CNI_CONF_DIR}/{}", components::BRIDGE_CONFLIST),
+                &comps.bridge_conflist(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Make the supervisor run exactly `desired`: start what is missing,
+    /// replace what changed (or whose certificates were reissued), stop
+    /// what is no longer wanted.
+    async fn reconcile(&self, desired: Vec<ServiceSpec>, pki: &[PkiChange]) -> Result<(), String> {
+        let started = self.observed().started.clone();
+        let wanted: BTreeMap<&str, &ServiceSpec> =
+            desired.iter().map(|s| (s.name.as_str(), s)).collect();
+        for name in started.keys() {
+            if !wanted.contains_key(name.as_str()) {
+                tracing::info!("kubernetes: stopping {name}");
+                let _ = self.supervisor.stop(name).await;
+                self.observed().started.remove(name);
+            }
+        }
+        let mut to_start = Vec::new();
+        for spec in &desired {
+            let reissued = pki.iter().any(|c| restarts(&c.name, &spec.name));
+            match started.get(&spec.name) {
+                Some(old) if old == spec && !reissued => {}
+                Some(_) => {
+                    tracing::info!("kubernetes: restarting {} with its new settings", spec.name);
+                    let _ = self.supervisor.stop(&spec.name).await;
+                    self.observed().started.remove(&spec.name);
+                    to_start.push(spec.clone());
+                }
+                None => to_start.push(spec.clone()),
+            }
+        }
+        if to_start.is_empty() {
+            return Ok(());
+        }
+        self.supervisor
+            .start(to_start.clone())
+            .map_err(|e| format!("starting Kubernetes services: {e}"))?;
+        let mut observed = self.observed();
+        for spec in to_start {
+            observed.started.insert(spec.name.clone(), spec);
+        }
+        Ok(())
+    }
+
+    async fn apply_bootstrap_objects(&self, cfg: &MachineConfig) -> Result<(), String> {
+        if self.observed().bootstrap_applied {
+            return Ok(());
+        }
+        let ready = self
+            .supervisor
+            .status(components::APISERVER)
+            .is_ok_and(|s| s.ready);
+        if !ready {
+            return Ok(());
+        }
+        let kubeconfig = self.host.path(&self.layout.admin_kubeconfig);
+        let client = bootstrap::client(&kubeconfig)
+            .await
+            .map_err(|e| e.to_string())?;
+        bootstrap::apply(&client, cfg.cluster.token.expose())
+            .await
+            .map_err(|e| format!("applying the bootstrap token and RBAC: {e}"))?;
+        tracing::info!("kubernetes: bootstrap token and node RBAC applied");
+        self.observed().bootstrap_applied = true;
+        Ok(())
+    }
+
+    /// `basaltctl bootstrap`: initialise etcd on this control-plane node,
+    /// once per cluster.
+    pub fn bootstrap(&self, cfg: Option<&MachineConfig>) -> Result<String, KubeError> {
+        let cfg = cfg.ok_or_else(|| {
+            KubeError::conflict("this node has no config yet: apply a control-plane config first")
+        })?;
+        if cfg.machine.role != Role::Controlplane {
+            return Err(KubeError::conflict(
+                "bootstrap runs on a control-plane node; workers join with cluster.token",
+            ));
+        }
+        let marker = self.node_path(&self.layout.bootstrapped_marker);
+        let data = self.node_path(&self.layout.etcd_data);
+        if self.host.exists(&marker) || self.host.exists(&data) {
+            return Err(KubeError::conflict(
+                "etcd is already bootstrapped on this node; a second bootstrap would start a second cluster. Nothing was changed",
+            ));
+        }
+        let name = self.host.hostname().to_lowercase();
+        self.host
+            .ensure_dir(&self.node_path(&self.layout.pki_dir), 0o700)
+            .map_err(|e| KubeError::internal(e.to_string()))?;
+        self.host
+            .write_atomic(&marker, format!("{name}\n").as_bytes(), 0o600)
+            .map_err(|e| KubeError::internal(format!("recording the bootstrap: {e}")))?;
+        tracing::info!("kubernetes: bootstrapping etcd on {name}");
+        self.kick();
+        Ok(name)
+    }
+
+    /// The Kubernetes services this node should run, by name.
+    pub fn expected(&self, cfg: &MachineConfig) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if cfg.machine.role == Role::Controlplane {
+            names.extend(components::CONTROL_PLANE);
+        }
+        names.push(components::KUBELET);
+        names
+    }
+
+    /// Every component's readiness and the node's Ready condition.
+    pub async fn health(&self, cfg: Option<&MachineConfig>) -> Vec<Check> {
+        let Some(cfg) = cfg else {
+            return vec![Check {
+                name: "config".into(),
+                ok: false,
+                detail: "no config applied (maintenance mode)".into(),
+            }];
+        };
+        let mut checks = Vec::new();
+        if cfg.machine.role == Role::Controlplane && !self.bootstrapped() {
+            checks.push(Check {
+                name: "bootstrap".into(),
+                ok: false,
+                detail: "not bootstrapped: run `basaltctl bootstrap` once on the first control-plane node".into(),
+            });
+        }
+        for name in self.expected(cfg) {
+            let (ok, detail) = match self.supervisor.status(name) {
+                Ok(s) if s.ready => (true, format!("ready, {:?}", s.state)),
+                Ok(s) => (false, format!("not ready ({:?}, {} restarts)", s.state, s.restarts)),
+                Err(_) => (false, "not started".into()),
+            };
+            checks.push(Check {
+                name: name.into(),
+                ok,
+                detail,
+            });
+        }
+        checks.push(self.node_ready_check(cfg).await);
+        if let Some(e) = self.observed().last_error.clone() {
+            checks.push(Check {
+                name: "converge".into(),
+                ok: false,
+                detail: e,
+            });
+        }
+        checks
+    }
+
+    async fn node_ready_check(&self, cfg: &MachineConfig) -> Check {
+        let check = |ok, detail| Check {
+            name: "node-ready".into(),
+            ok,
+            detail,
+        };
+        let Some(node) = self.observed().node.clone() else {
+            return check(false, "the node has no address yet".into());
+        };
+        // The control plane asks with machined's admin credentials; a worker
+        // with its kubelet's (the Node authorizer lets it read its own Node).
+        let kubeconfig = match cfg.machine.role {
+            Role::Controlplane => &self.layout.admin_kubeconfig,
+            Role::Worker => &self.layout.kubelet_kubeconfig,
+        };
+        let query = async {
+            let client = bootstrap::client(&self.host.path(kubeconfig)).await?;
+            bootstrap::node_ready(&client, &node.name).await
+        };
+        match tokio::time::timeout(Duration::from_secs(10), query).await {
+            Ok(Ok((ok, detail))) => check(ok, detail),
+            Ok(Err(e)) => check(false, e.to_string()),
+            Err(_) => check(false, "the API server did not answer within 10 s".into()),
+        }
+    }
+
+    pub fn resources(&self) -> Vec<Resource> {
+        let observed = self.observed();
+        let Some(node) = &observed.node else {
+            return Vec::new();
+        };
+        vec![Resource::new(
+            Concern::Kubernetes,
+            node.name.clone(),
+            observed.last_error.is_none(),
+            ResourceState::Kubernetes {
+                node_ips: node.ips.clone(),
+                bootstrapped: self.bootstrapped(),
+                services: observed.started.keys().cloned().collect(),
+                error: observed.last_error.clone(),
+            },
+        )]
+    }
+}
+
+/// Whether a reissued certificate (by PKI name) means `service` must
+/// restart to load it. The cluster CA touches everyone.
+fn restarts(cert: &str, service: &str) -> bool {
+    use components::*;
+    let users: &[&str] = match cert {
+        "ca" => &[ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KUBELET],
+        "etcd-ca" | "etcd-server" | "etcd-peer" => &[ETCD, APISERVER],
+        "apiserver-etcd-client" => &[APISERVER],
+        "front-proxy-ca" => &[APISERVER, CONTROLLER_MANAGER, SCHEDULER],
+        "sa" => &[APISERVER, CONTROLLER_MANAGER],
+        c if c.starts_with("apiserver") || c.starts_with("front-proxy") => &[APISERVER],
+        c if c.starts_with("controller-manager") => &[CONTROLLER_MANAGER],
+        c if c.starts_with("scheduler") => &[SCHEDULER],
+        c if c.starts_with("kubelet") => &[KUBELET],
+        _ => &[],
+    };
+    users.contains(&service)
+}
