@@ -133,6 +133,33 @@ impl Host {
         self.path(node_path).exists()
     }
 
+    /// The permission bits of a file or directory, `None` when absent or
+    /// unreadable (callers treat that as "needs writing").
+    pub fn mode(&self, node_path: &str) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(self.path(node_path))
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+    }
+
+    /// Create a directory (and missing parents) with `mode`, and set `mode`
+    /// on it when it already exists with other bits: secrets' directories
+    /// must not stay world-readable because an older version made them so.
+    pub fn ensure_dir(&self, node_path: &str, mode: u32) -> Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let p = self.path(node_path);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(&p)
+            .map_err(err("create dir", &p))?;
+        let meta = fs::metadata(&p).map_err(err("stat", &p))?;
+        if meta.permissions().mode() & 0o7777 != mode {
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(err("chmod", &p))?;
+        }
+        Ok(())
+    }
+
     pub fn set_hostname(&self, name: &str) -> Result<()> {
         self.kernel
             .set_hostname(name)
