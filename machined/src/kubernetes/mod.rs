@@ -6,5 +6,9 @@
 //! | module | holds |
 //! | --- | --- |
 //! | [`layout`] | where every generated file lives (the one owner of those paths) |
+//! | [`pki`] | leaf certificates, keys and kubeconfigs derived from the config's CAs |
+//! | [`kubeconfig`] | kubeconfig files (JSON), rendered and read back |
 
+pub mod kubeconfig;
 pub mod layout;
+pub mod pki;
