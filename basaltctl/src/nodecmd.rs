@@ -486,6 +486,27 @@ pub fn resource_summary(state: &ResourceState) -> String {
         ResourceState::MetricsListener { desired, observed } => {
             format!("want {}, have {}", or_none(*desired), or_none(*observed))
         }
+        ResourceState::Kubernetes {
+            node_ips,
+            bootstrapped,
+            services,
+            error,
+        } => {
+            let mut out = format!(
+                "node IPs {}, services {}{}",
+                list_or_dash(node_ips),
+                list_or_dash(services),
+                if *bootstrapped {
+                    ", bootstrapped here"
+                } else {
+                    ""
+                }
+            );
+            if let Some(e) = error {
+                out.push_str(&format!("; error: {e}"));
+            }
+            out
+        }
     }
 }
 

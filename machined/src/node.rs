@@ -182,8 +182,13 @@ impl Node {
         self.metrics.converge(cfg.as_ref(), self).await;
         let node = Arc::clone(self);
         tokio::spawn(async move {
-            let current = async || (node.current_config().await, node.addresses());
-            node.kubernetes.run(current).await;
+            loop {
+                let cfg = node.current_config().await;
+                node.kubernetes
+                    .resync(cfg.as_ref(), &node.addresses())
+                    .await;
+                node.kubernetes.wait().await;
+            }
         });
     }
 

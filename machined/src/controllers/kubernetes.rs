@@ -4,7 +4,8 @@
 //! supervisor run exactly that set. It also applies the bootstrap objects
 //! once the API server answers, and reports the node's health.
 //!
-//! Converging is a loop ([`KubernetesController::run`]): kicked by an
+//! Converging is a loop ([`KubernetesController::resync`], then
+//! [`KubernetesController::wait`]): kicked by an
 //! apply, a bootstrap or a network change, and every 30 s regardless, so a
 //! DHCP address that arrives late or an API server that was not up yet is
 //! picked up without anyone asking.
@@ -115,23 +116,20 @@ impl KubernetesController {
             .exists(&self.node_path(&self.layout.bootstrapped_marker))
     }
 
-    /// The loop: converge whenever kicked, and every [`RESYNC`].
-    /// `current` yields the running config and the node's addresses.
-    pub async fn run<F>(&self, current: F)
-    where
-        F: AsyncFn() -> (Option<MachineConfig>, Vec<IpAddr>),
-    {
-        loop {
-            let (cfg, addrs) = current().await;
-            if let Some(cfg) = &cfg {
-                let result = self.converge(cfg, &addrs).await;
-                if let Err(e) = &result {
-                    tracing::warn!("kubernetes: {e}");
-                }
-                self.observed().last_error = result.err();
-            }
-            let _ = tokio::time::timeout(RESYNC, self.kick.notified()).await;
+    /// One pass of the loop: converge the running config (if any),
+    /// remembering the outcome for health and resources.
+    pub async fn resync(&self, cfg: Option<&MachineConfig>, addrs: &[IpAddr]) {
+        let Some(cfg) = cfg else { return };
+        let result = self.converge(cfg, addrs).await;
+        if let Err(e) = &result {
+            tracing::warn!("kubernetes: {e}");
         }
+        self.observed().last_error = result.err();
+    }
+
+    /// Wait until kicked, or [`RESYNC`] at most.
+    pub async fn wait(&self) {
+        let _ = tokio::time::timeout(RESYNC, self.kick.notified()).await;
     }
 
     /// Who this node is to Kubernetes: its lower-cased host name and the
@@ -159,7 +157,11 @@ impl KubernetesController {
             config: cfg,
             layout: &self.layout,
             node_name: &node.name,
-            node_ip: node.ips.first().copied().unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            node_ip: node
+                .ips
+                .first()
+                .copied()
+                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
             root: self.host.root(),
         }
     }
@@ -204,9 +206,9 @@ impl KubernetesController {
 
     /// PKI, generated files, then the services; then the bootstrap objects.
     pub async fn converge(&self, cfg: &MachineConfig, addrs: &[IpAddr]) -> Result<(), String> {
-        let node = self
-            .identity(cfg, addrs)
-            .ok_or("waiting for the node's address (none matches machine.kubelet.node_ip_subnets yet)")?;
+        let node = self.identity(cfg, addrs).ok_or(
+            "waiting for the node's address (none matches machine.kubelet.node_ip_subnets yet)",
+        )?;
         let changes = pki::converge(
             &self.host,
             &self.layout,
@@ -236,8 +238,13 @@ impl KubernetesController {
                 .write_atomic(path, data.as_bytes(), 0o644)
                 .map_err(|e| e.to_string())
         };
-        self.host.ensure_dir(RUN_DIR, 0o755).map_err(|e| e.to_string())?;
-        write(&self.node_path(&self.layout.kubelet_config), &comps.kubelet_config())?;
+        self.host
+            .ensure_dir(RUN_DIR, 0o755)
+            .map_err(|e| e.to_string())?;
+        write(
+            &self.node_path(&self.layout.kubelet_config),
+            &comps.kubelet_config(),
+        )?;
         if cfg.cluster.cni.name == CniName::Bridge {
             self.host
                 .ensure_dir(CNI_CONF_DIR, 0o755)
@@ -374,7 +381,10 @@ impl KubernetesController {
         for name in self.expected(cfg) {
             let (ok, detail) = match self.supervisor.status(name) {
                 Ok(s) if s.ready => (true, format!("ready, {:?}", s.state)),
-                Ok(s) => (false, format!("not ready ({:?}, {} restarts)", s.state, s.restarts)),
+                Ok(s) => (
+                    false,
+                    format!("not ready ({:?}, {} restarts)", s.state, s.restarts),
+                ),
                 Err(_) => (false, "not started".into()),
             };
             checks.push(Check {

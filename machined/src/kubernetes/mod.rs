@@ -6,7 +6,13 @@
 //! | module | holds |
 //! | --- | --- |
 //! | [`layout`] | where every generated file lives (the one owner of those paths) |
+//! | [`pki`] | leaf certificates, keys and kubeconfigs derived from the config's CAs |
+//! | [`kubeconfig`] | kubeconfig files (JSON), rendered and read back |
+//! | [`components`] | each component's flags, readiness and generated config |
+//! | [`bootstrap`] | the bootstrap token and RBAC, applied through the API |
 
 pub mod bootstrap;
 pub mod components;
+pub mod kubeconfig;
 pub mod layout;
+pub mod pki;

@@ -1,0 +1,410 @@
+//! The control plane machined generates, run for real on this machine: the
+//! packaged etcd, kube-apiserver, kube-controller-manager and
+//! kube-scheduler, started by machined's supervisor with the flags of
+//! `kubernetes::components` and the certificates of `kubernetes::pki`, in
+//! dependency order, each ready only when its `/readyz` or `/healthz`
+//! answers over TLS verified against the cluster's CAs. The upstream
+//! kubectl then checks what a user would: the API answers the admin,
+//! refuses strangers, and the bootstrap token machined applies lets a new
+//! node get a client certificate signed by the controller-manager (kubelet
+//! TLS bootstrap, without a second VM).
+//!
+//! Needs root, the packaged binaries (`image-builder package kubernetes
+//! etcd`, which scripts/test runs first) and `openssl`. It runs in a network
+//! namespace of its own, where the node's address is 10.77.0.1 (the
+//! apiserver refuses to advertise a loopback address), so it binds nothing
+//! on the machine's own network.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use basalt_api::config::{MachineConfig, Role};
+use image_builder::package::{self, BuildOptions, Recipe};
+use machined::host::Host;
+use machined::kubernetes::bootstrap;
+use machined::kubernetes::components::{self, Components};
+use machined::kubernetes::layout::Layout;
+use machined::kubernetes::pki::{self, NodeIdentity};
+use machined::supervisor::{ServiceSpec, Supervisor, SupervisorConfig, spawn_reaped};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256,
+};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+const TOKEN: &str = "abcdef.0123456789abcdef";
+const NODE: &str = "cp-test";
+
+/// The packaged binary `name` of `component`, built (or found in the shared
+/// cache) exactly as images take it.
+fn packaged(component: &str, name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages");
+    let recipe = Recipe::load(&dir.join(component)).unwrap();
+    let opts = BuildOptions {
+        cache_dir: BuildOptions::default_cache_dir(),
+        go_cache: None,
+        progress: false,
+    };
+    let built = package::build(&recipe, &opts).unwrap_or_else(|e| {
+        panic!("building {component} (run `image-builder package {component}`): {e}")
+    });
+    built
+        .binary(name)
+        .unwrap_or_else(|| panic!("{component} has no binary {name}"))
+}
+
+fn ca(cn: &str) -> (String, String) {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn config() -> MachineConfig {
+    let (k8s, k8s_key) = ca("kubernetes");
+    let (etcd, etcd_key) = ca("etcd");
+    let (fp, fp_key) = ca("front-proxy");
+    let sa = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+        .unwrap()
+        .serialize_pem();
+    let admin = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIRBnXLtUn61qn3ftZ0PoOixOodqYhzuC1OWicDtwZPQ ops@example";
+    let doc = format!(
+        r#"version = 1
+generation = 1
+[machine]
+role = "controlplane"
+hostname = "{NODE}"
+[cluster]
+name = "test"
+endpoint = "https://127.0.0.1:6443"
+token = "{TOKEN}"
+ca_cert = '''
+{k8s}'''
+ca_key = '''
+{k8s_key}'''
+etcd_ca_cert = '''
+{etcd}'''
+etcd_ca_key = '''
+{etcd_key}'''
+front_proxy_ca_cert = '''
+{fp}'''
+front_proxy_ca_key = '''
+{fp_key}'''
+service_account_key = '''
+{sa}'''
+[cluster.cni]
+name = "bridge"
+[trust]
+admins = ["{admin}"]
+"#
+    );
+    MachineConfig::parse(doc.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{doc}"))
+}
+
+/// Found before the supervisor starts: from then on its reaper owns
+/// `waitpid(-1)`, and `go` (run to find the cache entry) is a child.
+static KUBECTL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Run a command to completion through machined's reaper (which owns
+/// `waitpid(-1)` in this process once the supervisor runs); its output
+/// goes through files, so no pipe can fill up.
+async fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let err = tempfile::NamedTempFile::new().unwrap();
+    cmd.stdout(out.reopen().unwrap())
+        .stderr(err.reopen().unwrap());
+    let (_child, exit) = spawn_reaped(cmd).unwrap();
+    let status = exit.await.unwrap();
+    let read = |f: &tempfile::NamedTempFile| std::fs::read_to_string(f.path()).unwrap();
+    (status.success(), read(&out), read(&err))
+}
+
+async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(KUBECTL.get().expect("kubectl located first"));
+    cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(args);
+    run(&mut cmd).await
+}
+
+async fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = kubectl(kubeconfig, args).await;
+    assert!(ok, "kubectl {args:?}: {err}");
+    out
+}
+
+/// A spec with the image's `/usr/bin/<x>` swapped for the packaged binary.
+fn from_package(
+    mut spec: ServiceSpec,
+    binaries: &std::collections::BTreeMap<&str, PathBuf>,
+) -> ServiceSpec {
+    let name = Path::new(&spec.argv[0])
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    spec.argv[0] = binaries[name.as_str()].display().to_string();
+    spec
+}
+
+/// A kubeconfig for a user holding only the bootstrap token.
+fn token_kubeconfig(dir: &Path, ca: &Path) -> PathBuf {
+    let path = dir.join("token.kubeconfig");
+    let kc = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443", "certificate-authority": ca}}],
+        "users": [{"name": "t", "user": {"token": TOKEN}}],
+        "contexts": [{"name": "t", "context": {"cluster": "c", "user": "t"}}],
+        "current-context": "t",
+    });
+    std::fs::write(&path, kc.to_string()).unwrap();
+    path
+}
+
+const NODE_IP: [u8; 4] = [10, 77, 0, 1];
+
+/// Move this thread into a new network namespace with `lo` up and the
+/// node's address on it; threads and processes started from here on
+/// inherit it.
+fn enter_netns() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root (a network namespace): run it as root, as scripts/test and CI do"
+    );
+    // SAFETY: only the network namespace is unshared, never the file
+    // table, which is what makes `unshare` unsafe in general.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+        .expect("unshare(CLONE_NEWNET)");
+    let ip = IpAddr::from(NODE_IP);
+    for args in [
+        vec!["link", "set", "lo", "up"],
+        vec!["addr", "add", &format!("{ip}/32"), "dev", "lo"],
+    ] {
+        let st = Command::new("ip").args(&args).status().unwrap();
+        assert!(st.success(), "ip {args:?}");
+    }
+}
+
+#[test]
+fn generated_control_plane_runs_and_signs_a_joining_node() {
+    enter_netns();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(control_plane());
+}
+
+async fn control_plane() {
+    let binaries: Vec<(&str, &str)> = vec![
+        ("etcd", "etcd"),
+        ("kubernetes", "kube-apiserver"),
+        ("kubernetes", "kube-controller-manager"),
+        ("kubernetes", "kube-scheduler"),
+    ];
+    let binaries: std::collections::BTreeMap<&str, PathBuf> =
+        binaries.iter().map(|(c, b)| (*b, packaged(c, b))).collect();
+    KUBECTL.get_or_init(|| packaged("kubernetes", "kubectl"));
+    let root = tempfile::tempdir().unwrap();
+    let host = Host::dev(root.path());
+    let layout = Layout::new("/var/lib/basalt/state");
+    let cfg = config();
+    let node = NodeIdentity {
+        name: NODE.into(),
+        ips: vec![IpAddr::from(NODE_IP)],
+    };
+    let changes = pki::converge(
+        &host,
+        &layout,
+        &cfg.cluster,
+        Role::Controlplane,
+        &node,
+        SystemTime::now(),
+    )
+    .unwrap();
+    assert!(!changes.is_empty());
+    let comps = Components {
+        config: &cfg,
+        layout: &layout,
+        node_name: NODE,
+        node_ip: node.ips[0],
+        root: root.path(),
+    };
+    let specs: Vec<ServiceSpec> = vec![
+        from_package(comps.etcd(), &binaries),
+        from_package(comps.apiserver(), &binaries),
+        from_package(comps.controller_manager(), &binaries),
+        from_package(comps.scheduler(), &binaries),
+    ];
+    let sup = Supervisor::new(SupervisorConfig {
+        cgroup_root: None,
+        log_lines: 2000,
+    })
+    .unwrap();
+    let t0 = Instant::now();
+    // Reversed: the supervisor orders them by dependency.
+    sup.start(specs.into_iter().rev().collect()).unwrap();
+    for name in components::CONTROL_PLANE {
+        if let Err(e) = sup.wait_ready(name, Duration::from_secs(240)).await {
+            let logs: Vec<String> = sup
+                .logs(name)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| l.line)
+                .collect();
+            let tail = logs[logs.len().saturating_sub(40)..].join("\n");
+            panic!("{name} not ready: {e}\n{tail}");
+        }
+        eprintln!("{name} ready after {:?}", t0.elapsed());
+    }
+
+    let admin = host.path(&layout.admin_kubeconfig);
+    assert_eq!(kubectl_ok(&admin, &["get", "--raw", "/readyz"]).await, "ok");
+    assert_eq!(
+        kubectl_ok(
+            &admin,
+            &["auth", "whoami", "-o", "jsonpath={.status.userInfo.groups}"]
+        )
+        .await
+        .contains("system:masters"),
+        true
+    );
+
+    // A stranger (no credentials) is refused: anonymous auth is off.
+    let ca = host.path(&layout.ca.cert);
+    let (_, code, err) = run(Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&ca)
+        .arg("https://127.0.0.1:6443/api"))
+    .await;
+    assert_eq!(code, "401", "an anonymous request was not refused: {err}");
+
+    // machined's bootstrap objects, through kube-rs with its admin kubeconfig.
+    let client = bootstrap::client(&admin).await.unwrap();
+    bootstrap::apply(&client, TOKEN).await.unwrap();
+    // Applying again changes nothing and does not fail (every boot does it).
+    bootstrap::apply(&client, TOKEN).await.unwrap();
+    let secret = kubectl_ok(
+        &admin,
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "secret",
+            "bootstrap-token-abcdef",
+            "-o",
+            "jsonpath={.type}",
+        ],
+    )
+    .await;
+    assert_eq!(secret, "bootstrap.kubernetes.io/token");
+
+    // The token authenticates as a bootstrapper that may ask for a node
+    // certificate, and nothing more.
+    let token = token_kubeconfig(root.path(), &ca);
+    let who = kubectl_ok(
+        &token,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    )
+    .await;
+    assert_eq!(who, "system:bootstrap:abcdef");
+    let can =
+        async |verb: &str, what: &str| kubectl(&token, &["auth", "can-i", verb, what]).await.1;
+    assert_eq!(
+        can("create", "certificatesigningrequests").await.trim(),
+        "yes"
+    );
+    assert_eq!(can("list", "secrets").await.trim(), "no");
+
+    // Kubelet TLS bootstrap by hand: a CSR for system:node:worker-1 made
+    // with openssl, submitted with the token, approved by the
+    // controller-manager's csrapproving controller (the RBAC above) and
+    // signed by its csrsigning controller with the cluster CA.
+    let key = root.path().join("worker.key");
+    let csr = root.path().join("worker.csr");
+    let (ok, _, err) = run(Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .args(["-subj", "/O=system:nodes/CN=system:node:worker-1"]))
+    .await;
+    assert!(ok, "openssl req: {err}");
+    use base64::Engine;
+    let request = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&csr).unwrap());
+    let manifest = root.path().join("csr.json");
+    std::fs::write(
+        &manifest,
+        serde_json::json!({
+            "apiVersion": "certificates.k8s.io/v1",
+            "kind": "CertificateSigningRequest",
+            "metadata": {"name": "node-csr-worker-1"},
+            "spec": {
+                "request": request,
+                "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                "usages": ["digital signature", "client auth"],
+            },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    kubectl_ok(&token, &["create", "-f", manifest.to_str().unwrap()]).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let issued = loop {
+        let cert = kubectl_ok(
+            &admin,
+            &[
+                "get",
+                "csr",
+                "node-csr-worker-1",
+                "-o",
+                "jsonpath={.status.certificate}",
+            ],
+        )
+        .await;
+        if !cert.is_empty() {
+            break base64::engine::general_purpose::STANDARD
+                .decode(cert.trim())
+                .unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CSR was not approved and signed"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let issued_path = root.path().join("worker.crt");
+    std::fs::write(&issued_path, &issued).unwrap();
+    let (ok, out, err) = run(Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(&ca)
+        .arg(&issued_path))
+    .await;
+    assert!(ok, "openssl verify: {out}{err}");
+    sup.stop_all().await;
+    eprintln!("control plane test took {:?}", t0.elapsed());
+}
