@@ -6,5 +6,7 @@
 //! | module | holds |
 //! | --- | --- |
 //! | [`layout`] | where every generated file lives (the one owner of those paths) |
+//! | [`node_api`] | what the node API asks of Kubernetes: bootstrap, kubeconfig, health |
 
 pub mod layout;
+pub mod node_api;
