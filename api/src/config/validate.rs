@@ -498,8 +498,10 @@ fn label_key(key: &str) -> Result<(), String> {
 }
 
 /// Labels under `kubernetes.io` and `k8s.io` a kubelet may register its node
-/// with: the NodeRestriction admission plugin refuses the others (so the
-/// node could not register), `node-role.kubernetes.io/*` among them.
+/// with. The kubelet refuses to start with any other (`--node-labels`), as
+/// the NodeRestriction admission plugin would refuse them;
+/// `node-role.kubernetes.io/*` is among those: the control plane, not the
+/// node, assigns roles.
 const KUBELET_LABEL_NAMESPACES: &[&str] = &["kubelet.kubernetes.io", "node.kubernetes.io"];
 const KUBELET_LABELS: &[&str] = &[
     "topology.kubernetes.io/region",
@@ -534,7 +536,7 @@ fn kubelet_may_set_label(key: &str) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "`{key}`: a kubelet may not register its node with labels under kubernetes.io or k8s.io (the NodeRestriction admission plugin refuses them, so the node would not join), except under kubelet.kubernetes.io/ and node.kubernetes.io/ and topology.kubernetes.io/region|zone; use your own prefix (e.g. example.com/{name}) or label the node through the Kubernetes API (kubectl label node)"
+        "`{key}`: a kubelet may not register its node with labels under kubernetes.io or k8s.io (the kubelet refuses to start with them and the API server's NodeRestriction admission plugin refuses them), except under kubelet.kubernetes.io/ and node.kubernetes.io/ and topology.kubernetes.io/region|zone; use your own prefix (e.g. example.com/{name}) or label the node through the Kubernetes API (kubectl label node)"
     ))
 }
 

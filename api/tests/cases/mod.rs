@@ -376,7 +376,7 @@ pub fn config_cases() -> Vec<ConfigCase> {
                     "node_labels = { \"node-role.kubernetes.io/worker\" = \"\", ",
                 ),
                 "machine.kubelet.node_labels.\"node-role.kubernetes.io/worker\"",
-                "the NodeRestriction admission plugin refuses them",
+                "NodeRestriction admission plugin refuses them",
             ),
             "node-role.kubernetes.io/worker",
         ),
