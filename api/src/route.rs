@@ -82,6 +82,17 @@ pub enum Route {
     Shutdown,
     /// `POST /v1/reset` → [`crate::rpc::ResetResponse`].
     Reset,
+    /// `POST /v1/bootstrap` → [`crate::rpc::BootstrapResponse`]: initialise
+    /// etcd and the cluster, once, on the first control-plane node (409
+    /// after that).
+    Bootstrap,
+    /// `POST /v1/kubeconfig` ([`crate::rpc::KubeconfigRequest`]) →
+    /// [`crate::rpc::KubeconfigResponse`]: an admin credential for the
+    /// cluster, minted by the node. A POST, so admin-only.
+    Kubeconfig,
+    /// `GET /v1/health` → [`crate::rpc::HealthReport`]: the Kubernetes
+    /// components' checks.
+    Health,
 }
 
 /// Why a request line names no endpoint.
@@ -117,14 +128,17 @@ impl Route {
             | Route::Processes
             | Route::Read { .. }
             | Route::Metrics
-            | Route::Resources => Method::Get,
+            | Route::Resources
+            | Route::Health => Method::Get,
             Route::RestartService { .. }
             | Route::KillService { .. }
             | Route::Apply
             | Route::ConfirmApply
             | Route::Reboot
             | Route::Shutdown
-            | Route::Reset => Method::Post,
+            | Route::Reset
+            | Route::Bootstrap
+            | Route::Kubeconfig => Method::Post,
         }
     }
 
@@ -167,6 +181,9 @@ impl Route {
             Route::Reboot => format!("{PREFIX}/reboot"),
             Route::Shutdown => format!("{PREFIX}/shutdown"),
             Route::Reset => format!("{PREFIX}/reset"),
+            Route::Bootstrap => format!("{PREFIX}/bootstrap"),
+            Route::Kubeconfig => format!("{PREFIX}/kubeconfig"),
+            Route::Health => format!("{PREFIX}/health"),
         }
     }
 
@@ -223,6 +240,9 @@ impl Route {
             ("POST", ["reboot"]) => Route::Reboot,
             ("POST", ["shutdown"]) => Route::Shutdown,
             ("POST", ["reset"]) => Route::Reset,
+            ("POST", ["bootstrap"]) => Route::Bootstrap,
+            ("POST", ["kubeconfig"]) => Route::Kubeconfig,
+            ("GET", ["health"]) => Route::Health,
             _ => return Err(not_found()),
         };
         Ok(route)
@@ -268,6 +288,9 @@ mod tests {
             Route::Reboot,
             Route::Shutdown,
             Route::Reset,
+            Route::Bootstrap,
+            Route::Kubeconfig,
+            Route::Health,
         ]
     }
 
@@ -320,6 +343,9 @@ mod tests {
             ("GET", "/v1/status/extra"),
             ("GET", "/v1nonce"),
             ("DELETE", "/v1/services"),
+            ("GET", "/v1/bootstrap"),
+            ("GET", "/v1/kubeconfig"),
+            ("POST", "/v1/health"),
         ] {
             let e = Route::parse(m, p).unwrap_err();
             assert_eq!(e.status(), 404, "{m} {p}");

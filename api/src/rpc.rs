@@ -165,6 +165,140 @@ pub struct ResetResponse {
     pub rebooting: bool,
 }
 
+/// `POST /v1/bootstrap`: etcd initialised as a new cluster on this node and
+/// the cluster's bootstrap objects applied. A node answers 409 to a second
+/// call (the cluster already exists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootstrapResponse {
+    /// The etcd member this node became (its name or ID).
+    pub etcd_member: String,
+    /// What was done, for the operator.
+    pub message: String,
+}
+
+/// `POST /v1/kubeconfig`: ask the node to mint an admin kubeconfig. Admin
+/// only: the answer is a credential for the whole cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeconfigRequest {
+    /// The API server URL to write into the kubeconfig instead of
+    /// `cluster.endpoint`, e.g. `https://127.0.0.1:16443` for a forwarded
+    /// port.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// The user the credential names (its client certificate's CN).
+    pub user: String,
+}
+
+/// The user [`KubeconfigRequest::user`] names when the operator gives none.
+pub const DEFAULT_KUBECONFIG_USER: &str = "admin";
+
+impl KubeconfigRequest {
+    /// Why the node (and basaltctl, before asking) refuses this request:
+    /// `server` must be an `https://` URL with a host and no path, `user` a
+    /// non-empty name of printable ASCII without `/` or `:` (it becomes a
+    /// certificate CN and a kubeconfig entry name).
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(server) = &self.server {
+            match url::Url::parse(server) {
+                Ok(u)
+                    if u.scheme() == "https"
+                        && u.host_str().is_some_and(|h| !h.is_empty())
+                        && matches!(u.path(), "" | "/")
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                        && u.username().is_empty()
+                        && u.password().is_none() => {}
+                _ => {
+                    return Err(format!(
+                        "server `{server}` is not an API server URL; expected https://HOST[:PORT], e.g. https://127.0.0.1:6443"
+                    ));
+                }
+            }
+        }
+        let u = &self.user;
+        if u.is_empty()
+            || u.len() > 64
+            || !u
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
+        {
+            return Err(format!(
+                "user `{u}` is not a user name; use 1–64 printable ASCII characters without spaces, `/` or `:`"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `POST /v1/kubeconfig`: the kubeconfig YAML, with its embedded key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeconfigResponse {
+    pub kubeconfig: String,
+}
+
+/// Never prints the credential.
+impl fmt::Debug for KubeconfigResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubeconfigResponse")
+            .field(
+                "kubeconfig",
+                &format_args!("<{} bytes redacted>", self.kubeconfig.len()),
+            )
+            .finish()
+    }
+}
+
+/// The names of [`HealthCheck`]s a control-plane node reports, in the
+/// order it reports them (a worker reports `kubelet` and `node-ready`).
+pub const HEALTH_CHECKS: &[&str] = &[
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "node-ready",
+];
+
+/// `GET /v1/health`: the node's Kubernetes checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub checks: Vec<HealthCheck>,
+}
+
+impl HealthReport {
+    /// Every check passed, and there is at least one (a report with no
+    /// checks says nothing is known yet, which is not healthy).
+    pub fn all_ok(&self) -> bool {
+        !self.checks.is_empty() && self.checks.iter().all(|c| c.ok)
+    }
+
+    /// The checks that did not pass.
+    pub fn failing(&self) -> impl Iterator<Item = &HealthCheck> {
+        self.checks.iter().filter(|c| !c.ok)
+    }
+}
+
+/// One check of a [`HealthReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// One of [`HEALTH_CHECKS`].
+    pub name: String,
+    pub ok: bool,
+    /// Why not, or what was seen (e.g. `/readyz: ok`).
+    pub detail: String,
+}
+
+impl HealthCheck {
+    pub fn new(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
+
 /// One entry of `GET /v1/mounts` (from `/proc/self/mountinfo`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mount {
@@ -546,6 +680,71 @@ pub struct ResolvConf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_is_ok_only_with_checks_and_all_of_them_passing() {
+        assert!(!HealthReport::default().all_ok());
+        let mut r = HealthReport {
+            checks: HEALTH_CHECKS
+                .iter()
+                .map(|n| HealthCheck::new(*n, true, "ok"))
+                .collect(),
+        };
+        assert!(r.all_ok());
+        assert_eq!(r.failing().count(), 0);
+        r.checks[1] = HealthCheck::new("kube-apiserver", false, "connection refused");
+        assert!(!r.all_ok());
+        let failing: Vec<&str> = r.failing().map(|c| c.name.as_str()).collect();
+        assert_eq!(failing, ["kube-apiserver"]);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["checks"][1]["detail"], "connection refused");
+        assert_eq!(serde_json::from_value::<HealthReport>(json).unwrap(), r);
+    }
+
+    #[test]
+    fn kubeconfig_requests_are_checked_and_answers_never_debug_print() {
+        let req = |server: Option<&str>, user: &str| KubeconfigRequest {
+            server: server.map(str::to_string),
+            user: user.to_string(),
+        };
+        for ok in [
+            req(None, DEFAULT_KUBECONFIG_USER),
+            req(Some("https://127.0.0.1:16443"), "ops@example"),
+            req(Some("https://[fd00::1]:6443/"), "admin"),
+        ] {
+            assert_eq!(ok.check(), Ok(()), "{ok:?}");
+        }
+        for (bad, why) in [
+            (
+                req(Some("http://10.0.0.1:6443"), "admin"),
+                "is not an API server URL",
+            ),
+            (
+                req(Some("10.0.0.1:6443"), "admin"),
+                "is not an API server URL",
+            ),
+            (
+                req(Some("https://h:6443/api"), "admin"),
+                "is not an API server URL",
+            ),
+            (req(None, ""), "is not a user name"),
+            (req(None, "a b"), "is not a user name"),
+            (req(None, "system:admin"), "is not a user name"),
+        ] {
+            let e = bad.check().unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        // A request body with a typo is refused, not silently defaulted.
+        assert!(serde_json::from_str::<KubeconfigRequest>(r#"{"user":"a","sever":"x"}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<KubeconfigRequest>(r#"{"user":"a"}"#).unwrap(),
+            req(None, "a")
+        );
+        let answer = KubeconfigResponse {
+            kubeconfig: "client-key-data: SECRET".into(),
+        };
+        assert!(!format!("{answer:?}").contains("SECRET"));
+    }
 
     /// A resource reads back as what was written, its kind flattened next
     /// to the common fields (the JSON `GET /v1/resources` answers with).

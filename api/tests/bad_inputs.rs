@@ -129,3 +129,79 @@ fn threshold_of_distinct_admins_is_met() {
     )
     .unwrap();
 }
+
+/// The Kubernetes keys: defaults when absent, and what the rules let through.
+#[test]
+fn kubernetes_keys_default_and_accept_what_nodes_may_set() {
+    let c = MachineConfig::parse(worker().as_bytes()).unwrap();
+    assert_eq!(c.cluster.dns_domain, "cluster.local");
+    assert!(!c.cluster.allow_scheduling_on_control_plane);
+    // Absent keys take their defaults.
+    let doc = edit(
+        &edit(&worker(), "dns_domain = \"cluster.local\"\n", ""),
+        "allow_scheduling_on_control_plane = false\n",
+        "",
+    );
+    let c = MachineConfig::parse(doc.as_bytes()).unwrap();
+    assert_eq!(c.cluster.dns_domain, basalt_api::config::DEFAULT_DNS_DOMAIN);
+    assert!(!c.cluster.allow_scheduling_on_control_plane);
+
+    // Every allow-listed flag with a value of its kind.
+    let args: Vec<String> = basalt_api::config::KUBELET_EXTRA_ARGS
+        .iter()
+        .map(|a| {
+            use basalt_api::config::KubeletArgValue as V;
+            let v = match a.value {
+                V::Int { min, max } => ((min + max) / 2).to_string(),
+                V::Bool => "false".into(),
+                V::Duration => "1m30.5s".into(),
+                V::Token => "memory.available<100Mi,nodefs.available<10%".into(),
+            };
+            format!("\"{}\" = \"{v}\"", a.name)
+        })
+        .collect();
+    let doc = edit(
+        &worker(),
+        "extra_args = { \"max-pods\" = \"110\" }",
+        &format!("extra_args = {{ {} }}", args.join(", ")),
+    );
+    let doc = edit(
+        &doc,
+        "node_labels = { ",
+        "node_labels = { \"node.kubernetes.io/pool\" = \"a\", \"x.kubelet.kubernetes.io/y\" = \"\", \"topology.kubernetes.io/region\" = \"eu-1\", \"example.com/role\" = \"db\", plain = \"A_b.c\", ",
+    );
+    let doc = edit(
+        &doc,
+        "node_taints = {}",
+        "node_taints = { \"node-role.kubernetes.io/infra\" = \":NoExecute\", \"example.com/gpu\" = \"yes:PreferNoSchedule\" }",
+    );
+    let doc = edit(
+        &doc,
+        "dns_domain = \"cluster.local\"",
+        "dns_domain = \"k8s.example.org\"",
+    );
+    if let Err(e) = MachineConfig::parse(doc.as_bytes()) {
+        panic!("{}", e.render("w.toml"));
+    }
+    // The control-plane example leaves its taint to machined.
+    let cp = edit(
+        CONTROLPLANE,
+        "allow_scheduling_on_control_plane = false",
+        "allow_scheduling_on_control_plane = true",
+    );
+    MachineConfig::parse(cp.as_bytes()).unwrap();
+}
+
+/// No flag is both allowed and protected, and each list names a flag once.
+#[test]
+fn kubelet_flag_lists_are_disjoint() {
+    use basalt_api::config::{KUBELET_EXTRA_ARGS, KUBELET_PROTECTED_ARGS};
+    let mut seen = std::collections::HashSet::new();
+    for name in KUBELET_EXTRA_ARGS
+        .iter()
+        .map(|a| a.name)
+        .chain(KUBELET_PROTECTED_ARGS.iter().map(|(n, _)| *n))
+    {
+        assert!(seen.insert(name), "{name} listed twice");
+    }
+}

@@ -2,3 +2,4 @@
 //! in-process tests so they exercise exactly what operators run.
 
 pub mod client;
+pub mod kube;

@@ -88,6 +88,38 @@ enum Command {
     Reboot,
     /// Stop services and power the node off.
     Shutdown,
+    /// Create the Kubernetes cluster: initialise etcd on this first
+    /// control-plane node. Once per cluster; the node refuses a second time.
+    Bootstrap,
+    /// Print (or write) an admin kubeconfig for the cluster.
+    ///
+    /// The node mints it: a new client certificate signed by the cluster CA,
+    /// for --user, valid for the whole cluster. Treat it as a password. Needs
+    /// an admin key.
+    Kubeconfig {
+        /// Write it to FILE (mode 0600) instead of printing it; refuses to
+        /// overwrite an existing FILE without --force.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The API server URL to put in it instead of the config's
+        /// cluster.endpoint, e.g. https://127.0.0.1:16443 for a forwarded port.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// The user name the credential is issued to.
+        #[arg(long, value_name = "NAME", default_value = basalt_api::rpc::DEFAULT_KUBECONFIG_USER)]
+        user: String,
+        /// Replace --out if it exists.
+        #[arg(long, requires = "out")]
+        force: bool,
+    },
+    /// Wait until the node's Kubernetes checks pass (etcd, API server,
+    /// controller-manager, scheduler, kubelet, node Ready), showing each.
+    /// Exits non-zero naming the failing checks if they do not pass in time.
+    Health {
+        /// How long to wait, e.g. 90s, 15m, 1h.
+        #[arg(long, default_value = "15m", value_parser = basaltctl::kube::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Wipe STATE (configs, TLS identity) and reboot into maintenance mode.
     Reset {
         /// Required: this cannot be undone.
@@ -253,6 +285,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "reset: STATE wiped, rebooting into maintenance mode".into()
             }))
         }
+        Command::Bootstrap => done(n::bootstrap(a)),
+        Command::Kubeconfig {
+            out,
+            server,
+            user,
+            force,
+        } => done(n::kubeconfig(a, out.as_deref(), server, user, force)),
+        Command::Health { timeout } => done(n::health(a, timeout)),
         Command::Keys(KeysCmd::Gen { out, comment }) => keys::gen_key(&out, &comment),
         Command::Config(cmd) => match cmd {
             ConfigCmd::Gen {

@@ -7,10 +7,12 @@ use anyhow::{Context, Result, bail};
 use basalt_api::request::API_PORT;
 use basalt_api::route::Route;
 use basalt_api::rpc::{
-    ApplyMode, ApplyRequest, ApplyResponse, FileContent, Mount, NetworkReport, Process, Resource,
+    ApplyMode, ApplyRequest, ApplyResponse, BootstrapResponse, FileContent, HealthCheck,
+    HealthReport, KubeconfigRequest, KubeconfigResponse, Mount, NetworkReport, Process, Resource,
     ResourceState, ServiceStatus, Status, VersionResponse,
 };
 use basaltctl::client::NodeClient;
+use basaltctl::kube::{self, HealthError, Observation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::Write;
@@ -290,6 +292,128 @@ pub fn stream(args: &NodeArgs, route: &Route) -> Result<()> {
     let mut out = std::io::stdout().lock();
     std::io::copy(&mut resp, &mut out).context("streaming from the node")?;
     Ok(())
+}
+
+/// `basaltctl bootstrap`.
+pub fn bootstrap(args: &NodeArgs) -> Result<()> {
+    let mut s = Session::open(args)?;
+    let r: BootstrapResponse = s
+        .call(&Route::Bootstrap)
+        .context("the node did not bootstrap")?;
+    s.print(&r, |r| {
+        format!("bootstrapped: etcd member {}\n{}", r.etcd_member, r.message)
+    })
+}
+
+/// `basaltctl kubeconfig`: ask the node to mint one; print it, or write it
+/// 0600 to `out` (refused before asking if `out` exists and not `force`).
+pub fn kubeconfig(
+    args: &NodeArgs,
+    out: Option<&Path>,
+    server: Option<String>,
+    user: String,
+    force: bool,
+) -> Result<()> {
+    let req = KubeconfigRequest { server, user };
+    req.check().map_err(anyhow::Error::msg)?;
+    if let Some(out) = out {
+        kube::check_out_path(out, force)?;
+    }
+    let mut s = Session::open(args)?;
+    let r: KubeconfigResponse = s
+        .call_with(&Route::Kubeconfig, &req)
+        .context("the node did not issue a kubeconfig")?;
+    match out {
+        Some(out) => {
+            kube::write_kubeconfig(out, &r.kubeconfig, force)?;
+            eprintln!(
+                "wrote a kubeconfig for {} to {} (mode 0600): it is a cluster credential, keep it private",
+                req.user,
+                out.display()
+            );
+            Ok(())
+        }
+        None if s.output == Output::Json => s.print(&r, |_| String::new()),
+        None => {
+            print!("{}", r.kubeconfig);
+            Ok(())
+        }
+    }
+}
+
+/// `basaltctl health`: poll `GET /v1/health` with one live line per check
+/// (on stderr, when it is a terminal) until all pass or `timeout`; then the
+/// last report on stdout.
+pub fn health(args: &NodeArgs, timeout: std::time::Duration) -> Result<()> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    let mut s = Session::open(args)?;
+    let multi = MultiProgress::new();
+    let header = multi.add(ProgressBar::new_spinner());
+    header.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    header.enable_steady_tick(std::time::Duration::from_millis(120));
+    header.set_message(format!(
+        "asking the node (up to {})",
+        kube::format_duration(timeout)
+    ));
+    let line_style =
+        ProgressStyle::with_template("  {msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
+    let mut lines: Vec<(String, ProgressBar)> = Vec::new();
+    let mut last: Option<HealthReport> = None;
+    let result = kube::wait_for_node(&s.client, timeout, kube::POLL_INTERVAL, |o| match o {
+        Observation::Report(r) => {
+            let failing = r.failing().count();
+            header.set_message(if r.all_ok() {
+                "all checks pass".to_string()
+            } else {
+                format!("{failing} of {} checks failing; waiting", r.checks.len())
+            });
+            for c in &r.checks {
+                let line = match lines.iter().find(|(n, _)| *n == c.name) {
+                    Some((_, bar)) => bar.clone(),
+                    None => {
+                        let bar = multi.add(ProgressBar::new_spinner());
+                        bar.set_style(line_style.clone());
+                        lines.push((c.name.clone(), bar.clone()));
+                        bar
+                    }
+                };
+                line.set_message(check_line(c));
+            }
+            last = Some(r.clone());
+        }
+        Observation::Unreachable(e) => header.set_message(format!("node not answering: {e}")),
+    });
+    let _ = multi.clear();
+    if last.is_some() {
+        s.remember()?;
+    }
+    match result {
+        Ok(report) => s.print(&report, health_text),
+        Err(e @ HealthError::TimedOut { .. }) => {
+            if let Some(report) = &last {
+                s.print(report, health_text)?;
+            }
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn check_line(c: &HealthCheck) -> String {
+    format!(
+        "{} {:<24} {}",
+        if c.ok { "✓" } else { "✗" },
+        c.name,
+        c.detail
+    )
+}
+
+/// One line per check: ✓ or ✗, name, detail.
+pub fn health_text(r: &HealthReport) -> String {
+    r.checks.iter().map(|c| check_line(c) + "\n").collect()
 }
 
 fn or_dash<T: ToString>(v: Option<T>) -> String {
@@ -616,6 +740,23 @@ mod tests {
         let json = render(Output::Json, &list, resources_table).unwrap();
         let back: Vec<Resource> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, list);
+    }
+
+    #[test]
+    fn health_prints_a_mark_per_check() {
+        let r = HealthReport {
+            checks: vec![
+                HealthCheck::new("etcd", true, "member healthy"),
+                HealthCheck::new("kubelet", false, "healthz: connection refused"),
+            ],
+        };
+        assert_eq!(
+            health_text(&r),
+            format!(
+                "✓ {:<24} member healthy\n✗ {:<24} healthz: connection refused\n",
+                "etcd", "kubelet"
+            )
+        );
     }
 
     #[test]

@@ -110,9 +110,23 @@ modules = []
 
 [machine.kubelet]
 # Extra kubelet flags without the leading dashes, e.g. {{ "max-pods" = "110" }}.
+# Only tuning flags are accepted: max-pods, pod-max-pids, v,
+# image-gc-high-threshold, image-gc-low-threshold, image-minimum-gc-age,
+# eviction-hard, eviction-soft, eviction-soft-grace-period,
+# eviction-minimum-reclaim, eviction-pressure-transition-period,
+# kube-reserved, system-reserved, node-status-update-frequency,
+# serialize-image-pulls, max-parallel-image-pulls, registry-qps,
+# registry-burst, event-qps, event-burst, kube-api-qps, kube-api-burst,
+# container-log-max-size, container-log-max-files. Flags machined sets
+# (kubeconfig, cert-dir, node-ip, ...) are refused.
 extra_args = {{}}
-# Labels and taints the node registers with.
+# Labels the node registers with (Kubernetes label syntax). Keys under
+# kubernetes.io or k8s.io are refused except kubelet.kubernetes.io/,
+# node.kubernetes.io/ and topology.kubernetes.io/{{region,zone}}: the API
+# server's NodeRestriction would refuse the node (node-role labels included).
 node_labels = {{}}
+# Taints the node registers with: key = "value:Effect" or ":Effect", Effect
+# one of NoSchedule, PreferNoSchedule, NoExecute.
 node_taints = {{}}     # e.g. {{ "dedicated" = "infra:NoSchedule" }}
 # Pick the node IP from these subnets when the node has several addresses.
 node_ip_subnets = []
@@ -163,6 +177,11 @@ service_account_key = {sa}
         r#"# Pod and service address ranges; they must not overlap.
 pod_subnets = ["10.244.0.0/16"]
 service_subnets = ["10.96.0.0/12"]
+# The cluster's DNS domain: the suffix of service names (kubelet clusterDomain).
+dns_domain = "cluster.local"
+# Let ordinary pods run on control-plane nodes. When false, control-plane
+# nodes register with the taint node-role.kubernetes.io/control-plane:NoSchedule.
+allow_scheduling_on_control_plane = false
 
 [cluster.cni]
 # cilium | none (bring your own CNI through inline_manifests).

@@ -420,3 +420,78 @@ fn examples_validate_and_completions_print() {
         assert!(ok(&root, &["completions", shell]).contains("basaltctl"));
     }
 }
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn kubeconfig_refuses_to_overwrite_or_a_bad_server_before_asking_the_node() {
+    let e = env();
+    std::fs::write(e.dir.join("kc"), "mine").unwrap();
+    // No node listens there: the refusals come before any request.
+    let node = format!("127.0.0.1:{}", closed_port());
+    let base = [
+        "--node",
+        node.as_str(),
+        "--key",
+        "missing-key",
+        "kubeconfig",
+    ];
+    let err = fail(&e.dir, &[&base[..], &["--out", "kc"]].concat());
+    assert!(
+        err.contains("kc already exists; refusing to overwrite it (pass --force to replace it)"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(e.dir.join("kc")).unwrap(), "mine");
+    let err = fail(
+        &e.dir,
+        &[&base[..], &["--server", "http://127.0.0.1:6443"]].concat(),
+    );
+    assert!(
+        err.contains("server `http://127.0.0.1:6443` is not an API server URL; expected https://"),
+        "{err}"
+    );
+    // --force needs --out.
+    let err = fail(&e.dir, &[&base[..], &["--force"]].concat());
+    assert!(err.contains("--out"), "{err}");
+    let help = ok(&e.dir, &["kubeconfig", "--help"]);
+    assert!(help.contains("The node mints it"), "{help}");
+    assert!(help.contains("mode 0600"), "{help}");
+}
+
+#[test]
+fn health_gives_up_after_its_timeout_with_a_non_zero_exit() {
+    let e = env();
+    ok(&e.dir, &["keys", "gen", "--out", "admin"]);
+    let node = format!("127.0.0.1:{}", closed_port());
+    let started = std::time::Instant::now();
+    let out = run(
+        &e.dir,
+        &[
+            "--node",
+            &node,
+            "--key",
+            "admin",
+            "--fingerprint",
+            "SHA256:x",
+            "health",
+            "--timeout",
+            "1s",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error: not healthy after 1s; last attempt: connecting to"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let err = fail(&e.dir, &["health", "--timeout", "soon"]);
+    assert!(err.contains("`soon` is not a duration"), "{err}");
+}

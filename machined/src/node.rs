@@ -7,7 +7,7 @@ use crate::controllers::config::{BAKED_CONFIG, BAKED_CONFIG_SIG, ConfigControlle
 use crate::controllers::dns::DnsController;
 use crate::controllers::files::{FilesController, FilesError};
 use crate::controllers::kernel::{KernelController, KernelError};
-use crate::controllers::kubernetes::{Check, KubeError, KubernetesController};
+use crate::controllers::kubernetes::KubernetesController;
 use crate::controllers::metrics::MetricsController;
 use crate::controllers::network::LinksController;
 use crate::controllers::plan::{self, PlanStep};
@@ -207,19 +207,11 @@ impl Node {
         out
     }
 
-    /// `POST /v1/bootstrap`: initialise etcd on this control-plane node.
-    pub async fn bootstrap(&self) -> Result<String, KubeError> {
-        let cfg = self.current_config().await;
-        self.kubernetes.bootstrap(cfg.as_ref())
+    pub(crate) fn kubernetes(&self) -> &KubernetesController {
+        &self.kubernetes
     }
 
-    /// `GET /v1/health`: the Kubernetes components and the node's Ready condition.
-    pub async fn health(&self) -> Vec<Check> {
-        let cfg = self.current_config().await;
-        self.kubernetes.health(cfg.as_ref()).await
-    }
-
-    async fn current_config(&self) -> Option<MachineConfig> {
+    pub(crate) async fn current_config(&self) -> Option<MachineConfig> {
         self.applied
             .lock()
             .await

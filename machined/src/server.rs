@@ -5,13 +5,14 @@
 use crate::auth::{self, AuthError, Role};
 use crate::controllers::metrics;
 use crate::host::inspect;
+use crate::kubernetes::node_api::KubernetesApi;
 use crate::node::{Node, PowerEvent};
 use crate::peers::{PeerLimits, Peers};
 use basalt_api::request::{NONCE_HEADER, SIGNATURE_HEADER};
 use basalt_api::route::Route;
 use basalt_api::rpc::{
-    ApplyRequest, ConfirmResponse, ErrorResponse, KillResponse, NonceResponse, RebootResponse,
-    ResetResponse, RestartResponse, ShutdownResponse, VersionResponse,
+    ApplyRequest, ConfirmResponse, ErrorResponse, KillResponse, KubeconfigRequest, NonceResponse,
+    RebootResponse, ResetResponse, RestartResponse, ShutdownResponse, VersionResponse,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -315,6 +316,7 @@ async fn read_route(node: &Arc<Node>, route: Route) -> Response<Body> {
         }
         Route::Logs { service, follow } => logs(node, &service, follow),
         Route::Dmesg { follow } => dmesg(follow),
+        Route::Health => json(StatusCode::OK, &node.health().await),
         other => error(405, format!("{} is not a read", other.path_and_query())),
     }
 }
@@ -369,6 +371,24 @@ async fn write_route(node: &Arc<Node>, route: Route, body: &[u8]) -> Response<Bo
                     shutting_down: true,
                 },
             )
+        }
+        Route::Bootstrap => match node.bootstrap().await {
+            Ok(r) => json(StatusCode::OK, &r),
+            Err(e) => error(e.status, e.message),
+        },
+        // A credential: admins only, as every POST is.
+        Route::Kubeconfig => {
+            let req: KubeconfigRequest = match serde_json::from_slice(body) {
+                Ok(r) => r,
+                Err(e) => return error(400, format!("kubeconfig body: {e}")),
+            };
+            if let Err(e) = req.check() {
+                return error(400, e);
+            }
+            match node.kubeconfig(req).await {
+                Ok(r) => json(StatusCode::OK, &r),
+                Err(e) => error(e.status, e.message),
+            }
         }
         other => error(405, format!("{} is not a write", other.path_and_query())),
     }

@@ -812,3 +812,81 @@ fn resources_read_as_the_api_type_and_are_in_sync_after_apply() {
     }
     assert!(list.iter().all(|r| r.in_sync), "{list:#?}");
 }
+
+/// The Kubernetes endpoints before Kubernetes runs: bootstrap and
+/// kubeconfig are admin-only and say clearly why they cannot be served;
+/// health is readable by readers and names every check that fails, and
+/// basaltctl's wait gives up on it after its timeout.
+#[test]
+fn kubernetes_endpoints_are_authorised_and_say_why_they_cannot_serve_yet() {
+    use basalt_api::rpc::{
+        BootstrapResponse, HEALTH_CHECKS, HealthReport, KubeconfigRequest, KubeconfigResponse,
+    };
+    use basaltctl::kube::{self, HealthError};
+    let d = dev(Limits::default());
+    let (admin, reader) = (d.client(1), d.client(3));
+    let req = KubeconfigRequest {
+        server: None,
+        user: "admin".into(),
+    };
+    blocking(move || {
+        let e = admin
+            .call::<BootstrapResponse>(&Route::Bootstrap)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "503: Kubernetes is not configured on this node yet"
+        );
+        let e = admin
+            .call_with::<_, KubeconfigResponse>(&Route::Kubeconfig, &req)
+            .unwrap_err();
+        assert_eq!(api_status(&e), 503, "{e}");
+        // A credential and a cluster-wide change: readers may do neither.
+        for e in [
+            reader
+                .call::<BootstrapResponse>(&Route::Bootstrap)
+                .unwrap_err(),
+            reader
+                .call_with::<_, KubeconfigResponse>(&Route::Kubeconfig, &req)
+                .unwrap_err(),
+        ] {
+            assert_eq!(api_status(&e), 403, "{e}");
+        }
+        // The node checks the request itself too, not only basaltctl.
+        let e = admin
+            .post::<_, KubeconfigResponse>(
+                "/v1/kubeconfig",
+                &serde_json::json!({"user": "admin", "server": "http://10.0.0.1:6443"}),
+            )
+            .unwrap_err();
+        assert_eq!(api_status(&e), 400, "{e}");
+        assert!(e.to_string().contains("is not an API server URL"), "{e}");
+        let e = admin
+            .post::<_, KubeconfigResponse>("/v1/kubeconfig", &serde_json::json!({"usr": "x"}))
+            .unwrap_err();
+        assert_eq!(api_status(&e), 400, "{e}");
+
+        let report: HealthReport = reader.call(&Route::Health).unwrap();
+        assert!(!report.all_ok());
+        let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, HEALTH_CHECKS);
+        let started = std::time::Instant::now();
+        let e = kube::wait_for_node(
+            &reader,
+            Duration::from_millis(600),
+            Duration::from_millis(200),
+            |_| {},
+        )
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        match &e {
+            HealthError::TimedOut { failing, .. } => assert_eq!(failing.len(), HEALTH_CHECKS.len()),
+            other => panic!("{other}"),
+        }
+        let text = e.to_string();
+        assert!(
+            text.starts_with("not healthy after 600ms; failing: etcd (Kubernetes is not configured on this node yet), kube-apiserver ("),
+            "{text}"
+        );
+    });
+}

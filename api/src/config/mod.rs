@@ -10,6 +10,7 @@ mod validate;
 mod values;
 
 pub use locate::{ConfigError, ConfigErrors, PathSeg, TomlPath};
+pub use validate::{KUBELET_EXTRA_ARGS, KUBELET_PROTECTED_ARGS, KubeletArg, KubeletArgValue};
 pub use values::{Cidr, MacAddr};
 
 use crate::MAX_DOCUMENT_BYTES;
@@ -146,11 +147,18 @@ fn default_file_mode() -> u32 {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Kubelet {
+    /// Kubelet flags (without the leading dashes) and their values. Only the
+    /// flags of [`KUBELET_EXTRA_ARGS`] are accepted; those machined sets
+    /// itself ([`KUBELET_PROTECTED_ARGS`]) are refused with the reason.
     #[serde(default)]
     pub extra_args: BTreeMap<String, String>,
+    /// Labels the kubelet registers the node with: Kubernetes label keys and
+    /// values; none under `kubernetes.io`/`k8s.io` but those the
+    /// NodeRestriction admission plugin lets a kubelet set.
     #[serde(default)]
     pub node_labels: BTreeMap<String, String>,
-    /// `key = "value:Effect"` or `key = ":Effect"`.
+    /// `key = "value:Effect"` or `key = ":Effect"`, Effect one of
+    /// `NoSchedule`, `PreferNoSchedule`, `NoExecute`.
     #[serde(default)]
     pub node_taints: BTreeMap<String, String>,
     #[serde(default)]
@@ -184,7 +192,27 @@ pub struct Cluster {
     pub cni: Cni,
     #[serde(default)]
     pub inline_manifests: Vec<InlineManifest>,
+    /// Let ordinary pods run on control-plane nodes. When false (the
+    /// default), control-plane nodes register with the taint
+    /// `node-role.kubernetes.io/control-plane:NoSchedule`.
+    #[serde(default)]
+    pub allow_scheduling_on_control_plane: bool,
+    /// The cluster's DNS domain (the kubelet's `clusterDomain`, the suffix
+    /// of service names): a DNS name, `cluster.local` by default.
+    #[serde(default = "default_dns_domain")]
+    pub dns_domain: String,
 }
+
+/// [`Cluster::dns_domain`] when the config gives none.
+pub const DEFAULT_DNS_DOMAIN: &str = "cluster.local";
+
+fn default_dns_domain() -> String {
+    DEFAULT_DNS_DOMAIN.to_string()
+}
+
+/// The taint a control-plane node registers with unless
+/// [`Cluster::allow_scheduling_on_control_plane`].
+pub const CONTROL_PLANE_TAINT_KEY: &str = "node-role.kubernetes.io/control-plane";
 
 fn default_pod_subnets() -> Vec<Cidr> {
     vec![Cidr::v4([10, 244, 0, 0], 16)]

@@ -226,29 +226,221 @@ fn writable_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What a kubelet flag's value must look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeletArgValue {
+    /// A decimal integer in `min..=max`.
+    Int { min: i64, max: i64 },
+    /// `true` or `false`.
+    Bool,
+    /// A Go duration such as `10s`, `1m30s`, `2h`.
+    Duration,
+    /// One token of printable ASCII without spaces: quantities (`10Mi`),
+    /// lists (`cpu=100m,memory=1Gi`), eviction signals (`memory.available<100Mi`).
+    Token,
+}
+
+/// A kubelet flag `machine.kubelet.extra_args` may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KubeletArg {
+    pub name: &'static str,
+    pub value: KubeletArgValue,
+}
+
+const fn arg(name: &'static str, value: KubeletArgValue) -> KubeletArg {
+    KubeletArg { name, value }
+}
+
+const fn int(min: i64, max: i64) -> KubeletArgValue {
+    KubeletArgValue::Int { min, max }
+}
+
+/// The kubelet flags a config may set: tuning of capacity, garbage
+/// collection, eviction, reservations, logging and API rates. Nothing here
+/// changes who the kubelet is, what it trusts, or where its files live;
+/// those are [`KUBELET_PROTECTED_ARGS`]. Another flag is refused until it
+/// is reviewed and added here.
+pub const KUBELET_EXTRA_ARGS: &[KubeletArg] = &[
+    arg("max-pods", int(1, 10_000)),
+    arg("pod-max-pids", int(-1, 4_194_304)),
+    arg("v", int(0, 10)),
+    arg("image-gc-high-threshold", int(0, 100)),
+    arg("image-gc-low-threshold", int(0, 100)),
+    arg("image-minimum-gc-age", KubeletArgValue::Duration),
+    arg("eviction-hard", KubeletArgValue::Token),
+    arg("eviction-soft", KubeletArgValue::Token),
+    arg("eviction-soft-grace-period", KubeletArgValue::Token),
+    arg("eviction-minimum-reclaim", KubeletArgValue::Token),
+    arg(
+        "eviction-pressure-transition-period",
+        KubeletArgValue::Duration,
+    ),
+    arg("kube-reserved", KubeletArgValue::Token),
+    arg("system-reserved", KubeletArgValue::Token),
+    arg("node-status-update-frequency", KubeletArgValue::Duration),
+    arg("serialize-image-pulls", KubeletArgValue::Bool),
+    arg("max-parallel-image-pulls", int(1, 1000)),
+    arg("registry-qps", int(0, 10_000)),
+    arg("registry-burst", int(0, 10_000)),
+    arg("event-qps", int(0, 10_000)),
+    arg("event-burst", int(0, 10_000)),
+    arg("kube-api-qps", int(0, 10_000)),
+    arg("kube-api-burst", int(0, 10_000)),
+    arg("container-log-max-size", KubeletArgValue::Token),
+    arg("container-log-max-files", int(2, 1000)),
+];
+
+const CREDENTIALS: &str = "machined generates the kubelet's credentials and certificates";
+const AUTH: &str = "it decides who may call the kubelet's API; machined sets it secure";
+const STATIC_PODS: &str =
+    "static pods bypass the API server's admission; run workloads through Kubernetes";
+
+/// Kubelet flags machined sets itself, each with the reason a config may
+/// not override it (and, where there is one, the config key to use).
+pub const KUBELET_PROTECTED_ARGS: &[(&str, &str)] = &[
+    ("config", "machined writes the kubelet's configuration file"),
+    ("kubeconfig", CREDENTIALS),
+    ("bootstrap-kubeconfig", CREDENTIALS),
+    ("cert-dir", CREDENTIALS),
+    ("tls-cert-file", CREDENTIALS),
+    ("tls-private-key-file", CREDENTIALS),
+    ("client-ca-file", CREDENTIALS),
+    ("rotate-certificates", CREDENTIALS),
+    ("rotate-server-certificates", CREDENTIALS),
+    ("anonymous-auth", AUTH),
+    ("authorization-mode", AUTH),
+    ("authentication-token-webhook", AUTH),
+    ("read-only-port", AUTH),
+    (
+        "container-runtime-endpoint",
+        "machined runs containerd and points the kubelet at its socket",
+    ),
+    (
+        "root-dir",
+        "the kubelet's state lives where machined mounts it (/var/lib/kubelet)",
+    ),
+    (
+        "volume-plugin-dir",
+        "the root filesystem is read-only; machined chooses the plugin directory",
+    ),
+    ("cgroup-driver", "machined sets it to match containerd's"),
+    ("cgroup-root", "machined owns the cgroup tree"),
+    ("pod-manifest-path", STATIC_PODS),
+    ("manifest-url", STATIC_PODS),
+    ("node-ip", "set machine.kubelet.node_ip_subnets instead"),
+    ("hostname-override", "set machine.hostname instead"),
+    ("node-labels", "set machine.kubelet.node_labels instead"),
+    (
+        "register-with-taints",
+        "set machine.kubelet.node_taints instead",
+    ),
+    ("cluster-domain", "set cluster.dns_domain instead"),
+    (
+        "cluster-dns",
+        "machined derives it from cluster.service_subnets",
+    ),
+];
+
+fn kubelet_arg(key: &str, value: &str) -> Result<(), String> {
+    if key.starts_with('-')
+        || key.is_empty()
+        || !key
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+    {
+        return Err(format!(
+            "`{key}` is not a kubelet flag name; write it without leading dashes, e.g. max-pods"
+        ));
+    }
+    if let Some((_, why)) = KUBELET_PROTECTED_ARGS.iter().find(|(k, _)| *k == key) {
+        return Err(format!(
+            "`{key}` is set by machined and cannot be overridden: {why}"
+        ));
+    }
+    let Some(spec) = KUBELET_EXTRA_ARGS.iter().find(|a| a.name == key) else {
+        let names: Vec<&str> = KUBELET_EXTRA_ARGS.iter().map(|a| a.name).collect();
+        return Err(format!(
+            "`{key}` is not a kubelet flag a config may set; allowed: {}",
+            names.join(", ")
+        ));
+    };
+    let ok = match spec.value {
+        KubeletArgValue::Int { min, max } => {
+            value.parse::<i64>().is_ok_and(|n| (min..=max).contains(&n))
+        }
+        KubeletArgValue::Bool => value == "true" || value == "false",
+        KubeletArgValue::Duration => go_duration(value),
+        KubeletArgValue::Token => {
+            !value.is_empty()
+                && !value.starts_with('-')
+                && value.chars().all(|c| c.is_ascii_graphic())
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(match spec.value {
+        KubeletArgValue::Int { min, max } => {
+            format!("`{value}` is not valid for {key}; expected an integer in {min}..={max}")
+        }
+        KubeletArgValue::Bool => {
+            format!("`{value}` is not valid for {key}; expected true or false")
+        }
+        KubeletArgValue::Duration => format!(
+            "`{value}` is not valid for {key}; expected a duration such as 10s, 1m30s or 2h"
+        ),
+        KubeletArgValue::Token => format!(
+            "`{value}` is not valid for {key}; expected one word of printable ASCII without spaces, e.g. cpu=100m,memory=1Gi"
+        ),
+    })
+}
+
+/// Go's `time.ParseDuration` syntax, unsigned: `1h2m3.5s`, `300ms`.
+fn go_duration(v: &str) -> bool {
+    let mut rest = v;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number = &rest[..digits];
+        if number.is_empty()
+            || number.starts_with('.')
+            || number.ends_with('.')
+            || number.matches('.').count() > 1
+        {
+            return false;
+        }
+        rest = &rest[digits..];
+        let Some(unit) = ["ns", "us", "µs", "ms", "s", "m", "h"]
+            .iter()
+            .filter(|u| rest.starts_with(*u))
+            .max_by_key(|u| u.len())
+        else {
+            return false;
+        };
+        rest = &rest[unit.len()..];
+    }
+    true
+}
+
 fn kubelet(c: &MachineConfig, out: &mut Problems) {
     let k = &c.machine.kubelet;
     let base = p(&["machine", "kubelet"]);
-    for key in k.extra_args.keys() {
-        if key.starts_with('-')
-            || key.is_empty()
-            || !key
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
-        {
-            out.push((
-                base.key("extra_args").key(key),
-                format!("`{key}` is not a kubelet flag name; write it without leading dashes, e.g. max-pods"),
-            ));
+    for (key, value) in &k.extra_args {
+        if let Err(e) = kubelet_arg(key, value) {
+            out.push((base.key("extra_args").key(key), e));
         }
     }
     for (key, value) in &k.node_labels {
         let at = base.key("node_labels").key(key);
-        if let Err(e) = label_key(key) {
+        if let Err(e) = label_key(key).and_then(|()| kubelet_may_set_label(key)) {
             out.push((at.clone(), e));
         }
         if !label_value(value) {
-            out.push((at, format!("`{value}` is not a label value (≤63 chars, alphanumeric, `-_.`, alphanumeric at both ends)")));
+            out.push((at, format!("label value `{value}` is not valid: at most 63 characters of letters, digits, `-`, `_` and `.`, beginning and ending with a letter or digit (or empty)")));
         }
     }
     for (key, value) in &k.node_taints {
@@ -260,27 +452,92 @@ fn kubelet(c: &MachineConfig, out: &mut Problems) {
             label_value(v) && ["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect)
         });
         if !ok {
-            out.push((at, format!("`{value}` is not a taint; expected `value:Effect` with Effect one of NoSchedule, PreferNoSchedule, NoExecute")));
+            out.push((at.clone(), format!("`{value}` is not a taint; expected `value:Effect` (or `:Effect`) with a label value and Effect one of NoSchedule, PreferNoSchedule, NoExecute")));
+        }
+        if key == super::CONTROL_PLANE_TAINT_KEY
+            && c.machine.role == Role::Controlplane
+            && c.cluster.allow_scheduling_on_control_plane
+        {
+            out.push((
+                at,
+                "contradicts cluster.allow_scheduling_on_control_plane = true: remove this taint or set that key to false".into(),
+            ));
         }
     }
 }
 
+/// A Kubernetes qualified name: `[prefix/]name`, the prefix a lowercase DNS
+/// subdomain of at most 253 characters, the name at most 63 characters of
+/// letters, digits, `-`, `_` and `.`, alphanumeric at both ends.
 fn label_key(key: &str) -> Result<(), String> {
-    let (prefix, name) = match key.rsplit_once('/') {
+    let (prefix, name) = match key.split_once('/') {
         Some((pre, name)) => (Some(pre), name),
         None => (None, key),
     };
-    if let Some(pre) = prefix
-        && (pre.len() > 253 || hostname(pre).is_err())
-    {
-        return Err(format!("`{key}`: prefix `{pre}` is not a DNS subdomain"));
+    if let Some(pre) = prefix {
+        let lower = pre
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if pre.is_empty() || pre.len() > 253 || !lower || hostname(pre).is_err() {
+            return Err(format!(
+                "`{key}`: prefix `{pre}` is not a lowercase DNS subdomain of at most 253 characters, e.g. example.com"
+            ));
+        }
     }
-    if name.is_empty() || !label_value(name) {
+    if name.is_empty() || name.len() > 63 || !label_value(name) {
         return Err(format!(
-            "`{key}` is not a label key (name ≤63 chars, alphanumeric and `-_.`)"
+            "`{key}` is not a label key: the name{} must be 1–63 characters of letters, digits, `-`, `_` and `.`, beginning and ending with a letter or digit",
+            if prefix.is_some() {
+                " after the `/`"
+            } else {
+                ""
+            }
         ));
     }
     Ok(())
+}
+
+/// Labels under `kubernetes.io` and `k8s.io` a kubelet may register its node
+/// with. The kubelet refuses to start with any other (`--node-labels`), as
+/// the NodeRestriction admission plugin would refuse them;
+/// `node-role.kubernetes.io/*` is among those: the control plane, not the
+/// node, assigns roles.
+const KUBELET_LABEL_NAMESPACES: &[&str] = &["kubelet.kubernetes.io", "node.kubernetes.io"];
+const KUBELET_LABELS: &[&str] = &[
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "beta.kubernetes.io/instance-type",
+];
+/// Labels the kubelet sets itself from the machine.
+const KUBELET_OWN_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+];
+
+fn kubelet_may_set_label(key: &str) -> Result<(), String> {
+    let Some((ns, name)) = key.split_once('/') else {
+        return Ok(());
+    };
+    let within = |domain: &str| ns == domain || ns.ends_with(&format!(".{domain}"));
+    if !(within("kubernetes.io") || within("k8s.io")) {
+        return Ok(());
+    }
+    if KUBELET_OWN_LABELS.contains(&key) {
+        return Err(format!(
+            "`{key}` is set by the kubelet itself from the machine; remove it"
+        ));
+    }
+    if KUBELET_LABELS.contains(&key) || KUBELET_LABEL_NAMESPACES.iter().any(|d| within(d)) {
+        return Ok(());
+    }
+    Err(format!(
+        "`{key}`: a kubelet may not register its node with labels under kubernetes.io or k8s.io (the kubelet refuses to start with them and the API server's NodeRestriction admission plugin refuses them), except under kubelet.kubernetes.io/ and node.kubernetes.io/ and topology.kubernetes.io/region|zone; use your own prefix (e.g. example.com/{name}) or label the node through the Kubernetes API (kubectl label node)"
+    ))
 }
 
 fn label_value(v: &str) -> bool {
@@ -386,6 +643,15 @@ fn cluster(c: &Cluster, role: Role, out: &mut Problems) {
             (_, Some(v)) => pem(v, tags, &at(key), out),
             (Role::Worker, None) => {}
         }
+    }
+    let d = &c.dns_domain;
+    if hostname(d).is_err() || d.chars().any(|ch| ch.is_ascii_uppercase()) {
+        out.push((
+            at("dns_domain"),
+            format!(
+                "`{d}` is not a DNS domain: lowercase labels of letters, digits and `-` separated by dots, no trailing dot, e.g. cluster.local"
+            ),
+        ));
     }
     subnets(c, out);
     let mut names = HashSet::new();

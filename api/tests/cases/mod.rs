@@ -272,9 +272,199 @@ pub fn config_cases() -> Vec<ConfigCase> {
         ),
         case(
             "bad taint",
-            edit(&cp, "\":NoSchedule\"", "\":Never\""),
+            edit(
+                &w,
+                "node_taints = {}",
+                "node_taints = { \"dedicated\" = \"infra:Never\" }",
+            ),
+            "machine.kubelet.node_taints.dedicated",
+            "is not a taint; expected `value:Effect`",
+        ),
+        case(
+            "taint without effect",
+            edit(
+                &w,
+                "node_taints = {}",
+                "node_taints = { \"dedicated\" = \"infra\" }",
+            ),
+            "machine.kubelet.node_taints.dedicated",
+            "Effect one of NoSchedule, PreferNoSchedule, NoExecute",
+        ),
+        case(
+            "control-plane taint while scheduling is allowed there",
+            edit(
+                &edit(
+                    &cp,
+                    "allow_scheduling_on_control_plane = false",
+                    "allow_scheduling_on_control_plane = true",
+                ),
+                "node_taints = {}",
+                "node_taints = { \"node-role.kubernetes.io/control-plane\" = \":NoSchedule\" }",
+            ),
             "machine.kubelet.node_taints.\"node-role.kubernetes.io/control-plane\"",
-            "is not a taint",
+            "contradicts cluster.allow_scheduling_on_control_plane = true",
+        ),
+        at(
+            case(
+                "protected kubelet flag",
+                edit(
+                    &w,
+                    "extra_args = { \"max-pods\" = \"110\"",
+                    "extra_args = { \"kubeconfig\" = \"/tmp/k\"",
+                ),
+                "machine.kubelet.extra_args.kubeconfig",
+                "`kubeconfig` is set by machined and cannot be overridden: machined generates the kubelet's credentials",
+            ),
+            "\"kubeconfig\" = ",
+        ),
+        case(
+            "kubelet node-ip flag",
+            edit(
+                &w,
+                "extra_args = { \"max-pods\" = \"110\"",
+                "extra_args = { \"node-ip\" = \"10.0.0.5\"",
+            ),
+            "machine.kubelet.extra_args.node-ip",
+            "set machine.kubelet.node_ip_subnets instead",
+        ),
+        case(
+            "kubelet flag not on the allow-list",
+            edit(
+                &w,
+                "extra_args = { \"max-pods\" = \"110\"",
+                "extra_args = { \"feature-gates\" = \"X=true\"",
+            ),
+            "machine.kubelet.extra_args.feature-gates",
+            "is not a kubelet flag a config may set; allowed: max-pods,",
+        ),
+        case(
+            "kubelet flag with dashes",
+            edit(
+                &w,
+                "extra_args = { \"max-pods\" = \"110\"",
+                "extra_args = { \"--max-pods\" = \"110\"",
+            ),
+            "machine.kubelet.extra_args.--max-pods",
+            "write it without leading dashes",
+        ),
+        case(
+            "kubelet integer flag out of range",
+            edit(
+                &w,
+                "extra_args = { \"max-pods\" = \"110\"",
+                "extra_args = { \"max-pods\" = \"lots\"",
+            ),
+            "machine.kubelet.extra_args.max-pods",
+            "`lots` is not valid for max-pods; expected an integer in 1..=10000",
+        ),
+        case(
+            "kubelet duration flag",
+            edit(
+                &w,
+                "extra_args = { \"max-pods\" = \"110\"",
+                "extra_args = { \"node-status-update-frequency\" = \"10 seconds\"",
+            ),
+            "machine.kubelet.extra_args.node-status-update-frequency",
+            "expected a duration such as 10s",
+        ),
+        at(
+            case(
+                "node-role label",
+                edit(
+                    &w,
+                    "node_labels = { ",
+                    "node_labels = { \"node-role.kubernetes.io/worker\" = \"\", ",
+                ),
+                "machine.kubelet.node_labels.\"node-role.kubernetes.io/worker\"",
+                "NodeRestriction admission plugin refuses them",
+            ),
+            "node-role.kubernetes.io/worker",
+        ),
+        case(
+            "k8s.io label",
+            edit(
+                &w,
+                "node_labels = { ",
+                "node_labels = { \"example.k8s.io/x\" = \"y\", ",
+            ),
+            "machine.kubelet.node_labels.\"example.k8s.io/x\"",
+            "use your own prefix (e.g. example.com/x)",
+        ),
+        case(
+            "label the kubelet sets",
+            edit(
+                &w,
+                "node_labels = { ",
+                "node_labels = { \"kubernetes.io/hostname\" = \"x\", ",
+            ),
+            "machine.kubelet.node_labels.\"kubernetes.io/hostname\"",
+            "is set by the kubelet itself",
+        ),
+        case(
+            "label prefix not a DNS subdomain",
+            edit(
+                &w,
+                "node_labels = { ",
+                "node_labels = { \"Example.com/x\" = \"y\", ",
+            ),
+            "machine.kubelet.node_labels.\"Example.com/x\"",
+            "prefix `Example.com` is not a lowercase DNS subdomain",
+        ),
+        case(
+            "label name too long",
+            edit(
+                &w,
+                "node_labels = { ",
+                &format!(
+                    "node_labels = {{ \"example.com/{}\" = \"y\", ",
+                    "n".repeat(64)
+                ),
+            ),
+            "machine.kubelet.node_labels.\"example.com/nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn\"",
+            "must be 1–63 characters",
+        ),
+        case(
+            "label value too long",
+            edit(&w, "\"lab-a\"", &format!("\"{}\"", "v".repeat(64))),
+            "machine.kubelet.node_labels.\"topology.kubernetes.io/zone\"",
+            "label value `vvvv",
+        ),
+        at(
+            case(
+                "bad DNS domain",
+                edit(
+                    &w,
+                    "dns_domain = \"cluster.local\"",
+                    "dns_domain = \"Cluster_Local.\"",
+                ),
+                "cluster.dns_domain",
+                "is not a DNS domain",
+            ),
+            "dns_domain = ",
+        ),
+        case(
+            "controlplane without CA key",
+            without_key(&cp, "ca_key"),
+            "cluster.ca_key",
+            "required for role controlplane",
+        ),
+        case(
+            "bootstrap token with a short secret",
+            edit(&w, "y72voy7hog6e1duh\"", "y72voy7hog6e1du\""),
+            "cluster.token",
+            "expected [a-z0-9]{6}.[a-z0-9]{16} (value redacted)",
+        ),
+        case(
+            "bootstrap token in upper case",
+            edit(&w, "token = \"ppm0l3", "token = \"PPM0L3"),
+            "cluster.token",
+            "not a bootstrap token",
+        ),
+        case(
+            "endpoint not a URL",
+            edit(&w, "https://10.0.0.10:6443", "10.0.0.10:6443"),
+            "cluster.endpoint",
+            "https",
         ),
         case(
             "bad metrics address",

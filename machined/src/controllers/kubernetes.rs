@@ -16,9 +16,11 @@ use crate::host::Host;
 use crate::kubernetes::bootstrap;
 use crate::kubernetes::components::{self, Components};
 use crate::kubernetes::layout::{CNI_CONF_DIR, Layout, RUN_DIR};
+use crate::kubernetes::node_api::KubeApiError;
 use crate::kubernetes::pki::{self, NodeIdentity, PkiChange};
 use crate::supervisor::{ServiceSpec, Supervisor};
 use basalt_api::config::{CniName, MachineConfig, Role};
+use basalt_api::rpc::HealthCheck;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
@@ -28,37 +30,6 @@ use tokio::sync::Notify;
 
 /// How often the loop converges without being kicked.
 const RESYNC: Duration = Duration::from_secs(30);
-
-/// A refused or failed Kubernetes request, with the HTTP status it maps to.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct KubeError {
-    pub status: u16,
-    pub message: String,
-}
-
-impl KubeError {
-    fn conflict(message: impl Into<String>) -> Self {
-        KubeError {
-            status: 409,
-            message: message.into(),
-        }
-    }
-    fn internal(message: impl Into<String>) -> Self {
-        KubeError {
-            status: 500,
-            message: message.into(),
-        }
-    }
-}
-
-/// One health check: a component or the node's Ready condition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
-    pub name: String,
-    pub ok: bool,
-    pub detail: String,
-}
 
 #[derive(Default)]
 struct Observed {
@@ -323,29 +294,34 @@ impl KubernetesController {
 
     /// `basaltctl bootstrap`: initialise etcd on this control-plane node,
     /// once per cluster.
-    pub fn bootstrap(&self, cfg: Option<&MachineConfig>) -> Result<String, KubeError> {
+    pub fn bootstrap(&self, cfg: Option<&MachineConfig>) -> Result<String, KubeApiError> {
         let cfg = cfg.ok_or_else(|| {
-            KubeError::conflict("this node has no config yet: apply a control-plane config first")
+            KubeApiError::new(
+                409,
+                "this node has no config yet: apply a control-plane config first",
+            )
         })?;
         if cfg.machine.role != Role::Controlplane {
-            return Err(KubeError::conflict(
+            return Err(KubeApiError::new(
+                409,
                 "bootstrap runs on a control-plane node; workers join with cluster.token",
             ));
         }
         let marker = self.node_path(&self.layout.bootstrapped_marker);
         let data = self.node_path(&self.layout.etcd_data);
         if self.host.exists(&marker) || self.host.exists(&data) {
-            return Err(KubeError::conflict(
+            return Err(KubeApiError::new(
+                409,
                 "etcd is already bootstrapped on this node; a second bootstrap would start a second cluster. Nothing was changed",
             ));
         }
         let name = self.host.hostname().to_lowercase();
         self.host
             .ensure_dir(&self.node_path(&self.layout.pki_dir), 0o700)
-            .map_err(|e| KubeError::internal(e.to_string()))?;
+            .map_err(|e| KubeApiError::new(500, e.to_string()))?;
         self.host
             .write_atomic(&marker, format!("{name}\n").as_bytes(), 0o600)
-            .map_err(|e| KubeError::internal(format!("recording the bootstrap: {e}")))?;
+            .map_err(|e| KubeApiError::new(500, format!("recording the bootstrap: {e}")))?;
         tracing::info!("kubernetes: bootstrapping etcd on {name}");
         self.kick();
         Ok(name)
@@ -362,9 +338,9 @@ impl KubernetesController {
     }
 
     /// Every component's readiness and the node's Ready condition.
-    pub async fn health(&self, cfg: Option<&MachineConfig>) -> Vec<Check> {
+    pub async fn health(&self, cfg: Option<&MachineConfig>) -> Vec<HealthCheck> {
         let Some(cfg) = cfg else {
-            return vec![Check {
+            return vec![HealthCheck {
                 name: "config".into(),
                 ok: false,
                 detail: "no config applied (maintenance mode)".into(),
@@ -372,7 +348,7 @@ impl KubernetesController {
         };
         let mut checks = Vec::new();
         if cfg.machine.role == Role::Controlplane && !self.bootstrapped() {
-            checks.push(Check {
+            checks.push(HealthCheck {
                 name: "bootstrap".into(),
                 ok: false,
                 detail: "not bootstrapped: run `basaltctl bootstrap` once on the first control-plane node".into(),
@@ -387,7 +363,7 @@ impl KubernetesController {
                 ),
                 Err(_) => (false, "not started".into()),
             };
-            checks.push(Check {
+            checks.push(HealthCheck {
                 name: name.into(),
                 ok,
                 detail,
@@ -395,7 +371,7 @@ impl KubernetesController {
         }
         checks.push(self.node_ready_check(cfg).await);
         if let Some(e) = self.observed().last_error.clone() {
-            checks.push(Check {
+            checks.push(HealthCheck {
                 name: "converge".into(),
                 ok: false,
                 detail: e,
@@ -404,8 +380,8 @@ impl KubernetesController {
         checks
     }
 
-    async fn node_ready_check(&self, cfg: &MachineConfig) -> Check {
-        let check = |ok, detail| Check {
+    async fn node_ready_check(&self, cfg: &MachineConfig) -> HealthCheck {
+        let check = |ok, detail| HealthCheck {
             name: "node-ready".into(),
             ok,
             detail,

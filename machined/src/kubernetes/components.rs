@@ -13,7 +13,7 @@ use super::layout::{
     ETCD_PEER_PORT, KUBELET_HEALTHZ_PORT, KUBELET_PORT, KUBELET_ROOT, Layout, SCHEDULER_PORT,
 };
 use crate::supervisor::{Backoff, HttpProbe, Readiness, ServiceSpec, TlsVerify};
-use basalt_api::config::{Cidr, MachineConfig, Role};
+use basalt_api::config::{CONTROL_PLANE_TAINT_KEY, Cidr, MachineConfig, Role};
 use serde_json::json;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -29,8 +29,6 @@ pub const CONTAINERD: &str = "containerd";
 
 /// The control-plane components, in start order.
 pub const CONTROL_PLANE: [&str; 4] = [ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER];
-
-pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// The bridge CNI config machined owns until a CNI such as Cilium installs its own.
 pub const BRIDGE_CONFLIST: &str = "10-basalt-bridge.conflist";
@@ -85,12 +83,7 @@ impl Components<'_> {
     }
 
     fn cluster_domain(&self) -> &str {
-        DEFAULT_CLUSTER_DOMAIN
-    }
-
-    /// Whether workloads may run on this control-plane node.
-    fn schedules_on_control_plane(&self) -> bool {
-        false
+        &self.config.cluster.dns_domain
     }
 
     /// The services this node runs once it runs Kubernetes: the control
@@ -370,9 +363,9 @@ impl Components<'_> {
                 Some(t)
             })
             .collect();
-        let cp_taint = "node-role.kubernetes.io/control-plane";
+        let cp_taint = CONTROL_PLANE_TAINT_KEY;
         if self.config.machine.role == Role::Controlplane
-            && !self.schedules_on_control_plane()
+            && !self.config.cluster.allow_scheduling_on_control_plane
             && !self
                 .config
                 .machine

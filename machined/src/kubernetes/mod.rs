@@ -10,9 +10,11 @@
 //! | [`kubeconfig`] | kubeconfig files (JSON), rendered and read back |
 //! | [`components`] | each component's flags, readiness and generated config |
 //! | [`bootstrap`] | the bootstrap token and RBAC, applied through the API |
+//! | [`node_api`] | what the node API asks of Kubernetes: bootstrap, kubeconfig, health |
 
 pub mod bootstrap;
 pub mod components;
 pub mod kubeconfig;
 pub mod layout;
+pub mod node_api;
 pub mod pki;
