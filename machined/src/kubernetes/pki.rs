@@ -1021,8 +1021,8 @@ fn sans(x: &X509Certificate<'_>) -> Result<BTreeSet<San>, String> {
             }
             GeneralName::IPAddress(b) => {
                 let ip = match b.len() {
-                    4 => <[u8; 4]>::try_from(*b).map(|a| IpAddr::from(a)).ok(),
-                    16 => <[u8; 16]>::try_from(*b).map(|a| IpAddr::from(a)).ok(),
+                    4 => <[u8; 4]>::try_from(*b).map(IpAddr::from).ok(),
+                    16 => <[u8; 16]>::try_from(*b).map(IpAddr::from).ok(),
                     _ => None,
                 };
                 out.insert(San::Ip(ip.ok_or("an IP SAN of bad length")?));
@@ -1058,11 +1058,13 @@ fn issue(
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
         .map_err(|e| fail(format!("generating a key: {e}")))?;
     let mut params = CertificateParams::default();
+    // O before CN, the order Go's crypto/x509 (kubeadm, the controller-
+    // manager's CSR signer) encodes them in.
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, spec.cn.as_str());
     if let Some(org) = spec.org {
         dn.push(DnType::OrganizationName, org);
     }
+    dn.push(DnType::CommonName, spec.cn.as_str());
     params.distinguished_name = dn;
     params.subject_alt_names = spec
         .sans
