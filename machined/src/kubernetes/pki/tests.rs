@@ -1032,3 +1032,328 @@ fn an_ipv6_node_and_service_range_land_in_the_sans() {
     assert!(sans.contains("IP Address:FD00:10:96:0:0:0:0:1"), "{sans:?}");
     assert_eq!(f.converge(Role::Controlplane, SystemTime::now()), vec![]);
 }
+
+// ---------------------------------------------------------------------------
+// The real control plane: etcd and kube-apiserver started on loopback with
+// exactly the files converge wrote, and kubectl talking to it with each
+// kubeconfig. This is where Go's verifier (issuer bytes, AKI, EKUs, IP and
+// DNS SANs) and the apiserver's flags (sa.key/sa.pub, front-proxy,
+// etcd client auth) judge the PKI.
+
+/// A binary from `image-builder package <package>`'s cache, or a loud failure.
+fn packaged(package: &str, binary: &str) -> PathBuf {
+    let dir = Path::new("/root/.cache/basalt/packages");
+    std::fs::read_dir(dir)
+        .ok()
+        .and_then(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{package}-v")))
+                })
+                .map(|p| p.join("bin").join(binary))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {binary} under {}/{package}-v*/bin: run `image-builder package {package}` first",
+                dir.display()
+            )
+        })
+}
+
+/// Kills (SIGKILL through the handle) and reaps a child this test started.
+struct Running(std::process::Child, &'static str, PathBuf);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    fn start(name: &'static str, bin: PathBuf, args: &[String], log: PathBuf) -> Running {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin)
+            .args(args)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Running(child, name, log)
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.2).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn etcd_kube_apiserver_and_kubectl_accept_the_pki() {
+    let etcd_bin = packaged("etcd", "etcd");
+    let apiserver_bin = packaged("kubernetes", "kube-apiserver");
+    let kubectl_bin = kubectl();
+
+    let mut f = fixture(cluster());
+    // The apiserver listens on loopback here; the node's own address is
+    // 127.0.0.1 as far as its certificates go.
+    f.node.ips = vec!["127.0.0.1".parse().unwrap()];
+    f.converge(Role::Controlplane, SystemTime::now());
+    let l = &f.layout;
+    let p = |path: &Path| f.real(path).to_string_lossy().into_owned();
+    let (client, peer, metrics, secure) = (free_port(), free_port(), free_port(), free_port());
+
+    let etcd = Running::start(
+        "etcd",
+        etcd_bin,
+        &[
+            "--name=cp-1".into(),
+            format!("--data-dir={}", f.root.join("etcd").display()),
+            format!("--listen-client-urls=https://127.0.0.1:{client}"),
+            format!("--advertise-client-urls=https://127.0.0.1:{client}"),
+            format!("--listen-peer-urls=https://127.0.0.1:{peer}"),
+            format!("--initial-advertise-peer-urls=https://127.0.0.1:{peer}"),
+            format!("--initial-cluster=cp-1=https://127.0.0.1:{peer}"),
+            format!("--listen-metrics-urls=http://127.0.0.1:{metrics}"),
+            format!("--cert-file={}", p(&l.etcd_server.cert)),
+            format!("--key-file={}", p(&l.etcd_server.key)),
+            format!("--trusted-ca-file={}", p(&l.etcd_ca.cert)),
+            "--client-cert-auth=true".into(),
+            format!("--peer-cert-file={}", p(&l.etcd_peer.cert)),
+            format!("--peer-key-file={}", p(&l.etcd_peer.key)),
+            format!("--peer-trusted-ca-file={}", p(&l.etcd_ca.cert)),
+            "--peer-client-cert-auth=true".into(),
+        ],
+        f.root.join("etcd.log"),
+    );
+    let apiserver = Running::start(
+        "kube-apiserver",
+        apiserver_bin,
+        &[
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            // A loopback advertise address is refused by the endpoint
+            // reconciler; this test needs no `kubernetes` Endpoints.
+            "--endpoint-reconciler-type=none".into(),
+            format!("--secure-port={secure}"),
+            format!("--etcd-servers=https://127.0.0.1:{client}"),
+            format!("--etcd-cafile={}", p(&l.etcd_ca.cert)),
+            format!("--etcd-certfile={}", p(&l.apiserver_etcd_client.cert)),
+            format!("--etcd-keyfile={}", p(&l.apiserver_etcd_client.key)),
+            format!("--tls-cert-file={}", p(&l.apiserver.cert)),
+            format!("--tls-private-key-file={}", p(&l.apiserver.key)),
+            format!("--client-ca-file={}", p(&l.ca.cert)),
+            format!("--kubelet-certificate-authority={}", p(&l.ca.cert)),
+            format!(
+                "--kubelet-client-certificate={}",
+                p(&l.apiserver_kubelet_client.cert)
+            ),
+            format!(
+                "--kubelet-client-key={}",
+                p(&l.apiserver_kubelet_client.key)
+            ),
+            format!("--proxy-client-cert-file={}", p(&l.front_proxy_client.cert)),
+            format!("--proxy-client-key-file={}", p(&l.front_proxy_client.key)),
+            format!(
+                "--requestheader-client-ca-file={}",
+                p(&l.front_proxy_ca.cert)
+            ),
+            "--requestheader-allowed-names=front-proxy-client".into(),
+            "--requestheader-username-headers=X-Remote-User".into(),
+            "--requestheader-group-headers=X-Remote-Group".into(),
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", p(&l.service_account_pub)),
+            format!(
+                "--service-account-signing-key-file={}",
+                p(&l.service_account_key)
+            ),
+            "--service-cluster-ip-range=10.96.0.0/12".into(),
+            "--authorization-mode=Node,RBAC".into(),
+            "--enable-bootstrap-token-auth=true".into(),
+            format!("--cert-dir={}", f.root.join("apiserver-certs").display()),
+        ],
+        f.root.join("kube-apiserver.log"),
+    );
+    let server = format!("https://127.0.0.1:{secure}");
+    let kubectl = |kubeconfig: &Path, extra: &[&str], args: &[&str]| {
+        Command::new(&kubectl_bin)
+            .arg(format!("--kubeconfig={}", f.real(kubeconfig).display()))
+            .arg(format!("--server={server}"))
+            .args(extra)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    // Ready once etcd accepted the apiserver's client certificate and the
+    // apiserver's post-start hooks ran; up to two minutes on a busy machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = kubectl(&l.admin_kubeconfig, &[], &["get", "--raw=/readyz"]);
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kube-apiserver not ready: {}\n--- {} ---\n{}\n--- {} ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            apiserver.1,
+            apiserver.log_tail(),
+            etcd.1,
+            etcd.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let whoami = |kubeconfig: &Path, extra: &[&str]| {
+        let out = kubectl(
+            kubeconfig,
+            extra,
+            &[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            kubeconfig.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(whoami(&l.admin_kubeconfig, &[]).starts_with("basalt:machined [\"system:masters\""));
+    assert!(
+        whoami(&l.controller_manager_kubeconfig, &[])
+            .starts_with("system:kube-controller-manager ")
+    );
+    assert!(whoami(&l.scheduler_kubeconfig, &[]).starts_with("system:kube-scheduler "));
+    assert!(whoami(&l.kubelet_kubeconfig, &[]).starts_with("system:node:cp-1 [\"system:nodes\""));
+
+    // A worker's bootstrap kubeconfig: the token authenticates once its
+    // Secret exists, and the apiserver's certificate holds for the cluster
+    // endpoint's name (dialled here on loopback).
+    let out = kubectl(
+        &l.admin_kubeconfig,
+        &[],
+        &[
+            "-n",
+            "kube-system",
+            "create",
+            "secret",
+            "generic",
+            "bootstrap-token-abcdef",
+            "--type=bootstrap.kubernetes.io/token",
+            "--from-literal=token-id=abcdef",
+            "--from-literal=token-secret=0123456789abcdef",
+            "--from-literal=usage-bootstrap-authentication=true",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A worker of this cluster: the same CA certificate, no keys.
+    let mut worker = f.cluster.clone();
+    worker.ca_key = None;
+    let w = Fixture {
+        cluster: worker,
+        ..fixture(worker_cluster())
+    };
+    w.converge(Role::Worker, SystemTime::now());
+    let out = Command::new(&kubectl_bin)
+        .arg(format!(
+            "--kubeconfig={}",
+            w.real(&w.layout.kubelet_bootstrap_kubeconfig).display()
+        ))
+        .arg(format!("--server={server}"))
+        .arg("--tls-server-name=k8s.example.test")
+        .args([
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "system:bootstrap:abcdef"
+    );
+
+    // A service-account token signed with sa.key verifies with sa.pub.
+    let out = kubectl(
+        &l.admin_kubeconfig,
+        &[],
+        &["-n", "default", "create", "serviceaccount", "probe"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kubectl(
+        &l.admin_kubeconfig,
+        &[],
+        &["-n", "default", "create", "token", "probe"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let sa_kubeconfig = f.root.join("sa.kubeconfig");
+    let text = Kubeconfig {
+        cluster_name: "demo",
+        server: &server,
+        ca_pem: &f.cluster.ca_cert,
+        user: "probe",
+        credential: Credential::Token(&token),
+    }
+    .render()
+    .unwrap();
+    std::fs::write(&sa_kubeconfig, text).unwrap();
+    let out = Command::new(&kubectl_bin)
+        .arg(format!("--kubeconfig={}", sa_kubeconfig.display()))
+        .args([
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "system:serviceaccount:default:probe"
+    );
+    drop(apiserver);
+    drop(etcd);
+}
