@@ -910,6 +910,131 @@ fn a_ca_key_of_another_ca_is_refused_and_nothing_is_written() {
     );
 }
 
+/// A CA made by openssl, as an operator (or kubeadm) would bring it: `rsa`
+/// gives a PKCS#1 `RSA PRIVATE KEY`, else a SEC1 `EC PRIVATE KEY`.
+fn openssl_ca(dir: &Path, name: &str, rsa: bool) -> TestCa {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.crt"));
+    let key_s = key.to_string_lossy();
+    if rsa {
+        openssl(&["genrsa", "-traditional", "-out", &key_s, "2048"]);
+    } else {
+        openssl(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            &key_s,
+        ]);
+    }
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &key_s,
+        "-subj",
+        &format!("/O=Example Corp/CN={name}"),
+        "-days",
+        "3650",
+        "-out",
+        &cert.to_string_lossy(),
+    ]);
+    TestCa {
+        cert: std::fs::read_to_string(cert).unwrap(),
+        key: std::fs::read_to_string(key).unwrap(),
+    }
+}
+
+#[test]
+fn cas_and_keys_made_by_openssl_work_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = openssl_ca(dir.path(), "kubernetes", true);
+    let etcd = openssl_ca(dir.path(), "etcd-ca", false);
+    assert!(ca.key.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    assert!(etcd.key.starts_with("-----BEGIN EC PRIVATE KEY-----"));
+    let sa = dir.path().join("sa.key");
+    openssl(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        &sa.to_string_lossy(),
+        "2048",
+    ]);
+
+    let mut c = cluster();
+    c.ca_cert = ca.cert;
+    c.ca_key = Some(Secret::new(ca.key));
+    c.etcd_ca_cert = Some(etcd.cert);
+    c.etcd_ca_key = Some(Secret::new(etcd.key));
+    c.service_account_key = Some(Secret::new(std::fs::read_to_string(&sa).unwrap()));
+    let f = fixture(c);
+    let now = SystemTime::now();
+    assert_eq!(names(&f.converge(Role::Controlplane, now)), all_cp_names());
+    assert_eq!(f.converge(Role::Controlplane, now), vec![]);
+    for (name, pair, ca) in leaf_pairs(&f.layout) {
+        let out = openssl(&[
+            "verify",
+            "-CAfile",
+            &f.real(&ca.cert).to_string_lossy(),
+            &f.real(&pair.cert).to_string_lossy(),
+        ]);
+        assert!(out.trim_end().ends_with(": OK"), "{name}: {out}");
+    }
+    let cert = embedded_cert(&f, &f.layout.admin_kubeconfig);
+    let out = openssl(&[
+        "verify",
+        "-CAfile",
+        &f.real(&f.layout.ca.cert).to_string_lossy(),
+        &cert.to_string_lossy(),
+    ]);
+    assert!(out.trim_end().ends_with(": OK"), "{out}");
+    // sa.key as given (PKCS#1), sa.pub its public half.
+    assert!(
+        f.read(&f.layout.service_account_key)
+            .starts_with("-----BEGIN RSA PRIVATE KEY-----")
+    );
+    assert_eq!(
+        openssl(&[
+            "pkey",
+            "-pubin",
+            "-in",
+            &f.real(&f.layout.service_account_pub).to_string_lossy()
+        ]),
+        openssl(&["pkey", "-pubout", "-in", &sa.to_string_lossy()])
+    );
+
+    // A key of the right form but for another CA is still refused.
+    let mut bad = f.cluster.clone();
+    bad.etcd_ca_key = Some(Secret::new(openssl_ca(dir.path(), "other", false).key));
+    let err = plan(&f.host, &f.layout, &bad, Role::Controlplane, &f.node, now).unwrap_err();
+    assert!(err.to_string().contains("`cluster.etcd_ca_key`"), "{err}");
+}
+
+#[test]
+fn keys_that_are_not_keys_are_named() {
+    for (pem, want) in [
+        ("nothing", "not PEM"),
+        (
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "PEM block is `CERTIFICATE`",
+        ),
+        (
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+            "a curve machined cannot tell",
+        ),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+            "not a usable private key",
+        ),
+    ] {
+        let err = key_pair(pem).err().unwrap();
+        assert!(err.contains(want), "{pem}: {err}");
+    }
+}
+
 #[test]
 fn admin_kubeconfig_is_fresh_and_trusted() {
     let c = cluster();
