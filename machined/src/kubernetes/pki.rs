@@ -774,8 +774,11 @@ fn endpoint_host(endpoint: &str) -> Result<San, PkiError> {
         key: "cluster.endpoint",
         reason: format!("`{endpoint}`: {reason}"),
     };
+    // URL schemes are case-insensitive (config validation accepts `HTTPS://`).
     let rest = endpoint
-        .strip_prefix("https://")
+        .get(..8)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        .and_then(|_| endpoint.get(8..))
         .ok_or_else(|| bad("not an https:// URL"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let authority = authority.rsplit('@').next().unwrap_or_default();

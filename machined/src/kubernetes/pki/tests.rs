@@ -1128,6 +1128,11 @@ fn endpoint_hosts_and_service_ips() {
         endpoint_host("https://API.Example.test").unwrap(),
         San::Dns("api.example.test".into())
     );
+    assert_eq!(
+        endpoint_host("HTTPS://10.0.0.10").unwrap(),
+        San::Ip("10.0.0.10".parse().unwrap())
+    );
+    assert!(endpoint_host("é").is_err());
     let err = endpoint_host("http://x").unwrap_err();
     assert!(err.to_string().contains("cluster.endpoint"), "{err}");
     assert!(endpoint_host("https://:6443").is_err());
