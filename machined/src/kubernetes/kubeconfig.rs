@@ -131,3 +131,92 @@ fn named<'a>(doc: &'a Value, list: &str, name: &str, field: &str) -> Result<&'a 
         .and_then(|e| e.get(field))
         .ok_or_else(|| format!("no {list} entry named `{name}`"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(credential: Credential<'_>) -> String {
+        Kubeconfig {
+            cluster_name: "demo",
+            server: "https://127.0.0.1:6443",
+            ca_pem: "CA PEM\n",
+            user: "system:kube-scheduler",
+            credential,
+        }
+        .render()
+        .unwrap()
+    }
+
+    #[test]
+    fn what_is_rendered_reads_back() {
+        let text = sample(Credential::ClientCert {
+            cert_pem: "CERT",
+            key_pem: "KEY",
+        });
+        assert_eq!(
+            text,
+            sample(Credential::ClientCert {
+                cert_pem: "CERT",
+                key_pem: "KEY",
+            }),
+            "deterministic"
+        );
+        let p = parse(text.as_bytes()).unwrap();
+        assert_eq!(p.server, "https://127.0.0.1:6443");
+        assert_eq!(p.ca_pem, b"CA PEM\n");
+        assert_eq!(p.client_cert_pem.as_deref(), Some(&b"CERT"[..]));
+        assert_eq!(p.client_key_pem.as_deref(), Some(&b"KEY"[..]));
+        assert_eq!(p.token, None);
+
+        let p = parse(sample(Credential::Token("abcdef.0123456789abcdef")).as_bytes()).unwrap();
+        assert_eq!(p.token.as_deref(), Some("abcdef.0123456789abcdef"));
+        assert_eq!(p.client_cert_pem, None);
+    }
+
+    #[test]
+    fn entries_are_found_through_the_current_context() {
+        let doc = json!({
+            "current-context": "b",
+            "contexts": [
+                {"name": "a", "context": {"cluster": "one", "user": "u"}},
+                {"name": "b", "context": {"cluster": "two", "user": "u"}},
+            ],
+            "clusters": [
+                {"name": "one", "cluster": {"server": "https://one", "certificate-authority-data": "QQ=="}},
+                {"name": "two", "cluster": {"server": "https://two", "certificate-authority-data": "Qg=="}},
+            ],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+        });
+        let p = parse(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(p.server, "https://two");
+        assert_eq!(p.ca_pem, b"B");
+    }
+
+    #[test]
+    fn broken_kubeconfigs_say_what_is_wrong() {
+        assert!(parse(b"{").unwrap_err().starts_with("not JSON"));
+        assert_eq!(parse(b"{}").unwrap_err(), "no current-context");
+        let doc = json!({
+            "current-context": "x",
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "clusters": [{"name": "c", "cluster": {"server": "https://c", "certificate-authority-data": "!!"}}],
+            "users": [{"name": "u", "user": {}}],
+        });
+        let err = parse(doc.to_string().as_bytes()).unwrap_err();
+        assert!(
+            err.contains("certificate-authority-data is not base64"),
+            "{err}"
+        );
+        let doc = json!({
+            "current-context": "x",
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "clusters": [],
+            "users": [],
+        });
+        assert_eq!(
+            parse(doc.to_string().as_bytes()).unwrap_err(),
+            "no clusters entry named `c`"
+        );
+    }
+}

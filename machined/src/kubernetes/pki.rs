@@ -256,11 +256,7 @@ impl Ca {
         let issuer = match key {
             None => None,
             Some(key) => {
-                let pair = KeyPair::from_pem(key.expose()).map_err(|e| {
-                    bad(key_key)(format!(
-                        "not a usable PKCS#8 private key (PEM \"PRIVATE KEY\"; convert with `openssl pkcs8 -topk8 -nocrypt`): {e}"
-                    ))
-                })?;
+                let pair = key_pair(key.expose()).map_err(bad(key_key))?;
                 if pair.public_key_raw() != x.public_key().subject_public_key.data.as_ref() {
                     return Err(bad(key_key)(format!(
                         "does not match `{cert_key}`: it is the private half of another key"
@@ -559,12 +555,10 @@ fn desired(
         .ok_or(PkiError::Missing {
             key: "cluster.service_account_key",
         })?;
-    let sa_pub = KeyPair::from_pem(sa.expose())
-        .map_err(|e| PkiError::Config {
+    let sa_pub = key_pair(sa.expose())
+        .map_err(|reason| PkiError::Config {
             key: "cluster.service_account_key",
-            reason: format!(
-                "not a usable PKCS#8 private key (PEM \"PRIVATE KEY\"; convert with `openssl pkcs8 -topk8 -nocrypt`): {e}"
-            ),
+            reason,
         })?
         .public_key_pem();
     items.push(file(&layout.service_account_key, sa.expose().as_bytes()));
@@ -780,8 +774,11 @@ fn endpoint_host(endpoint: &str) -> Result<San, PkiError> {
         key: "cluster.endpoint",
         reason: format!("`{endpoint}`: {reason}"),
     };
+    // URL schemes are case-insensitive (config validation accepts `HTTPS://`).
     let rest = endpoint
-        .strip_prefix("https://")
+        .get(..8)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        .and_then(|_| endpoint.get(8..))
         .ok_or_else(|| bad("not an https:// URL"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let authority = authority.rsplit('@').next().unwrap_or_default();
@@ -993,7 +990,7 @@ fn leaf_problem(
     }
     let key = match std::str::from_utf8(key_pem)
         .map_err(|e| e.to_string())
-        .and_then(|pem| KeyPair::from_pem(pem).map_err(|e| e.to_string()))
+        .and_then(key_pair)
     {
         Ok(key) => key,
         Err(why) => return Some(format!("key unparsable: {why}")),
@@ -1021,8 +1018,8 @@ fn sans(x: &X509Certificate<'_>) -> Result<BTreeSet<San>, String> {
             }
             GeneralName::IPAddress(b) => {
                 let ip = match b.len() {
-                    4 => <[u8; 4]>::try_from(*b).map(|a| IpAddr::from(a)).ok(),
-                    16 => <[u8; 16]>::try_from(*b).map(|a| IpAddr::from(a)).ok(),
+                    4 => <[u8; 4]>::try_from(*b).map(IpAddr::from).ok(),
+                    16 => <[u8; 16]>::try_from(*b).map(IpAddr::from).ok(),
                     _ => None,
                 };
                 out.insert(San::Ip(ip.ok_or("an IP SAN of bad length")?));
@@ -1058,11 +1055,13 @@ fn issue(
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
         .map_err(|e| fail(format!("generating a key: {e}")))?;
     let mut params = CertificateParams::default();
+    // O before CN, the order Go's crypto/x509 (kubeadm, the controller-
+    // manager's CSR signer) encodes them in.
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, spec.cn.as_str());
     if let Some(org) = spec.org {
         dn.push(DnType::OrganizationName, org);
     }
+    dn.push(DnType::CommonName, spec.cn.as_str());
     params.distinguished_name = dn;
     params.subject_alt_names = spec
         .sans
@@ -1111,6 +1110,131 @@ fn issue(
 
 // ---------------------------------------------------------------------------
 // Small helpers.
+
+/// A private key in any of the PEM forms config validation accepts:
+/// PKCS#8 (`PRIVATE KEY`, what `basaltctl config gen` writes), PKCS#1
+/// (`RSA PRIVATE KEY`, kubeadm's CA keys) and SEC1 (`EC PRIVATE KEY`,
+/// `openssl ecparam -genkey`). rcgen (with ring) reads PKCS#8 only, so the
+/// other two are wrapped into PKCS#8 first; the key itself is unchanged.
+fn key_pair(pem: &str) -> Result<KeyPair, String> {
+    let (_, block) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| format!("not PEM: {e}"))?;
+    let pkcs8 = match block.label.as_str() {
+        "PRIVATE KEY" => block.contents,
+        "RSA PRIVATE KEY" => pkcs8::wrap(&pkcs8::rsa_algorithm(), &block.contents),
+        "EC PRIVATE KEY" => {
+            let curve = pkcs8::sec1_curve(&block.contents).ok_or(
+                "an EC PRIVATE KEY on a curve machined cannot tell (P-256 or P-384 expected)",
+            )?;
+            pkcs8::wrap(&pkcs8::ec_algorithm(&curve), &block.contents)
+        }
+        other => {
+            return Err(format!(
+                "PEM block is `{other}`; expected `PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY`"
+            ));
+        }
+    };
+    KeyPair::try_from(pkcs8.as_slice()).map_err(|e| {
+        format!("not a usable private key (unencrypted RSA ≥ 2048 bits, ECDSA P-256/P-384 or Ed25519): {e}")
+    })
+}
+
+/// Just enough DER to put a PKCS#1 or SEC1 key into a PKCS#8 envelope
+/// (RFC 5208 `PrivateKeyInfo`).
+mod pkcs8 {
+    const SEQUENCE: u8 = 0x30;
+    const OCTET_STRING: u8 = 0x04;
+    const OID: u8 = 0x06;
+    /// rsaEncryption (1.2.840.113549.1.1.1).
+    const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    /// id-ecPublicKey (1.2.840.10045.2.1).
+    const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    /// prime256v1 (1.2.840.10045.3.1.7) and secp384r1 (1.3.132.0.34).
+    const P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            out.push(0x80 | bytes.len() as u8);
+            out.extend(bytes);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// One DER element: (tag, content, rest).
+    fn next(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+
+    pub fn rsa_algorithm() -> Vec<u8> {
+        let mut alg = tlv(OID, RSA_ENCRYPTION);
+        alg.extend([0x05, 0x00]); // NULL parameters
+        tlv(SEQUENCE, &alg)
+    }
+
+    pub fn ec_algorithm(curve_oid: &[u8]) -> Vec<u8> {
+        let mut alg = tlv(OID, EC_PUBLIC_KEY);
+        alg.extend(tlv(OID, curve_oid));
+        tlv(SEQUENCE, &alg)
+    }
+
+    /// The curve of a SEC1 `ECPrivateKey`: its `[0] parameters` when
+    /// present, else told by the private key's length.
+    pub fn sec1_curve(der: &[u8]) -> Option<Vec<u8>> {
+        let (SEQUENCE, body, _) = next(der)? else {
+            return None;
+        };
+        let (_version, _, rest) = next(body)?;
+        let (OCTET_STRING, private, mut rest) = next(rest)? else {
+            return None;
+        };
+        while let Some((tag, content, more)) = next(rest) {
+            if tag == 0xa0
+                && let Some((OID, oid, _)) = next(content)
+            {
+                return Some(oid.to_vec());
+            }
+            rest = more;
+        }
+        match private.len() {
+            32 => Some(P256.to_vec()),
+            48 => Some(P384.to_vec()),
+            _ => None,
+        }
+    }
+
+    /// `PrivateKeyInfo { version 0, algorithm, privateKey OCTET STRING }`.
+    pub fn wrap(algorithm: &[u8], key: &[u8]) -> Vec<u8> {
+        let mut body = vec![0x02, 0x01, 0x00];
+        body.extend_from_slice(algorithm);
+        body.extend(tlv(OCTET_STRING, key));
+        tlv(SEQUENCE, &body)
+    }
+}
 
 /// The DER of the first PEM block, which must be labelled `label`.
 fn first_pem(bytes: &[u8], label: &str) -> Result<Vec<u8>, String> {
