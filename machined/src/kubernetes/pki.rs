@@ -96,8 +96,6 @@ const CLOCK_SKEW: Duration = Duration::from_secs(3600);
 const MIN_REMAINING: Duration = Duration::from_secs(30 * 24 * 3600);
 const FILE_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o700;
-/// The cluster's DNS domain (the kubelet's `clusterDomain`).
-const CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// What converge would do, changing nothing (for dry-run plans).
 pub fn plan(
@@ -589,7 +587,7 @@ fn desired(
         "kubernetes".to_string(),
         "kubernetes.default".into(),
         "kubernetes.default.svc".into(),
-        format!("kubernetes.default.svc.{CLUSTER_DOMAIN}"),
+        format!("kubernetes.default.svc.{}", cluster.dns_domain),
     ] {
         apiserver_sans.insert(San::Dns(name));
     }

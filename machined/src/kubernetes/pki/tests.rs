@@ -67,6 +67,8 @@ fn cluster() -> Cluster {
         service_subnets: vec![Cidr::v4([10, 96, 0, 0], 12)],
         cni: Cni::default(),
         inline_manifests: vec![],
+        allow_scheduling_on_control_plane: false,
+        dns_domain: "cluster.local".into(),
     }
 }
 
