@@ -1,7 +1,7 @@
 //! `basaltctl config …`: generate, validate, sign, verify and diff machine configs.
 
 use crate::keys::{load_private, write_new};
-use crate::{pki, template};
+use basaltctl::template;
 use anyhow::{Context, Result, bail};
 use basalt_api::config::{MachineConfig, Role};
 use basalt_api::signed::{SignedConfigError, verify_and_parse};
@@ -49,39 +49,7 @@ pub fn gen_config(
         RoleArg::Controlplane => Role::Controlplane,
         RoleArg::Worker => Role::Worker,
     };
-    let token = pki::bootstrap_token()?;
-    let ca = pki::ca("kubernetes")?;
-    let controlplane = match role {
-        Role::Worker => None,
-        Role::Controlplane => {
-            let etcd = pki::ca("etcd-ca")?;
-            let fp = pki::ca("front-proxy-ca")?;
-            Some(template::ControlPlaneSecrets {
-                ca_key: ca.key_pem.clone(),
-                etcd_ca_cert: etcd.cert_pem,
-                etcd_ca_key: etcd.key_pem,
-                front_proxy_ca_cert: fp.cert_pem,
-                front_proxy_ca_key: fp.key_pem,
-                service_account_key: pki::service_account_key()?,
-            })
-        }
-    };
-    let text = template::render(&template::Params {
-        role,
-        cluster_name,
-        endpoint,
-        admin_key: &admin.to_openssh(),
-        token: &token,
-        ca_cert: &ca.cert_pem,
-        controlplane,
-    });
-    // Never hand out a document we would reject ourselves.
-    if let Err(errs) = MachineConfig::parse(text.as_bytes()) {
-        bail!(
-            "the generated config does not validate (check --cluster-name and --endpoint):\n{}",
-            errs.render("<generated>")
-        );
-    }
+    let text = template::generate(role, cluster_name, endpoint, &admin)?;
     match out {
         Some(path) => {
             write_new(path, 0o600, text.as_bytes())?;

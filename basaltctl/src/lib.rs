@@ -1,5 +1,8 @@
-//! basaltctl as a library: the node API client, shared with machined's
-//! in-process tests so they exercise exactly what operators run.
+//! basaltctl as a library: the node API client and config generation,
+//! shared with machined's and the QEMU tests so they exercise exactly what
+//! operators run.
 
 pub mod client;
+pub mod pki;
+pub mod template;
 pub mod kube;

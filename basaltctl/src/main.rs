@@ -3,8 +3,6 @@
 mod configcmd;
 mod keys;
 mod nodecmd;
-mod pki;
-mod template;
 
 use anyhow::Result;
 use basalt_api::route::Route;

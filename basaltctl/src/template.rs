@@ -1,7 +1,50 @@
 //! The commented config document `basaltctl config gen` writes.
 
-use basalt_api::config::Role;
+use crate::pki;
+use anyhow::{Result, bail};
+use basalt_api::config::{MachineConfig, Role};
+use basalt_api::sshkey::PublicKey;
 use std::fmt::Write as _;
+
+/// A complete config for a new cluster: fresh bootstrap token, CAs and
+/// service-account key (control plane), signed-by `admin`. Refused if it
+/// would not validate (e.g. a bad cluster name or endpoint).
+pub fn generate(role: Role, cluster_name: &str, endpoint: &str, admin: &PublicKey) -> Result<String> {
+    let token = pki::bootstrap_token()?;
+    let ca = pki::ca("kubernetes")?;
+    let controlplane = match role {
+        Role::Worker => None,
+        Role::Controlplane => {
+            let etcd = pki::ca("etcd-ca")?;
+            let fp = pki::ca("front-proxy-ca")?;
+            Some(ControlPlaneSecrets {
+                ca_key: ca.key_pem.clone(),
+                etcd_ca_cert: etcd.cert_pem,
+                etcd_ca_key: etcd.key_pem,
+                front_proxy_ca_cert: fp.cert_pem,
+                front_proxy_ca_key: fp.key_pem,
+                service_account_key: pki::service_account_key()?,
+            })
+        }
+    };
+    let text = render(&Params {
+        role,
+        cluster_name,
+        endpoint,
+        admin_key: &admin.to_openssh(),
+        token: &token,
+        ca_cert: &ca.cert_pem,
+        controlplane,
+    });
+    // Never hand out a document we would reject ourselves.
+    if let Err(errs) = MachineConfig::parse(text.as_bytes()) {
+        bail!(
+            "the generated config does not validate (check --cluster-name and --endpoint):\n{}",
+            errs.render("<generated>")
+        );
+    }
+    Ok(text)
+}
 
 pub struct Params<'a> {
     pub role: Role,
@@ -184,7 +227,8 @@ dns_domain = "cluster.local"
 allow_scheduling_on_control_plane = false
 
 [cluster.cni]
-# cilium | none (bring your own CNI through inline_manifests).
+# cilium | bridge (the reference bridge plugin: pods on one node only) |
+# none (bring your own CNI through inline_manifests).
 name = "cilium"
 # Let Cilium's eBPF datapath replace kube-proxy.
 kube_proxy_replacement = true

@@ -25,12 +25,17 @@ pub struct VmOptions {
     pub memory_mib: Option<u32>,
     /// Extra kernel arguments.
     pub append: String,
+    /// Guest TCP ports to forward from 127.0.0.1 (besides the API's),
+    /// e.g. 6443 for kubectl; see [`Vm::forwarded`].
+    pub forwards: Vec<u16>,
 }
 
 pub struct Vm {
     child: Child,
     pub port: u16,
     pub console_path: PathBuf,
+    /// (guest port, host port) of [`VmOptions::forwards`].
+    forwarded: Vec<(u16, u16)>,
     _dir: Option<tempfile_dir::TempDir>,
 }
 
@@ -61,6 +66,13 @@ impl Vm {
         let console_path = dir.join("console.log");
         let port = free_port()?;
         let accel = accel(&image.kernel);
+        let mut netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:50443");
+        let mut forwarded = Vec::new();
+        for guest in &opts.forwards {
+            let host = free_port()?;
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+            forwarded.push((*guest, host));
+        }
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args([
             "-accel",
@@ -79,10 +91,7 @@ impl Vm {
         .arg(&image.initramfs)
         .arg("-append")
         .arg(format!("console=ttyS0 panic=-1 {}", opts.append))
-        .args([
-            "-netdev",
-            &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:50443"),
-        ])
+        .args(["-netdev", &netdev])
         .args(["-device", "virtio-net-pci,netdev=n0"]);
         if accel == "tcg" {
             cmd.args(["-cpu", "max"]);
@@ -104,8 +113,18 @@ impl Vm {
             child,
             port,
             console_path,
+            forwarded,
             _dir: None,
         })
+    }
+
+    /// The host port that reaches guest port `guest` (one of
+    /// [`VmOptions::forwards`]).
+    pub fn forwarded(&self, guest: u16) -> Option<u16> {
+        self.forwarded
+            .iter()
+            .find(|(g, _)| *g == guest)
+            .map(|(_, h)| *h)
     }
 
     pub fn addr(&self) -> String {

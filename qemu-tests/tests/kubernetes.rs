@@ -1,0 +1,192 @@
+//! A one-node Kubernetes cluster in QEMU, driven as an operator drives it:
+//! a config from `basaltctl config gen`, signed and applied through the
+//! node API, `bootstrap`, `health` until every component and the node are
+//! ready, a kubeconfig minted by the node, and the upstream kubectl against
+//! the apiserver through a forwarded port.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use basalt_api::config::Role;
+use basalt_api::rpc::{
+    ApplyMode, ApplyRequest, ApplyResponse, BootstrapResponse, HealthReport, KubeconfigRequest,
+    KubeconfigResponse,
+};
+use basalt_api::{CONFIG_NAMESPACE, sshsig};
+use basaltctl::client::{ClientError, NodeClient};
+use image_builder::package::{self, BuildOptions, Recipe};
+use qemu_tests::vm::{Vm, VmOptions};
+use qemu_tests::{admin_key, image};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Unpacking the node image's initramfs under TCG.
+const BOOT: Duration = Duration::from_secs(600);
+/// Go programs under TCG: etcd, the apiserver and the kubelet each take
+/// minutes to start there. Measured, then doubled.
+const HEALTHY: Duration = Duration::from_secs(1800);
+const APISERVER_PORT: u16 = 6443;
+
+fn kubectl_binary() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/kubernetes");
+    let opts = BuildOptions {
+        cache_dir: BuildOptions::default_cache_dir(),
+        go_cache: None,
+        progress: false,
+    };
+    package::build(&Recipe::load(&dir).unwrap(), &opts)
+        .unwrap_or_else(|e| panic!("kubectl (run `image-builder package kubernetes`): {e}"))
+        .binary("kubectl")
+        .unwrap()
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(kubectl_binary())
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(["--request-timeout=60s"])
+        .args(args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// `basaltctl config gen --role controlplane`, set up for one node: it
+/// schedules workloads, and pods use the bridge CNI.
+fn controlplane_config() -> String {
+    let doc = basaltctl::template::generate(
+        Role::Controlplane,
+        "story",
+        "https://10.0.2.15:6443",
+        &admin_key().public(),
+    )
+    .unwrap();
+    let edits = [
+        ("role = \"controlplane\"\n", "role = \"controlplane\"\nhostname = \"cp-1\"\n"),
+        (
+            "allow_scheduling_on_control_plane = false",
+            "allow_scheduling_on_control_plane = true",
+        ),
+        ("name = \"cilium\"", "name = \"bridge\""),
+    ];
+    let mut doc = doc;
+    for (from, to) in edits {
+        assert!(doc.contains(from), "the generated config has no `{from}`");
+        doc = doc.replacen(from, to, 1);
+    }
+    doc
+}
+
+fn apply(admin: &NodeClient, doc: &str) -> ApplyResponse {
+    admin
+        .post(
+            "/v1/apply",
+            &ApplyRequest {
+                config: doc.into(),
+                signatures: sshsig::sign(&admin_key(), CONFIG_NAMESPACE, doc.as_bytes()),
+                mode: ApplyMode::Auto,
+                dry_run: false,
+                try_timeout_secs: None,
+            },
+        )
+        .expect("apply")
+}
+
+/// Poll `/v1/health` until every check passes; print each change.
+fn wait_healthy(vm: &Vm, admin: &NodeClient, within: Duration) -> Duration {
+    let t0 = Instant::now();
+    let mut last = String::new();
+    loop {
+        if let Ok(report) = admin.get::<HealthReport>("/v1/health") {
+            let line: Vec<String> = report
+                .checks
+                .iter()
+                .map(|c| format!("{}={}", c.name, if c.ok { "ok" } else { &c.detail }))
+                .collect();
+            let line = line.join(" | ");
+            if line != last {
+                eprintln!("[{:>4}s] {line}", t0.elapsed().as_secs());
+                last = line;
+            }
+            if report.all_ok() {
+                return t0.elapsed();
+            }
+        }
+        assert!(
+            t0.elapsed() < within,
+            "not healthy after {within:?}: {last}\n{}",
+            vm.console_tail(60)
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn a_one_node_cluster_comes_up_and_answers_kubectl() {
+    let img = image::node().expect("node image");
+    let opts = VmOptions {
+        memory_mib: Some(4096),
+        forwards: vec![APISERVER_PORT],
+        ..VmOptions::default()
+    };
+    let t0 = Instant::now();
+    let mut vm = Vm::boot(img, "kubernetes", &opts).expect("boot");
+    let fp = vm.fingerprint(1, BOOT).expect("fingerprint on the console");
+    let admin = vm.client(&fp, admin_key(), BOOT).expect("API");
+    eprintln!("API up after {:?}", t0.elapsed());
+
+    let doc = controlplane_config();
+    assert_eq!(apply(&admin, &doc).generation, 1);
+
+    let boot: BootstrapResponse = admin.post("/v1/bootstrap", &()).expect("bootstrap");
+    assert_eq!(boot.etcd_member, "cp-1");
+    // A second bootstrap would make a second cluster: refused, nothing changes.
+    match admin.post::<_, BootstrapResponse>("/v1/bootstrap", &()) {
+        Err(ClientError::Api { status, message: body }) => {
+            assert_eq!(status, 409, "{body}");
+            assert!(body.contains("already bootstrapped"), "{body}");
+        }
+        other => panic!("a second bootstrap was not refused: {other:?}"),
+    }
+
+    let took = wait_healthy(&vm, &admin, HEALTHY);
+    eprintln!(
+        "healthy {took:?} after bootstrap, {:?} after boot",
+        t0.elapsed()
+    );
+
+    let port = vm.forwarded(APISERVER_PORT).unwrap();
+    let minted: KubeconfigResponse = admin
+        .post(
+            "/v1/kubeconfig",
+            &KubeconfigRequest {
+                server: Some(format!("https://127.0.0.1:{port}")),
+                user: "story".into(),
+            },
+        )
+        .expect("kubeconfig");
+    let dir = std::env::temp_dir().join(format!("basalt-k8s-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, &minted.kubeconfig).unwrap();
+
+    let ready = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "node",
+            "cp-1",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+    )
+    .unwrap();
+    assert_eq!(ready, "True");
+    let wide = kubectl(&kubeconfig, &["get", "nodes", "-o", "wide"]).unwrap();
+    eprintln!("{wide}");
+    assert!(wide.contains("10.0.2.15"), "{wide}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
