@@ -3,7 +3,7 @@
 use crate::keys::{load_private, write_new};
 use basaltctl::template;
 use anyhow::{Context, Result, bail};
-use basalt_api::config::{MachineConfig, Role};
+use basalt_api::config::{CniName, MachineConfig, Role};
 use basalt_api::signed::{SignedConfigError, verify_and_parse};
 use basalt_api::sshkey::{PublicKey, parse_key_list};
 use basalt_api::trust::TrustRoots;
@@ -16,6 +16,23 @@ use std::process::ExitCode;
 pub enum RoleArg {
     Controlplane,
     Worker,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum CniArg {
+    Cilium,
+    Bridge,
+    None,
+}
+
+impl From<CniArg> for CniName {
+    fn from(c: CniArg) -> Self {
+        match c {
+            CniArg::Cilium => CniName::Cilium,
+            CniArg::Bridge => CniName::Bridge,
+            CniArg::None => CniName::None,
+        }
+    }
 }
 
 /// Read at most the document limit (+1 to detect "too large" without reading a huge file).
@@ -39,6 +56,7 @@ pub fn gen_config(
     cluster_name: &str,
     endpoint: &str,
     admin_key: &Path,
+    shape: template::Shape<'_>,
     out: Option<&Path>,
 ) -> Result<ExitCode> {
     let admin_text = std::fs::read_to_string(admin_key)
@@ -49,7 +67,7 @@ pub fn gen_config(
         RoleArg::Controlplane => Role::Controlplane,
         RoleArg::Worker => Role::Worker,
     };
-    let text = template::generate(role, cluster_name, endpoint, &admin)?;
+    let text = template::generate(role, cluster_name, endpoint, &admin, shape)?;
     match out {
         Some(path) => {
             write_new(path, 0o600, text.as_bytes())?;

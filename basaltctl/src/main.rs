@@ -189,6 +189,15 @@ enum ConfigCmd {
         /// The admin's OpenSSH public key file (ssh-ed25519).
         #[arg(long)]
         admin_key: PathBuf,
+        /// The node's host name (also its Kubernetes node name).
+        #[arg(long)]
+        hostname: Option<String>,
+        /// The pod network: cilium, bridge (one node only) or none.
+        #[arg(long, value_enum, default_value = "cilium")]
+        cni: configcmd::CniArg,
+        /// Let ordinary pods run on control-plane nodes (a one-node cluster).
+        #[arg(long)]
+        schedule_on_control_plane: bool,
         /// Write here (refuses to overwrite) instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -298,8 +307,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 cluster_name,
                 endpoint,
                 admin_key,
+                hostname,
+                cni,
+                schedule_on_control_plane,
                 out,
-            } => configcmd::gen_config(role, &cluster_name, &endpoint, &admin_key, out.as_deref()),
+            } => configcmd::gen_config(
+                role,
+                &cluster_name,
+                &endpoint,
+                &admin_key,
+                basaltctl::template::Shape {
+                    hostname: hostname.as_deref(),
+                    cni: cni.into(),
+                    schedule_on_control_plane,
+                },
+                out.as_deref(),
+            ),
             ConfigCmd::Validate { file } => configcmd::validate(&file),
             ConfigCmd::Sign { file } => match &cli.node.key {
                 Some(key) => configcmd::sign(key, &file),

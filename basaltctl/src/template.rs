@@ -2,14 +2,20 @@
 
 use crate::pki;
 use anyhow::{Result, bail};
-use basalt_api::config::{MachineConfig, Role};
+use basalt_api::config::{CniName, MachineConfig, Role};
 use basalt_api::sshkey::PublicKey;
 use std::fmt::Write as _;
 
 /// A complete config for a new cluster: fresh bootstrap token, CAs and
 /// service-account key (control plane), signed-by `admin`. Refused if it
 /// would not validate (e.g. a bad cluster name or endpoint).
-pub fn generate(role: Role, cluster_name: &str, endpoint: &str, admin: &PublicKey) -> Result<String> {
+pub fn generate(
+    role: Role,
+    cluster_name: &str,
+    endpoint: &str,
+    admin: &PublicKey,
+    shape: Shape<'_>,
+) -> Result<String> {
     let token = pki::bootstrap_token()?;
     let ca = pki::ca("kubernetes")?;
     let controlplane = match role {
@@ -28,6 +34,7 @@ pub fn generate(role: Role, cluster_name: &str, endpoint: &str, admin: &PublicKe
         }
     };
     let text = render(&Params {
+        shape,
         role,
         cluster_name,
         endpoint,
@@ -46,7 +53,27 @@ pub fn generate(role: Role, cluster_name: &str, endpoint: &str, admin: &PublicKe
     Ok(text)
 }
 
+/// The choices `config gen` takes beyond role, name and endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape<'a> {
+    pub hostname: Option<&'a str>,
+    pub cni: CniName,
+    /// `cluster.allow_scheduling_on_control_plane`.
+    pub schedule_on_control_plane: bool,
+}
+
+impl Default for Shape<'_> {
+    fn default() -> Self {
+        Shape {
+            hostname: None,
+            cni: CniName::Cilium,
+            schedule_on_control_plane: false,
+        }
+    }
+}
+
 pub struct Params<'a> {
+    pub shape: Shape<'a>,
     pub role: Role,
     pub cluster_name: &'a str,
     pub endpoint: &'a str,
@@ -110,7 +137,7 @@ generation = 1
 # controlplane | worker
 role = "{role}"
 # RFC 1123 host name; omit to keep the name DHCP or the image gives.
-# hostname = "node-1"
+{hostname}
 
 # Install to a disk on first boot (omit to run from the boot medium only).
 # [machine.install]
@@ -189,6 +216,10 @@ token = {token}
 ca_cert = {ca_cert}
 "#,
         name = q(p.cluster_name),
+        hostname = match p.shape.hostname {
+            Some(h) => format!("hostname = {}", q(h)),
+            None => "# hostname = \"node-1\"".into(),
+        },
         endpoint = q(p.endpoint),
         token = q(p.token),
         ca_cert = pem(p.ca_cert),
@@ -224,12 +255,12 @@ service_subnets = ["10.96.0.0/12"]
 dns_domain = "cluster.local"
 # Let ordinary pods run on control-plane nodes. When false, control-plane
 # nodes register with the taint node-role.kubernetes.io/control-plane:NoSchedule.
-allow_scheduling_on_control_plane = false
+allow_scheduling_on_control_plane = {schedule}
 
 [cluster.cni]
 # cilium | bridge (the reference bridge plugin: pods on one node only) |
 # none (bring your own CNI through inline_manifests).
-name = "cilium"
+name = "{cni}"
 # Let Cilium's eBPF datapath replace kube-proxy.
 kube_proxy_replacement = true
 
@@ -254,6 +285,12 @@ readers = []
 threshold = 1
 "#,
         admin = q(p.admin_key.trim()),
+        schedule = p.shape.schedule_on_control_plane,
+        cni = match p.shape.cni {
+            CniName::Cilium => "cilium",
+            CniName::Bridge => "bridge",
+            CniName::None => "none",
+        },
     );
     s
 }

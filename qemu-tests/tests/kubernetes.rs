@@ -6,7 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use basalt_api::config::Role;
+use basalt_api::config::{CniName, Role};
+use basaltctl::template::Shape;
 use basalt_api::rpc::{
     ApplyMode, ApplyRequest, ApplyResponse, BootstrapResponse, HealthReport, KubeconfigRequest,
     KubeconfigResponse,
@@ -57,27 +58,18 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<String, String> {
 /// `basaltctl config gen --role controlplane`, set up for one node: it
 /// schedules workloads, and pods use the bridge CNI.
 fn controlplane_config() -> String {
-    let doc = basaltctl::template::generate(
+    basaltctl::template::generate(
         Role::Controlplane,
         "story",
         "https://10.0.2.15:6443",
         &admin_key().public(),
+        Shape {
+            hostname: Some("cp-1"),
+            cni: CniName::Bridge,
+            schedule_on_control_plane: true,
+        },
     )
-    .unwrap();
-    let edits = [
-        ("role = \"controlplane\"\n", "role = \"controlplane\"\nhostname = \"cp-1\"\n"),
-        (
-            "allow_scheduling_on_control_plane = false",
-            "allow_scheduling_on_control_plane = true",
-        ),
-        ("name = \"cilium\"", "name = \"bridge\""),
-    ];
-    let mut doc = doc;
-    for (from, to) in edits {
-        assert!(doc.contains(from), "the generated config has no `{from}`");
-        doc = doc.replacen(from, to, 1);
-    }
-    doc
+    .unwrap()
 }
 
 fn apply(admin: &NodeClient, doc: &str) -> ApplyResponse {
