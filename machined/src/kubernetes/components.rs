@@ -311,6 +311,11 @@ impl Components<'_> {
             format!("--kubeconfig={}", self.path(&l.kubelet_kubeconfig)),
             format!("--cert-dir={}", self.path(&l.kubelet_cert_dir)),
             format!("--root-dir={}", self.path(Path::new(KUBELET_ROOT))),
+            // The default (/usr/libexec/...) is in the read-only image.
+            format!(
+                "--volume-plugin-dir={}",
+                self.path(&Path::new(KUBELET_ROOT).join("volumeplugins"))
+            ),
             format!("--hostname-override={}", self.node_name),
             format!("--node-ip={}", self.node_ip),
         ];
