@@ -408,6 +408,8 @@ pub enum Concern {
     Network,
     Services,
     Metrics,
+    /// OCI images baked into the node image, imported into containerd.
+    Images,
 }
 
 impl Concern {
@@ -420,6 +422,7 @@ impl Concern {
             Concern::Network => "network",
             Concern::Services => "services",
             Concern::Metrics => "metrics",
+            Concern::Images => "images",
         }
     }
 }
@@ -506,6 +509,14 @@ pub enum ResourceState {
         desired: Option<SocketAddr>,
         observed: Option<SocketAddr>,
     },
+    /// An OCI archive of the node image (`image_layout::OCI_IMAGES_DIR`)
+    /// and its import into containerd's `k8s.io` namespace: pending until
+    /// containerd is ready, then imported or the import's error.
+    BakedImage {
+        archive: String,
+        imported: bool,
+        error: Option<String>,
+    },
 }
 
 impl ResourceState {
@@ -521,6 +532,7 @@ impl ResourceState {
             ResourceState::Link { .. } => "link",
             ResourceState::Service { .. } => "service",
             ResourceState::MetricsListener { .. } => "metrics_listener",
+            ResourceState::BakedImage { .. } => "baked_image",
         }
     }
 }

@@ -486,6 +486,15 @@ pub fn resource_summary(state: &ResourceState) -> String {
         ResourceState::MetricsListener { desired, observed } => {
             format!("want {}, have {}", or_none(*desired), or_none(*observed))
         }
+        ResourceState::BakedImage {
+            archive,
+            imported,
+            error,
+        } => match (imported, error) {
+            (true, _) => format!("{archive} imported"),
+            (false, Some(e)) => format!("{archive} failed: {e}"),
+            (false, None) => format!("{archive} pending"),
+        },
     }
 }
 

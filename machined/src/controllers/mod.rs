@@ -13,10 +13,12 @@
 //! | links, addresses, routes, DHCP | [`network`] | `machine.network.interfaces` | netlink, leases |
 //! | services | [`services`] | the image's services | the supervisor |
 //! | metrics listener | [`metrics`] | `machine.metrics` | the listener |
+//! | baked OCI images | [`images`] | the image's archives | `ctr images import` |
 
 pub mod config;
 pub mod dns;
 pub mod files;
+pub mod images;
 pub mod kernel;
 pub mod metrics;
 pub mod network;

@@ -236,10 +236,12 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
         Ok(n) => n,
         Err(_) => fatal("no randomness for the API nonce key"),
     };
+    let images = crate::controllers::images::ImageImporter::node(&host);
     let node = Node::boot(BootParts {
         host,
         supervisor: sup.clone(),
         services,
+        images: Some(images),
         state,
         image_trust,
         boot_id,
