@@ -238,6 +238,14 @@ impl Node {
         if let Err(e) = self.dns.converge(Some(&cfg.machine.network), &leases) {
             errors.push(e.to_string());
         }
+        // containerd reads these at every pull: no restart needed.
+        if let Err(e) = crate::registries::converge(
+            &cfg.machine.registries,
+            &self.host,
+            crate::containerd::CERTS_D,
+        ) {
+            errors.push(e.to_string());
+        }
         for e in &errors {
             tracing::error!("converging generation {}: {e}", cfg.generation);
         }

@@ -9,12 +9,33 @@ mod packaged;
 
 use machined::containerd;
 use machined::supervisor::{Supervisor, SupervisorConfig, init_reaper, spawn_reaped};
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// Everything found by running a command, found before the reaper is
+/// installed: once it owns waitpid(-1), a plain `Command::output` (as the
+/// package-cache lookup runs `go env`) would lose its child's exit. The
+/// tests of this binary run in parallel, so both go through here first.
+struct Found {
+    containerd: tempfile::TempDir,
+    pause: PathBuf,
+    echo: PathBuf,
+}
+
+fn found() -> &'static Found {
+    static FOUND: OnceLock<Found> = OnceLock::new();
+    FOUND.get_or_init(|| Found {
+        containerd: packaged::containerd_bin_dir(),
+        pause: packaged::static_binary("pause"),
+        echo: packaged::static_binary("echo"),
+    })
+}
 
 #[test]
 fn supervised_containerd_answers_and_is_restarted_after_a_kill() {
-    let bins = packaged::containerd_bin_dir();
+    let bins = &found().containerd;
     let t = tempfile::tempdir().unwrap();
     let cfg = t.path().join(containerd::CONFIG.trim_start_matches('/'));
     std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
@@ -77,9 +98,13 @@ async fn ctr(bins: &std::path::Path, sock: &std::path::Path, args: &[&str]) -> (
 }
 
 fn bake(dir: &std::path::Path, name: &str, binary: &str) {
+    let path = match binary {
+        "pause" => &found().pause,
+        _ => &found().echo,
+    };
     let image = image_builder::oci::OciImage {
         name: name.into(),
-        binary: packaged::static_binary(binary),
+        binary: path.clone(),
         path: format!("/{binary}"),
         entrypoint: vec![format!("/{binary}")],
         origin: "test".into(),
@@ -96,7 +121,7 @@ fn baked_archives_are_imported_once_containerd_is_ready() {
     use machined::controllers::images::{ImageImporter, ImagesController, ImportState};
     use machined::controllers::resources::ResourceState;
     const ECHO: &str = "registry.basalt.test/echo:1";
-    let bins = packaged::containerd_bin_dir();
+    let bins = &found().containerd;
     let t = tempfile::tempdir().unwrap();
     let cfg = t.path().join(containerd::CONFIG.trim_start_matches('/'));
     std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
@@ -109,7 +134,8 @@ fn baked_archives_are_imported_once_containerd_is_ready() {
     bake(&images, containerd::PAUSE_IMAGE, "pause");
     bake(&images, ECHO, "echo");
     let importer = ImageImporter {
-        dir: images.clone(),
+        host: machined::host::Host::dev(t.path()),
+        dir: basalt_api::image_layout::OCI_IMAGES_DIR.into(),
         ctr: bins.path().join("ctr"),
         socket: sock.clone(),
         namespace: containerd::K8S_NAMESPACE.into(),

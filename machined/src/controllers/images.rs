@@ -4,7 +4,7 @@
 //! needs a registry for them.
 //!
 //! The import is the image's own `ctr images import`, run as a one-shot
-//! through the supervisor's reaper ([`ImageImporter`] is the boundary): it
+//! through the supervisor's reaper ([`crate::supervisor::run_once`]): it
 //! is the importer containerd ships and tests, it needs no second
 //! containerd client in PID 1, and what it leaves in containerd is exactly
 //! what an operator's `ctr images import` would. An import is idempotent:
@@ -17,12 +17,11 @@
 //! with backoff and logged.
 
 use super::resources::{Concern, Resource, ResourceState};
-use crate::supervisor::{Supervisor, spawn_reaped};
+use crate::host::Host;
+use crate::supervisor::{OneShotError, Supervisor, run_once};
 use basalt_api::image_layout::OCI_IMAGES_DIR;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -41,17 +40,13 @@ const OUTPUT_TAIL: usize = 2000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("reading {dir}: {source}")]
-    ReadDir {
-        dir: PathBuf,
+    #[error("listing the baked images: {0}")]
+    List(#[from] crate::host::HostError),
+    #[error("ctr images import {archive}: {source}")]
+    Run {
+        archive: PathBuf,
         #[source]
-        source: std::io::Error,
-    },
-    #[error("running {ctr}: {source}")]
-    Spawn {
-        ctr: PathBuf,
-        #[source]
-        source: crate::supervisor::SupervisorError,
+        source: OneShotError,
     },
     #[error("ctr images import {archive} failed ({status}): {output}")]
     Failed {
@@ -59,15 +54,15 @@ pub enum ImportError {
         status: String,
         output: String,
     },
-    #[error("ctr images import {archive}: no answer within {secs}s (killed)")]
-    Timeout { archive: PathBuf, secs: u64 },
 }
 
 /// Imports archives with the image's ctr into one containerd namespace.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ImageImporter {
-    /// Where the archives are (`*.tar`, imported in name order).
-    pub dir: PathBuf,
+    /// Maps the node paths below (a dev root in tests).
+    pub host: Host,
+    /// Node path of the archives (`*.tar`, imported in name order).
+    pub dir: String,
     pub ctr: PathBuf,
     /// containerd's socket.
     pub socket: PathBuf,
@@ -76,110 +71,53 @@ pub struct ImageImporter {
 
 impl ImageImporter {
     /// The node's: the image's archives and ctr, containerd's socket, the
-    /// CRI namespace. `host` maps node paths below a dev root.
-    pub fn node(host: &crate::host::Host) -> Self {
+    /// CRI namespace.
+    pub fn node(host: &Host) -> Self {
         ImageImporter {
-            dir: host.path(OCI_IMAGES_DIR),
+            host: host.clone(),
+            dir: OCI_IMAGES_DIR.into(),
             ctr: Path::new(crate::containerd::BIN_DIR).join("ctr"),
             socket: host.path(crate::containerd::SOCKET),
             namespace: crate::containerd::K8S_NAMESPACE.into(),
         }
     }
 
-    /// The archives to import, sorted; none when the image bakes none
-    /// (the directory does not exist).
+    /// The archives to import (host paths), sorted; none when the image
+    /// bakes none (the directory does not exist).
     pub fn archives(&self) -> Result<Vec<PathBuf>, ImportError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(ImportError::ReadDir {
-                    dir: self.dir.clone(),
-                    source,
-                });
-            }
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let path = entry
-                .map_err(|source| ImportError::ReadDir {
-                    dir: self.dir.clone(),
-                    source,
-                })?
-                .path();
-            if path.extension().is_some_and(|x| x == "tar") && path.is_file() {
-                out.push(path);
-            }
-        }
-        out.sort();
-        Ok(out)
+        let dir = self.host.path(&self.dir);
+        Ok(self
+            .host
+            .list_dir(&self.dir)?
+            .into_iter()
+            .filter(|n| n.ends_with(".tar"))
+            .map(|n| dir.join(n))
+            .collect())
     }
 
-    /// `ctr --address <socket> -n <namespace> images import <archive>`,
-    /// through the reaper (PID 1's waitpid(-1) owner).
+    /// `ctr --address <socket> -n <namespace> images import <archive>`.
     pub async fn import(&self, archive: &Path) -> Result<(), ImportError> {
-        let mut cmd = Command::new(&self.ctr);
-        cmd.arg("--address")
-            .arg(&self.socket)
-            .args(["-n", &self.namespace, "images", "import"])
-            .arg(archive)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let (mut child, exit) = spawn_reaped(&mut cmd).map_err(|source| ImportError::Spawn {
-            ctr: self.ctr.clone(),
-            source,
-        })?;
-        // Read both pipes off the runtime's threads: ctr may fill one
-        // while we wait on the other.
-        let readers = [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        let argv: Vec<String> = [
+            self.ctr.display().to_string(),
+            "--address".into(),
+            self.socket.display().to_string(),
+            "-n".into(),
+            self.namespace.clone(),
+            "images".into(),
+            "import".into(),
+            archive.display().to_string(),
         ]
-        .map(|pipe| {
-            tokio::task::spawn_blocking(move || {
-                let mut buf = Vec::new();
-                if let Some(mut p) = pipe {
-                    let _ = p.read_to_end(&mut buf);
-                }
-                buf
-            })
-        });
-        let status = match tokio::time::timeout(IMPORT_TIMEOUT, exit).await {
-            Ok(Ok(info)) => info,
-            Ok(Err(_)) => {
-                return Err(ImportError::Failed {
-                    archive: archive.to_owned(),
-                    status: "exit status lost".into(),
-                    output: String::new(),
-                });
-            }
-            Err(_) => {
-                if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                }
-                return Err(ImportError::Timeout {
-                    archive: archive.to_owned(),
-                    secs: IMPORT_TIMEOUT.as_secs(),
-                });
-            }
-        };
-        let mut output = Vec::new();
-        for r in readers {
-            output.extend(r.await.unwrap_or_default());
-        }
-        if status.success() {
+        .into();
+        let done = run_once(&argv, IMPORT_TIMEOUT)
+            .await
+            .map_err(|source| ImportError::Run {
+                archive: archive.to_owned(),
+                source,
+            })?;
+        if done.exit.success() {
             return Ok(());
         }
-        let text = String::from_utf8_lossy(&output);
+        let text = String::from_utf8_lossy(&done.output);
         let text = text.trim();
         let tail = text
             .char_indices()
@@ -188,7 +126,7 @@ impl ImageImporter {
             .map_or(text, |(i, _)| &text[i..]);
         Err(ImportError::Failed {
             archive: archive.to_owned(),
-            status: status.to_string(),
+            status: done.exit.to_string(),
             output: tail.to_owned(),
         })
     }
