@@ -89,7 +89,12 @@ let
       };
     };
   names = builtins.attrNames (
-    lib.filterAttrs (n: t: t == "directory" && builtins.pathExists (../packages + "/${n}/package.toml")) (
+    # distribution is a host-side test tool (the registry the mirror tests
+    # pull through), never part of an image.
+    lib.filterAttrs (
+      n: t:
+      t == "directory" && n != "distribution" && builtins.pathExists (../packages + "/${n}/package.toml")
+    ) (
       builtins.readDir ../packages
     )
   );

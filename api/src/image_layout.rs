@@ -31,6 +31,11 @@ pub const ROOT_IMAGE_NAME: &str = "root.squashfs";
 /// switches into (overridable with `basalt.root=`).
 pub const ROOT_IMAGE: &str = "/basalt/root.squashfs";
 
+/// OCI image-layout archives baked into the root image (the pause image,
+/// test workloads), one `<reference with [^A-Za-z0-9._-] as _>.tar` each;
+/// machined imports every one into containerd's `k8s.io` namespace at boot.
+pub const OCI_IMAGES_DIR: &str = "/usr/share/basalt/images";
+
 #[cfg(test)]
 mod tests {
     use super::*;

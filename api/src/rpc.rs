@@ -543,6 +543,8 @@ pub enum Concern {
     Services,
     Metrics,
     Kubernetes,
+    /// OCI images baked into the node image, imported into containerd.
+    Images,
 }
 
 impl Concern {
@@ -556,6 +558,7 @@ impl Concern {
             Concern::Services => "services",
             Concern::Metrics => "metrics",
             Concern::Kubernetes => "kubernetes",
+            Concern::Images => "images",
         }
     }
 }
@@ -650,6 +653,14 @@ pub enum ResourceState {
         desired: Option<SocketAddr>,
         observed: Option<SocketAddr>,
     },
+    /// An OCI archive of the node image (`image_layout::OCI_IMAGES_DIR`)
+    /// and its import into containerd's `k8s.io` namespace: pending until
+    /// containerd is ready, then imported or the import's error.
+    BakedImage {
+        archive: String,
+        imported: bool,
+        error: Option<String>,
+    },
 }
 
 impl ResourceState {
@@ -666,6 +677,7 @@ impl ResourceState {
             ResourceState::Service { .. } => "service",
             ResourceState::MetricsListener { .. } => "metrics_listener",
             ResourceState::Kubernetes { .. } => "kubernetes",
+            ResourceState::BakedImage { .. } => "baked_image",
         }
     }
 }

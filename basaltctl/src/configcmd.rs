@@ -1,13 +1,13 @@
 //! `basaltctl config …`: generate, validate, sign, verify and diff machine configs.
 
 use crate::keys::{load_private, write_new};
-use basaltctl::template;
 use anyhow::{Context, Result, bail};
 use basalt_api::config::{CniName, MachineConfig, Role};
 use basalt_api::signed::{SignedConfigError, verify_and_parse};
 use basalt_api::sshkey::{PublicKey, parse_key_list};
 use basalt_api::trust::TrustRoots;
 use basalt_api::{CONFIG_NAMESPACE, MAX_DOCUMENT_BYTES, sshsig};
+use basaltctl::template;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -3,6 +3,6 @@
 //! operators run.
 
 pub mod client;
+pub mod kube;
 pub mod pki;
 pub mod template;
-pub mod kube;

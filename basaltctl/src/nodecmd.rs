@@ -631,6 +631,15 @@ pub fn resource_summary(state: &ResourceState) -> String {
             }
             out
         }
+        ResourceState::BakedImage {
+            archive,
+            imported,
+            error,
+        } => match (imported, error) {
+            (true, _) => format!("{archive} imported"),
+            (false, Some(e)) => format!("{archive} failed: {e}"),
+            (false, None) => format!("{archive} pending"),
+        },
     }
 }
 

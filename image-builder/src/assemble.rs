@@ -499,6 +499,13 @@ fn root_tree(
         }
         tree.add_host_file(&f.source, &f.target, f.mode, &f.origin)?;
     }
+    for image in &profile.oci_images {
+        let archive = crate::oci::archive(image, epoch)?;
+        let target = Path::new(basalt_api::image_layout::OCI_IMAGES_DIR)
+            .join(crate::oci::file_name(&image.name));
+        tree.add_bytes(&target, archive.bytes, 0o644, &image.origin)?;
+        debug!(image = %image.name, digest = %archive.manifest_digest, "OCI image archived");
+    }
     tree.add_bytes(
         Path::new("/usr/lib/os-release"),
         os_release(profile).into_bytes(),

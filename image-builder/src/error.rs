@@ -59,6 +59,9 @@ pub enum Error {
     #[error("package {0}")]
     Package(#[from] crate::package::PackageError),
 
+    #[error("OCI image {0}")]
+    Oci(String),
+
     #[error("trust roots: {0}")]
     Trust(String),
 

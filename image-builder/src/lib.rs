@@ -19,6 +19,7 @@ pub mod lexical_path;
 pub mod manifest;
 pub mod nix;
 pub mod nix_inputs;
+pub mod oci;
 pub mod package;
 pub mod profile;
 pub mod rootfs;

@@ -136,6 +136,7 @@ component_tests! {
     cilium => "cilium",
     cni_plugins => "cni-plugins",
     containerd => "containerd",
+    distribution => "distribution",
     etcd => "etcd",
     kubernetes => "kubernetes",
     runc => "runc",
@@ -154,6 +155,7 @@ fn every_component_folder_is_tested_here() {
             "cilium",
             "cni-plugins",
             "containerd",
+            "distribution",
             "etcd",
             "kubernetes",
             "runc"

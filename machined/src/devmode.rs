@@ -82,6 +82,7 @@ pub async fn start(opts: DevOptions) -> Result<RunningNode> {
         host,
         supervisor,
         services: opts.services,
+        images: None,
         state,
         image_trust: trust,
         boot_id: boot_id(&opts.root),

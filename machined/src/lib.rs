@@ -21,6 +21,7 @@ pub mod network;
 pub mod node;
 pub mod peers;
 pub mod pid1;
+pub mod registries;
 pub mod server;
 pub mod state;
 pub mod supervisor;

@@ -6,6 +6,7 @@ use crate::auth::Nonces;
 use crate::controllers::config::{BAKED_CONFIG, BAKED_CONFIG_SIG, ConfigController, ConfigState};
 use crate::controllers::dns::DnsController;
 use crate::controllers::files::{FilesController, FilesError};
+use crate::controllers::images::{ImageImporter, ImagesController};
 use crate::controllers::kernel::{KernelController, KernelError};
 use crate::controllers::kubernetes::KubernetesController;
 use crate::controllers::metrics::MetricsController;
@@ -66,6 +67,9 @@ pub struct BootParts {
     pub supervisor: Supervisor,
     /// Services to run once the node has a config (containerd on a node).
     pub services: Vec<ServiceSpec>,
+    /// Imports the image's baked OCI archives once containerd is ready;
+    /// `None` imports nothing.
+    pub images: Option<ImageImporter>,
     pub state: StateStore,
     /// The image's trust roots: who may sign the first config.
     pub image_trust: TrustRoots,
@@ -86,6 +90,7 @@ pub struct Node {
     dns: DnsController,
     links: LinksController,
     services: ServicesController,
+    images: Arc<ImagesController>,
     metrics: MetricsController,
     kubernetes: KubernetesController,
     /// The config controller's state: the lock serializes applies.
@@ -119,6 +124,7 @@ impl Node {
             dns: DnsController::new(host.clone()),
             links: LinksController::default(),
             services: ServicesController::new(parts.supervisor, parts.services),
+            images: ImagesController::new(parts.images),
             metrics: MetricsController::default(),
             config,
             host,
@@ -263,8 +269,9 @@ impl Node {
     }
 
     fn start_services(&self) {
-        if let Err(e) = self.services.converge() {
-            tracing::error!("starting services: {e}");
+        match self.services.converge() {
+            Ok(()) => self.images.start(self.supervisor().clone()),
+            Err(e) => tracing::error!("starting services: {e}"),
         }
     }
 
@@ -280,6 +287,14 @@ impl Node {
         }
         let leases = self.links.lease_dns();
         if let Err(e) = self.dns.converge(Some(&cfg.machine.network), &leases) {
+            errors.push(e.to_string());
+        }
+        // containerd reads these at every pull: no restart needed.
+        if let Err(e) = crate::registries::converge(
+            &cfg.machine.registries,
+            &self.host,
+            crate::containerd::CERTS_D,
+        ) {
             errors.push(e.to_string());
         }
         for e in &errors {
@@ -489,6 +504,7 @@ impl Node {
         );
         out.extend(self.links.resources());
         out.extend(self.services.resources());
+        out.extend(self.images.resources());
         out.extend(self.metrics.resources(cfg));
         out.extend(self.kubernetes.resources());
         out

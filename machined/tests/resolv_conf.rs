@@ -79,6 +79,7 @@ fn dhcp_node_plans_no_resolv_conf_change_for_an_unchanged_config() {
             host: host.clone(),
             supervisor,
             services: Vec::new(),
+            images: None,
             state,
             image_trust: cases::policy(&[1], &[], 1),
             boot_id: "boot".into(),

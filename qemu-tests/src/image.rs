@@ -128,10 +128,31 @@ fn build(profile_name: &str, baked: Option<&Baked<'_>>) -> Result<Image> {
     let profile_path = workspace().join(format!("configs/images/{profile_name}.toml"));
     let machined = machined()?;
     let admin = crate::admin_key().public().to_openssh();
+    // The profile is loaded first: its OCI images' binaries (built by
+    // cargo, not pinned in packages/) are inputs of the image too.
+    let keys = target_dir().join("qemu-images").join("harness-admin.pub");
+    std::fs::create_dir_all(keys.parent().unwrap_or(Path::new(".")))?;
+    std::fs::write(&keys, format!("{admin}\n"))?;
+    let keys_str = keys.display().to_string();
+    let env = move |name: &str| match name {
+        "BASALT_ADMIN_PUB" => Some(keys_str.clone()),
+        other => profile::process_env(other),
+    };
+    let mut profile = profile::load(
+        &profile_path,
+        &LoadOptions {
+            env: &env,
+            machined: Some(machined.clone()),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut h = Sha256::new();
     file_hash(&mut h, &machined)?;
     file_hash(&mut h, &profile_path)?;
     packages_hash(&mut h)?;
+    for image in &profile.oci_images {
+        file_hash(&mut h, &image.binary)?;
+    }
     file_hash(&mut h, &std::env::current_exe()?)?;
     h.update(admin.as_bytes());
     if let Some(b) = baked {
@@ -148,22 +169,6 @@ fn build(profile_name: &str, baked: Option<&Baked<'_>>) -> Result<Image> {
         .join("qemu-images")
         .join(format!("{profile_name}-{key}"));
     if !dir.join("manifest.json").exists() {
-        let keys = dir.with_extension("admin.pub");
-        std::fs::create_dir_all(keys.parent().unwrap_or(Path::new(".")))?;
-        std::fs::write(&keys, format!("{admin}\n"))?;
-        let keys_str = keys.display().to_string();
-        let env = move |name: &str| match name {
-            "BASALT_ADMIN_PUB" => Some(keys_str.clone()),
-            other => profile::process_env(other),
-        };
-        let mut profile = profile::load(
-            &profile_path,
-            &LoadOptions {
-                env: &env,
-                machined: Some(machined.clone()),
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Some(b) = baked {
             let document = dir.with_extension("config.toml");
             let signature = dir.with_extension("config.toml.sig");

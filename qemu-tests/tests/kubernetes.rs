@@ -7,13 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use basalt_api::config::{CniName, Role};
-use basaltctl::template::Shape;
 use basalt_api::rpc::{
     ApplyMode, ApplyRequest, ApplyResponse, BootstrapResponse, HealthReport, KubeconfigRequest,
     KubeconfigResponse,
 };
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::{ClientError, NodeClient};
+use basaltctl::template::Shape;
 use image_builder::package::{self, BuildOptions, Recipe};
 use qemu_tests::vm::{Vm, VmOptions};
 use qemu_tests::{admin_key, image};
@@ -137,7 +137,10 @@ fn a_one_node_cluster_comes_up_and_answers_kubectl() {
     assert_eq!(boot.etcd_member, "cp-1");
     // A second bootstrap would make a second cluster: refused, nothing changes.
     match admin.post::<_, BootstrapResponse>("/v1/bootstrap", &()) {
-        Err(ClientError::Api { status, message: body }) => {
+        Err(ClientError::Api {
+            status,
+            message: body,
+        }) => {
             assert_eq!(status, 409, "{body}");
             assert!(body.contains("already bootstrapped"), "{body}");
         }

@@ -6,10 +6,12 @@
 //! the TOML path and the line:column it points at.
 
 mod locate;
+mod registries;
 mod validate;
 mod values;
 
 pub use locate::{ConfigError, ConfigErrors, PathSeg, TomlPath};
+pub use registries::{DEFAULT_HOST, Registries, RegistryMirror, check_endpoint, check_upstream};
 pub use validate::{KUBELET_EXTRA_ARGS, KUBELET_PROTECTED_ARGS, KubeletArg, KubeletArgValue};
 pub use values::{Cidr, MacAddr};
 
@@ -62,6 +64,9 @@ pub struct Machine {
     #[serde(default)]
     pub kubelet: Kubelet,
     pub metrics: Option<Metrics>,
+    /// Registry mirrors (containerd `hosts.toml`).
+    #[serde(default)]
+    pub registries: Registries,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

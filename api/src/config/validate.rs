@@ -89,6 +89,7 @@ fn machine(c: &MachineConfig, out: &mut Problems) {
     }
     files(&m.files, out);
     kubelet(c, out);
+    super::registries::validate(&m.registries, &p(&["machine", "registries"]), out);
 }
 
 fn network(c: &MachineConfig, out: &mut Problems) {

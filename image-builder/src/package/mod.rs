@@ -179,6 +179,34 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<Built, PackageError
     })
 }
 
+/// The cache entry for `recipe` if it was built already, without building:
+/// for tests and tools that run a component's binaries but must not start a
+/// tens-of-minutes Go build themselves.
+pub fn lookup(recipe: &Recipe, cache_dir: &Path) -> Result<Option<Built>, PackageError> {
+    let go = Toolchain::detect(recipe.cgo)?;
+    let key = cache_key(recipe, &go)?;
+    cached(
+        &entry_dir(cache_dir, &recipe.name, &recipe.version, &key),
+        &key,
+    )
+}
+
+/// The built binaries of component `name` under `packages_dir`, from the
+/// default cache ([`BuildOptions::default_cache_dir`]); an error telling
+/// how to build them when they are not there.
+pub fn require_built(packages_dir: &Path, name: &str) -> Result<Built, PackageError> {
+    let recipe = Recipe::load(&packages_dir.join(name))?;
+    let cache_dir = BuildOptions::default_cache_dir();
+    lookup(&recipe, &cache_dir)?.ok_or_else(|| PackageError::Output {
+        component: name.to_owned(),
+        message: format!(
+            "not built for this toolchain and pin in {}: run `image-builder package {name}` \
+             (or scripts/test, which builds every package)",
+            cache_dir.display()
+        ),
+    })
+}
+
 /// The cache entry of one build: `<component>-<version>-<key prefix>`.
 pub fn entry_dir(cache_dir: &Path, component: &str, version: &str, key: &str) -> PathBuf {
     cache_dir.join(format!(

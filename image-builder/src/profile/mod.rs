@@ -31,6 +31,12 @@
 //! source = "motd"
 //! target = "/etc/motd"
 //!
+//! [[oci_images]]                  # one static binary as an OCI image archive at
+//! name = "registry.k8s.io/pause:3.10.2"   # /usr/share/basalt/images/<name, [^A-Za-z0-9._-] → _>.tar
+//! binary = "target/x86_64-unknown-linux-gnu/release/pause"   # must be static
+//! path = "/pause"                 # optional: default "/" + the binary's file name
+//! entrypoint = ["/pause"]         # optional: default [path]
+//!
 //! [trust]                         # → /etc/basalt/trust.toml
 //! admins = ["ssh-ed25519 AAAA… alice"]
 //! admin_files = ["${BASALT_ADMIN_PUB}"]   # one key a line, `#` comments
@@ -83,6 +89,9 @@ pub struct Profile {
     /// Upstream components built from `packages/` (see [`crate::package`]).
     pub packages: Vec<PackageRef>,
     pub files: Vec<Install>,
+    /// Static binaries packed as OCI image archives into
+    /// [`basalt_api::image_layout::OCI_IMAGES_DIR`].
+    pub oci_images: Vec<crate::oci::OciImage>,
     pub trust: TrustRoots,
     pub config: Option<BakedConfig>,
     /// Nix store paths to put under `/nix/store` in the root image.

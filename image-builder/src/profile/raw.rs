@@ -26,6 +26,8 @@ pub(super) struct RawProfile {
     pub(super) packages: Vec<RawPackage>,
     #[serde(default)]
     pub(super) files: Vec<RawInstall>,
+    #[serde(default)]
+    pub(super) oci_images: Vec<RawOciImage>,
     pub(super) trust: RawTrust,
     pub(super) config: Option<RawConfig>,
     pub(super) nix: Option<RawNix>,
@@ -64,6 +66,15 @@ pub(super) struct RawPackage {
     pub(super) name: Spanned<String>,
     pub(super) binaries: Option<Vec<Spanned<String>>>,
     pub(super) target: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOciImage {
+    pub(super) name: Spanned<String>,
+    pub(super) binary: Spanned<String>,
+    pub(super) path: Option<Spanned<String>>,
+    pub(super) entrypoint: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

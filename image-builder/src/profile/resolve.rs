@@ -3,7 +3,9 @@
 //! reads key files and component recipes and checks that every input exists,
 //! pointing errors at the span of the value they came from.
 
-use super::raw::{RawConfig, RawInstall, RawKernel, RawNix, RawPackage, RawProfile, RawTrust};
+use super::raw::{
+    RawConfig, RawInstall, RawKernel, RawNix, RawOciImage, RawPackage, RawProfile, RawTrust,
+};
 use super::{
     BakedConfig, Install, Kernel, LoadOptions, NixSettings, NixSource, OutputSettings, PackageRef,
     Profile, RootfsSettings, is_nix_path,
@@ -11,6 +13,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::expand::expand;
 use crate::lexical_path::normalize_lexically;
+use crate::oci::OciImage;
 use basalt_api::sshkey::PublicKey;
 use basalt_api::text_position::line_col;
 use basalt_api::trust::{TrustRoots, TrustRootsError};
@@ -72,6 +75,7 @@ pub(super) fn resolve(
             )));
         }
     }
+    let oci_images = resolve_oci_images(&ctx, &raw.oci_images)?;
     let trust = resolve_trust(&ctx, &raw.trust)?;
     let config = match &raw.config {
         Some(c) => Some(resolve_config(&ctx, c)?),
@@ -88,6 +92,7 @@ pub(super) fn resolve(
         binaries,
         packages,
         files,
+        oci_images,
         trust,
         config,
         nix,
@@ -410,6 +415,85 @@ fn resolve_packages(
             recipe,
             binaries,
             target,
+            origin: format!("{}: {key} ({name})", ctx.file.display()),
+        });
+    }
+    Ok(out)
+}
+
+fn resolve_oci_images(ctx: &Ctx<'_>, raw: &[RawOciImage]) -> Result<Vec<OciImage>> {
+    let mut out: Vec<OciImage> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = format!("oci_images[{i}]");
+        let name = r.name.get_ref();
+        crate::oci::check_reference(name)
+            .map_err(|m| ctx.error_at(r.name.span(), &format!("{key}.name"), m))?;
+        if let Some(first) = out
+            .iter()
+            .position(|o| crate::oci::file_name(&o.name) == crate::oci::file_name(name))
+        {
+            return Err(ctx.error_at(
+                r.name.span(),
+                &format!("{key}.name"),
+                format!(
+                    "`{name}` would be archived as {}, like oci_images[{first}]",
+                    crate::oci::file_name(name)
+                ),
+            ));
+        }
+        let binary = ctx.path(&r.binary, &format!("{key}.binary"))?;
+        if !binary.is_file() {
+            return Err(ctx.error_at(
+                r.binary.span(),
+                &format!("{key}.binary"),
+                format!(
+                    "{}: no such file; build it static first \
+                     (scripts/test does: `CARGO_ENCODED_RUSTFLAGS=-Ctarget-feature=+crt-static \
+                     cargo build --release --target x86_64-unknown-linux-gnu -p <crate>`)",
+                    binary.display()
+                ),
+            ));
+        }
+        let path = match &r.path {
+            Some(p) => {
+                let text = p.get_ref();
+                let ok = text.starts_with('/')
+                    && text.len() > 1
+                    && !text.ends_with('/')
+                    && !text.split('/').any(|c| c == "." || c == "..");
+                if !ok {
+                    return Err(ctx.error_at(
+                        p.span(),
+                        &format!("{key}.path"),
+                        format!("expected an absolute file path inside the image, found `{text}`"),
+                    ));
+                }
+                text.clone()
+            }
+            None => format!(
+                "/{}",
+                binary
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+        };
+        let entrypoint = match &r.entrypoint {
+            Some(e) if e.get_ref().is_empty() => {
+                return Err(ctx.error_at(
+                    e.span(),
+                    &format!("{key}.entrypoint"),
+                    "expected at least the program",
+                ));
+            }
+            Some(e) => e.get_ref().clone(),
+            None => vec![path.clone()],
+        };
+        out.push(OciImage {
+            name: name.clone(),
+            binary: binary.clone(),
+            path,
+            entrypoint,
             origin: format!("{}: {key} ({name})", ctx.file.display()),
         });
     }

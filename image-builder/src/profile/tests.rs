@@ -133,3 +133,82 @@ fn nix_ca_certs_are_strict() {
         "{e}"
     );
 }
+
+/// A minimal valid profile in `dir` followed by `extra`.
+fn with_extra(dir: &Path, extra: &str) -> (String, Result<Profile>) {
+    std::fs::write(dir.join("vmlinuz"), b"not really a kernel").unwrap();
+    std::fs::write(dir.join("machined"), b"").unwrap();
+    let admin = basalt_api::sshkey::PrivateKey::from_seed(&[7; 32], "t")
+        .public()
+        .to_openssh();
+    let text = format!(
+        "name = \"t\"\n\n[kernel]\nimage = \"vmlinuz\"\n\n[machined]\npath = \"machined\"\n\n\
+         [trust]\nadmins = [\"{admin}\"]\n\n{extra}"
+    );
+    let env = |_: &str| None::<String>;
+    let options = LoadOptions {
+        env: &env,
+        machined: None,
+    };
+    let parsed = parse(&text, &dir.join("p.toml"), &options);
+    (text, parsed)
+}
+
+#[test]
+fn oci_images_default_path_and_entrypoint_from_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pause"), b"").unwrap();
+    let (_, parsed) = with_extra(
+        dir.path(),
+        "[[oci_images]]\nname = \"registry.k8s.io/pause:3.10.2\"\nbinary = \"pause\"\n\n\
+         [[oci_images]]\nname = \"localhost/echo:1\"\nbinary = \"pause\"\npath = \"/bin/echo\"\n\
+         entrypoint = [\"/bin/echo\", \"9090\"]\n",
+    );
+    let images = parsed.unwrap().oci_images;
+    assert_eq!(images[0].binary, dir.path().join("pause"));
+    assert_eq!(images[0].path, "/pause");
+    assert_eq!(images[0].entrypoint, ["/pause"]);
+    assert_eq!(images[1].path, "/bin/echo");
+    assert_eq!(images[1].entrypoint, ["/bin/echo", "9090"]);
+}
+
+#[test]
+fn bad_oci_images_point_at_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pause"), b"").unwrap();
+    for (extra, want) in [
+        (
+            "[[oci_images]]\nname = \"pause:3.10.2\"\nbinary = \"pause\"\n",
+            "p.toml:13:8: oci_images[0].name: `pause:3.10.2` has no registry host",
+        ),
+        (
+            "[[oci_images]]\nname = \"registry.k8s.io/pause\"\nbinary = \"pause\"\n",
+            "oci_images[0].name: `registry.k8s.io/pause` has no tag",
+        ),
+        (
+            "[[oci_images]]\nname = \"registry.k8s.io/pause:1\"\nbinary = \"nope\"\n",
+            "p.toml:14:10: oci_images[0].binary: ",
+        ),
+        (
+            "[[oci_images]]\nname = \"registry.k8s.io/pause:1\"\nbinary = \"pause\"\npath = \"pause\"\n",
+            "oci_images[0].path: expected an absolute file path",
+        ),
+        (
+            "[[oci_images]]\nname = \"registry.k8s.io/pause:1\"\nbinary = \"pause\"\nentrypoint = []\n",
+            "oci_images[0].entrypoint: expected at least the program",
+        ),
+        (
+            "[[oci_images]]\nname = \"a.io/x:1\"\nbinary = \"pause\"\n\n\
+             [[oci_images]]\nname = \"a.io/x:1\"\nbinary = \"pause\"\n",
+            "oci_images[1].name: `a.io/x:1` would be archived as a.io_x_1.tar, like oci_images[0]",
+        ),
+        (
+            "[[oci_images]]\nname = \"a.io/x:1\"\nbinary = \"pause\"\ncmd = []\n",
+            "unknown field `cmd`",
+        ),
+    ] {
+        let (_, parsed) = with_extra(dir.path(), extra);
+        let e = parsed.unwrap_err().to_string();
+        assert!(e.contains(want), "{extra}\n→ {e}\nwanted {want}");
+    }
+}

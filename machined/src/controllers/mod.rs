@@ -14,10 +14,12 @@
 //! | services | [`services`] | the image's services | the supervisor |
 //! | metrics listener | [`metrics`] | `machine.metrics` | the listener |
 //! | Kubernetes: PKI, components, bootstrap | [`kubernetes`] | `cluster`, `machine.kubelet`, role | STATE, the supervisor, the API server |
+//! | baked OCI images | [`images`] | the image's archives | `ctr images import` |
 
 pub mod config;
 pub mod dns;
 pub mod files;
+pub mod images;
 pub mod kernel;
 pub mod kubernetes;
 pub mod metrics;

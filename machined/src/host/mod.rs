@@ -165,6 +165,42 @@ impl Host {
         Ok(())
     }
 
+    /// The names in directory `node_path`, sorted; none when it does not
+    /// exist.
+    pub fn list_dir(&self, node_path: &str) -> Result<Vec<String>> {
+        let p = self.path(node_path);
+        let entries = match fs::read_dir(&p) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(err("read dir", &p)(e)),
+        };
+        let mut names = Vec::new();
+        for e in entries {
+            let e = e.map_err(err("read dir", &p))?;
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Create directory `node_path` and its parents.
+    pub fn create_dir_all(&self, node_path: &str) -> Result<()> {
+        let p = self.path(node_path);
+        fs::create_dir_all(&p).map_err(err("create dir", &p))
+    }
+
+    /// Remove `node_path`, a file or a whole directory; gone already is fine.
+    pub fn remove_all(&self, node_path: &str) -> Result<()> {
+        let p = self.path(node_path);
+        let removed = match fs::symlink_metadata(&p) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => Err(e),
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&p),
+            Ok(_) => fs::remove_file(&p),
+        };
+        removed.map_err(err("remove", &p))
+    }
+
     pub fn set_hostname(&self, name: &str) -> Result<()> {
         self.kernel
             .set_hostname(name)

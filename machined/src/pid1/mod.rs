@@ -221,7 +221,10 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
 
     let (tx, mut power) = tokio::sync::mpsc::unbounded_channel();
     let boot_id = host.boot_id();
-    let services = vec![crate::containerd::service(std::path::Path::new("/"))];
+    let services = vec![crate::containerd::service(
+        std::path::Path::new("/"),
+        std::path::Path::new(crate::containerd::BIN_DIR),
+    )];
     if let Err(e) = host.write_atomic(
         crate::containerd::CONFIG,
         crate::containerd::config(std::path::Path::new("/")).as_bytes(),
@@ -233,10 +236,12 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
         Ok(n) => n,
         Err(_) => fatal("no randomness for the API nonce key"),
     };
+    let images = crate::controllers::images::ImageImporter::node(&host);
     let node = Node::boot(BootParts {
         host,
         supervisor: sup.clone(),
         services,
+        images: Some(images),
         state,
         image_trust,
         boot_id,

@@ -40,6 +40,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 pub use cgroup::NODE_CGROUP_ROOT;
 pub use http_probe::{HttpProbe, TlsVerify};
 pub use logs::{LogLine, Stream};
+pub use process::{OneShot, OneShotError, run_once};
 pub use reaper::{ExitInfo, init_reaper, spawn_reaped};
 pub use service::ServiceState;
 pub use spec::{Backoff, Readiness, ServiceSpec};

@@ -68,3 +68,94 @@ async fn command_succeeds(argv: &[String]) -> bool {
         }
     }
 }
+
+/// What a one-shot command left: how it ended and its output (stdout, then
+/// stderr).
+#[derive(Debug, Clone)]
+pub struct OneShot {
+    pub exit: super::ExitInfo,
+    pub output: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OneShotError {
+    #[error("{program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: super::SupervisorError,
+    },
+    #[error("{program}: no exit within {}s (killed)", .limit.as_secs())]
+    Timeout { program: String, limit: Duration },
+    #[error("{program}: its exit status was lost")]
+    Lost { program: String },
+}
+
+/// Run `argv` to completion through the reaper (PID 1 owns waitpid(-1)),
+/// with only `PATH` in its environment, its output collected; killed after
+/// `limit`. For short jobs against a service (`ctr images import`), not
+/// for services.
+pub async fn run_once(argv: &[String], limit: Duration) -> Result<OneShot, OneShotError> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let Some((program, args)) = argv.split_first() else {
+        return Err(OneShotError::Lost {
+            program: String::new(),
+        });
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (mut child, exit) =
+        super::reaper::spawn_reaped(&mut cmd).map_err(|source| OneShotError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    // Both pipes are drained off the runtime's threads: the command may
+    // fill one while we would be blocked on the other.
+    let pipes: [Option<Box<dyn Read + Send>>; 2] = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ];
+    let readers = pipes.map(|pipe| {
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    });
+    let exit = match timeout(limit, exit).await {
+        Ok(Ok(info)) => info,
+        Ok(Err(_)) => {
+            return Err(OneShotError::Lost {
+                program: program.clone(),
+            });
+        }
+        Err(_) => {
+            if let Some(pid) = Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+            return Err(OneShotError::Timeout {
+                program: program.clone(),
+                limit,
+            });
+        }
+    };
+    let mut output = Vec::new();
+    for r in readers {
+        output.extend(r.await.unwrap_or_default());
+    }
+    Ok(OneShot { exit, output })
+}
