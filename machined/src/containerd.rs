@@ -20,7 +20,8 @@ pub const K8S_NAMESPACE: &str = "k8s.io";
 /// The sandbox ("pause") image. Kubernetes v1.37 (kubeadm's `PauseVersion`)
 /// and containerd v2.4's default both name pause 3.10.2, so the image baked
 /// into the node is tagged exactly this: containerd pins it (never garbage
-/// collected, never pulled) and the kubelet's image GC skips it as pinned.
+/// collected; imported at boot, so never pulled) and reports it pinned, so
+/// the kubelet's image GC skips it too.
 pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10.2";
 
 /// Plugins a node never uses. Tracing would only export to a collector we
@@ -54,8 +55,8 @@ version = 3
 root = "{root}"
 state = "{state}"
 disabled_plugins = [{disabled}]
-# Nothing outside this file: an /etc/containerd/conf.d import would replace
-# whole plugin sections behind machined's back.
+# Nothing merged in from elsewhere: an import that names a plugin table
+# replaces that whole table behind machined's back.
 imports = []
 
 [grpc]
