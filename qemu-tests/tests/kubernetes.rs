@@ -2,21 +2,25 @@
 //! a config from `basaltctl config gen`, signed and applied through the
 //! node API, `bootstrap`, `health` until every component and the node are
 //! ready, a kubeconfig minted by the node, and the upstream kubectl against
-//! the apiserver through a forwarded port.
+//! the apiserver through a forwarded port. Then what a user relies on: a
+//! Deployment of the baked echo image serves HTTP through its Service,
+//! `kubectl logs` works, each of etcd, the apiserver and the kubelet is
+//! killed and comes back, and after a reboot the cluster (node, Deployment)
+//! is still there because etcd and the PKI live on STATE.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use basalt_api::config::{CniName, Role};
 use basalt_api::rpc::{
-    ApplyMode, ApplyRequest, ApplyResponse, BootstrapResponse, HealthReport, KubeconfigRequest,
-    KubeconfigResponse,
+    ApplyMode, ApplyRequest, ApplyResponse, BootstrapResponse, HealthReport, KillResponse,
+    KubeconfigRequest, KubeconfigResponse,
 };
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::{ClientError, NodeClient};
 use basaltctl::template::Shape;
 use image_builder::package::{self, BuildOptions, Recipe};
 use qemu_tests::vm::{Vm, VmOptions};
-use qemu_tests::{admin_key, image};
+use qemu_tests::{admin_key, image, statedisk};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -116,12 +120,90 @@ fn wait_healthy(vm: &Vm, admin: &NodeClient, within: Duration) -> Duration {
     }
 }
 
+/// The echo Deployment (2 replicas of the image baked into the node, never
+/// pulled) and its ClusterIP Service.
+fn echo_manifest() -> String {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "echo", "namespace": "default"},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": {"app": "echo"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "echo"}},
+                        "spec": {"containers": [{
+                            "name": "echo",
+                            "image": "registry.basalt.test/echo:1",
+                            "imagePullPolicy": "Never",
+                            "ports": [{"containerPort": 8080}],
+                        }]},
+                    },
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "echo", "namespace": "default"},
+                "spec": {
+                    "selector": {"app": "echo"},
+                    "ports": [{"port": 80, "targetPort": 8080}],
+                },
+            },
+        ],
+    })
+    .to_string()
+}
+
+/// Retry `f` every 5 s until it succeeds or `within` passes.
+fn eventually<T>(what: &str, within: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let t0 = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if t0.elapsed() < within => {
+                let _ = e;
+                std::thread::sleep(Duration::from_secs(5));
+            }
+            Err(e) => panic!("{what}: not within {within:?}: {e}"),
+        }
+    }
+}
+
+/// Both replicas run and the Service answers through the apiserver's
+/// service proxy (apiserver → endpoints → pod, over the bridge CNI).
+fn echo_serves(kubeconfig: &Path) {
+    eventually("the echo Deployment rolled out", HEALTHY, || {
+        let ready = kubectl(
+            kubeconfig,
+            &["get", "deployment", "echo", "-o", "jsonpath={.status.readyReplicas}"],
+        )?;
+        (ready == "2").then_some(()).ok_or(format!("readyReplicas={ready:?}"))
+    });
+    let body = eventually("the echo Service answered", Duration::from_secs(300), || {
+        kubectl(
+            kubeconfig,
+            &["get", "--raw", "/api/v1/namespaces/default/services/echo:80/proxy/hello"],
+        )
+    });
+    assert!(body.contains("GET /hello"), "{body}");
+}
+
 #[test]
-fn a_one_node_cluster_comes_up_and_answers_kubectl() {
+fn a_one_node_cluster_serves_survives_kills_and_reboots() {
     let img = image::node().expect("node image");
+    let dir = image::target_dir().join("qemu-runs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join(format!("k8s-state-{}.raw", std::process::id()));
+    statedisk::create(&disk, 512).unwrap();
     let opts = VmOptions {
         memory_mib: Some(4096),
         forwards: vec![APISERVER_PORT],
+        disks: vec![disk.clone()],
         ..VmOptions::default()
     };
     let t0 = Instant::now();
@@ -163,9 +245,9 @@ fn a_one_node_cluster_comes_up_and_answers_kubectl() {
             },
         )
         .expect("kubeconfig");
-    let dir = std::env::temp_dir().join(format!("basalt-k8s-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("kubeconfig");
+    let kdir = std::env::temp_dir().join(format!("basalt-k8s-{}", std::process::id()));
+    std::fs::create_dir_all(&kdir).unwrap();
+    let kubeconfig = kdir.join("kubeconfig");
     std::fs::write(&kubeconfig, &minted.kubeconfig).unwrap();
 
     let ready = kubectl(
@@ -183,5 +265,44 @@ fn a_one_node_cluster_comes_up_and_answers_kubectl() {
     let wide = kubectl(&kubeconfig, &["get", "nodes", "-o", "wide"]).unwrap();
     eprintln!("{wide}");
     assert!(wide.contains("10.0.2.15"), "{wide}");
-    let _ = std::fs::remove_dir_all(&dir);
+
+    // A workload, its Service and its logs.
+    let manifest = kdir.join("echo.json");
+    std::fs::write(&manifest, echo_manifest()).unwrap();
+    kubectl(&kubeconfig, &["apply", "-f", manifest.to_str().unwrap()]).unwrap();
+    echo_serves(&kubeconfig);
+    let logs = kubectl(&kubeconfig, &["logs", "deployment/echo"]).unwrap();
+    assert!(logs.contains("echo: listening on port 8080"), "{logs}");
+    eprintln!("echo serves, {:?} after boot", t0.elapsed());
+
+    // Kill each critical service: the supervisor restarts it and the
+    // cluster is healthy again.
+    for name in ["kube-apiserver", "etcd", "kubelet"] {
+        let k0 = Instant::now();
+        let killed: KillResponse = admin
+            .post(&format!("/v1/services/{name}/kill"), &())
+            .unwrap_or_else(|e| panic!("kill {name}: {e}"));
+        assert!(killed.killed > 0, "{name}: nothing killed");
+        // Give the health report time to see the death before waiting.
+        std::thread::sleep(Duration::from_secs(2));
+        wait_healthy(&vm, &admin, HEALTHY);
+        eprintln!("{name} killed and healthy again after {:?}", k0.elapsed());
+    }
+    echo_serves(&kubeconfig);
+
+    // Reboot: etcd's data and the PKI are on STATE, so the same cluster
+    // comes back, with the node and the Deployment.
+    admin
+        .post::<_, serde_json::Value>("/v1/reboot", &serde_json::json!({}))
+        .unwrap();
+    let r0 = Instant::now();
+    let fp2 = vm.fingerprint(2, BOOT).expect("second boot");
+    assert_eq!(fp2, fp, "the TLS identity lives on STATE");
+    let admin = vm.client(&fp2, admin_key(), BOOT).expect("API after reboot");
+    wait_healthy(&vm, &admin, HEALTHY);
+    eprintln!("healthy again {:?} after the reboot", r0.elapsed());
+    echo_serves(&kubeconfig);
+    let _ = std::fs::remove_dir_all(&kdir);
+    let _ = std::fs::remove_file(&disk);
+    eprintln!("story done after {:?}", t0.elapsed());
 }
