@@ -180,16 +180,32 @@ fn echo_serves(kubeconfig: &Path) {
     eventually("the echo Deployment rolled out", HEALTHY, || {
         let ready = kubectl(
             kubeconfig,
-            &["get", "deployment", "echo", "-o", "jsonpath={.status.readyReplicas}"],
+            &[
+                "get",
+                "deployment",
+                "echo",
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ],
         )?;
-        (ready == "2").then_some(()).ok_or(format!("readyReplicas={ready:?}"))
+        (ready == "2")
+            .then_some(())
+            .ok_or(format!("readyReplicas={ready:?}"))
     });
-    let body = eventually("the echo Service answered", Duration::from_secs(300), || {
-        kubectl(
-            kubeconfig,
-            &["get", "--raw", "/api/v1/namespaces/default/services/echo:80/proxy/hello"],
-        )
-    });
+    let body = eventually(
+        "the echo Service answered",
+        Duration::from_secs(300),
+        || {
+            kubectl(
+                kubeconfig,
+                &[
+                    "get",
+                    "--raw",
+                    "/api/v1/namespaces/default/services/echo:80/proxy/hello",
+                ],
+            )
+        },
+    );
     assert!(body.contains("GET /hello"), "{body}");
 }
 
@@ -269,7 +285,20 @@ fn a_one_node_cluster_serves_survives_kills_and_reboots() {
     // A workload, its Service and its logs.
     let manifest = kdir.join("echo.json");
     std::fs::write(&manifest, echo_manifest()).unwrap();
-    kubectl(&kubeconfig, &["apply", "-f", manifest.to_str().unwrap()]).unwrap();
+    // Server-side apply: client-side validation would first download the
+    // whole OpenAPI document, which a busy apiserver under TCG serves slower
+    // than kubectl waits.
+    kubectl(
+        &kubeconfig,
+        &[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "-f",
+            manifest.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
     echo_serves(&kubeconfig);
     let logs = kubectl(&kubeconfig, &["logs", "deployment/echo"]).unwrap();
     assert!(logs.contains("echo: listening on port 8080"), "{logs}");
@@ -298,7 +327,9 @@ fn a_one_node_cluster_serves_survives_kills_and_reboots() {
     let r0 = Instant::now();
     let fp2 = vm.fingerprint(2, BOOT).expect("second boot");
     assert_eq!(fp2, fp, "the TLS identity lives on STATE");
-    let admin = vm.client(&fp2, admin_key(), BOOT).expect("API after reboot");
+    let admin = vm
+        .client(&fp2, admin_key(), BOOT)
+        .expect("API after reboot");
     wait_healthy(&vm, &admin, HEALTHY);
     eprintln!("healthy again {:?} after the reboot", r0.elapsed());
     echo_serves(&kubeconfig);
