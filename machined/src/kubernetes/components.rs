@@ -495,3 +495,6 @@ fn pretty(v: &serde_json::Value) -> String {
     s.push('\n');
     s
 }
+
+#[cfg(test)]
+mod tests;

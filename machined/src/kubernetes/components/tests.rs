@@ -1,0 +1,122 @@
+//! What the generated flags and configs promise, read back as the
+//! components would (JSON parsed, flags split).
+
+use super::*;
+use basalt_api::sshkey::PrivateKey;
+use basaltctl::template::{Shape, generate};
+
+fn config(role: Role, shape: Shape<'_>) -> MachineConfig {
+    let admin = PrivateKey::from_seed(&[7; 32], "test").public();
+    let doc = generate(role, "test", "https://10.0.2.15:6443", &admin, shape).unwrap();
+    MachineConfig::parse(doc.as_bytes()).unwrap()
+}
+
+fn with<T>(cfg: &MachineConfig, f: impl FnOnce(&Components<'_>) -> T) -> T {
+    let layout = Layout::new("/var/lib/basalt/state");
+    let c = Components {
+        config: cfg,
+        layout: &layout,
+        node_name: "cp-1",
+        node_ip: "10.0.2.15".parse().unwrap(),
+        root: Path::new("/"),
+    };
+    f(&c)
+}
+
+fn flag<'a>(spec: &'a ServiceSpec, name: &str) -> Option<&'a str> {
+    let prefix = format!("--{name}=");
+    spec.argv.iter().find_map(|a| a.strip_prefix(&prefix))
+}
+
+#[test]
+fn the_control_plane_is_started_in_order_only_once_bootstrapped() {
+    let cfg = config(Role::Controlplane, Shape::default());
+    with(&cfg, |c| {
+        assert!(c.services(false).is_empty(), "nothing before bootstrap");
+        let names: Vec<String> = c.services(true).into_iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KUBELET]
+        );
+        let api = c.apiserver();
+        assert_eq!(api.depends_on, [ETCD]);
+        assert_eq!(flag(&api, "anonymous-auth"), Some("false"));
+        assert_eq!(flag(&api, "authorization-mode"), Some("Node,RBAC"));
+        assert_eq!(
+            flag(&api, "enable-admission-plugins"),
+            Some("NodeRestriction")
+        );
+        assert_eq!(flag(&api, "service-cluster-ip-range"), Some("10.96.0.0/12"));
+        let cm = c.controller_manager();
+        assert_eq!(flag(&cm, "cluster-cidr"), Some("10.244.0.0/16"));
+        assert_eq!(flag(&cm, "allocate-node-cidrs"), Some("true"));
+        // Every readiness check is HTTPS against a CA, or the kubelet's
+        // loopback healthz.
+        for spec in c.services(true) {
+            match &spec.readiness {
+                Readiness::Http(p) if spec.name == KUBELET => {
+                    assert!(p.tls.is_none() && p.address.starts_with("127.0.0.1:"))
+                }
+                Readiness::Http(p) => assert!(p.tls.is_some(), "{}", spec.name),
+                other => panic!("{}: {other:?}", spec.name),
+            }
+        }
+    });
+}
+
+#[test]
+fn a_worker_runs_only_the_kubelet_which_joins_with_the_bootstrap_token() {
+    let cfg = config(Role::Worker, Shape::default());
+    with(&cfg, |c| {
+        let specs = c.services(false);
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].name, KUBELET);
+        assert_eq!(specs[0].depends_on, [CONTAINERD]);
+        assert!(flag(&specs[0], "bootstrap-kubeconfig").is_some());
+    });
+}
+
+#[test]
+fn the_kubelet_config_is_secure_and_taints_the_control_plane_unless_told() {
+    let cfg = config(Role::Controlplane, Shape::default());
+    let kc: serde_json::Value = with(&cfg, |c| serde_json::from_str(&c.kubelet_config()).unwrap());
+    assert_eq!(kc["authentication"]["anonymous"]["enabled"], false);
+    assert_eq!(kc["authorization"]["mode"], "Webhook");
+    assert_eq!(kc["readOnlyPort"], 0);
+    assert_eq!(kc["cgroupDriver"], "cgroupfs");
+    assert_eq!(kc["clusterDNS"][0], "10.96.0.10");
+    assert_eq!(kc["clusterDomain"], "cluster.local");
+    assert_eq!(kc["registerWithTaints"][0]["key"], CONTROL_PLANE_TAINT_KEY);
+
+    let shape = Shape {
+        schedule_on_control_plane: true,
+        ..Shape::default()
+    };
+    let cfg = config(Role::Controlplane, shape);
+    let kc: serde_json::Value = with(&cfg, |c| serde_json::from_str(&c.kubelet_config()).unwrap());
+    assert_eq!(kc["registerWithTaints"], serde_json::json!([]));
+}
+
+#[test]
+fn the_bridge_config_takes_the_pod_cidr_the_controller_manager_allocates() {
+    let cfg = config(Role::Controlplane, Shape::default());
+    let conf: serde_json::Value = with(&cfg, |c| {
+        serde_json::from_str(&c.bridge_conflist()).unwrap()
+    });
+    assert_eq!(conf["plugins"][0]["type"], "bridge");
+    assert_eq!(
+        conf["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
+        "usePodCidr"
+    );
+}
+
+#[test]
+fn nth_address_stays_inside_its_subnet() {
+    let s: Cidr = "10.96.0.0/12".parse().unwrap();
+    assert_eq!(nth_address(&s, 1), Some("10.96.0.1".parse().unwrap()));
+    assert_eq!(nth_address(&s, 10), Some("10.96.0.10".parse().unwrap()));
+    let tiny: Cidr = "10.0.0.0/30".parse().unwrap();
+    assert_eq!(nth_address(&tiny, 10), None);
+    let v6: Cidr = "fd00::/108".parse().unwrap();
+    assert_eq!(nth_address(&v6, 10), Some("fd00::a".parse().unwrap()));
+}
