@@ -17,97 +17,41 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use basalt_api::config::{MachineConfig, Role};
-use image_builder::package::{self, BuildOptions, Recipe};
+use basalt_api::config::{CniName, MachineConfig, Role};
+use basalt_api::sshkey::PrivateKey;
+use basaltctl::template::{self, Shape};
 use machined::host::Host;
 use machined::kubernetes::bootstrap;
 use machined::kubernetes::components::{self, Components};
 use machined::kubernetes::layout::Layout;
 use machined::kubernetes::pki::{self, NodeIdentity};
 use machined::supervisor::{ServiceSpec, Supervisor, SupervisorConfig, spawn_reaped};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256,
-};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-const TOKEN: &str = "abcdef.0123456789abcdef";
 const NODE: &str = "cp-test";
 
-/// The packaged binary `name` of `component`, built (or found in the shared
-/// cache) exactly as images take it.
-fn packaged(component: &str, name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages");
-    let recipe = Recipe::load(&dir.join(component)).unwrap();
-    let opts = BuildOptions {
-        cache_dir: BuildOptions::default_cache_dir(),
-        go_cache: None,
-        progress: false,
-    };
-    let built = package::build(&recipe, &opts).unwrap_or_else(|e| {
-        panic!("building {component} (run `image-builder package {component}`): {e}")
-    });
-    built
-        .binary(name)
-        .unwrap_or_else(|| panic!("{component} has no binary {name}"))
-}
+mod packaged;
 
-fn ca(cn: &str) -> (String, String) {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let cert = params.self_signed(&key).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
+/// `basaltctl config gen --role controlplane`, as an operator makes it.
 fn config() -> MachineConfig {
-    let (k8s, k8s_key) = ca("kubernetes");
-    let (etcd, etcd_key) = ca("etcd");
-    let (fp, fp_key) = ca("front-proxy");
-    let sa = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-        .unwrap()
-        .serialize_pem();
-    let admin = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIRBnXLtUn61qn3ftZ0PoOixOodqYhzuC1OWicDtwZPQ ops@example";
-    let doc = format!(
-        r#"version = 1
-generation = 1
-[machine]
-role = "controlplane"
-hostname = "{NODE}"
-[cluster]
-name = "test"
-endpoint = "https://127.0.0.1:6443"
-token = "{TOKEN}"
-ca_cert = '''
-{k8s}'''
-ca_key = '''
-{k8s_key}'''
-etcd_ca_cert = '''
-{etcd}'''
-etcd_ca_key = '''
-{etcd_key}'''
-front_proxy_ca_cert = '''
-{fp}'''
-front_proxy_ca_key = '''
-{fp_key}'''
-service_account_key = '''
-{sa}'''
-[cluster.cni]
-name = "bridge"
-[trust]
-admins = ["{admin}"]
-"#
-    );
-    MachineConfig::parse(doc.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{doc}"))
+    let admin = PrivateKey::from_seed(&[7; 32], "admin").public();
+    let shape = Shape {
+        hostname: Some(NODE),
+        cni: CniName::Bridge,
+        schedule_on_control_plane: false,
+    };
+    let doc = template::generate(
+        Role::Controlplane,
+        "test",
+        "https://10.77.0.1:6443",
+        &admin,
+        shape,
+    )
+    .unwrap();
+    MachineConfig::parse(doc.as_bytes()).unwrap()
 }
 
 /// Found before the supervisor starts: from then on its reaper owns
@@ -156,12 +100,12 @@ fn from_package(
 }
 
 /// A kubeconfig for a user holding only the bootstrap token.
-fn token_kubeconfig(dir: &Path, ca: &Path) -> PathBuf {
+fn token_kubeconfig(dir: &Path, ca: &Path, token: &str) -> PathBuf {
     let path = dir.join("token.kubeconfig");
     let kc = serde_json::json!({
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443", "certificate-authority": ca}}],
-        "users": [{"name": "t", "user": {"token": TOKEN}}],
+        "users": [{"name": "t", "user": {"token": token}}],
         "contexts": [{"name": "t", "context": {"cluster": "c", "user": "t"}}],
         "current-context": "t",
     });
@@ -212,8 +156,8 @@ async fn control_plane() {
         ("kubernetes", "kube-scheduler"),
     ];
     let binaries: std::collections::BTreeMap<&str, PathBuf> =
-        binaries.iter().map(|(c, b)| (*b, packaged(c, b))).collect();
-    KUBECTL.get_or_init(|| packaged("kubernetes", "kubectl"));
+        binaries.iter().map(|(c, b)| (*b, packaged::binary(c, b))).collect();
+    KUBECTL.get_or_init(|| packaged::binary("kubernetes", "kubectl"));
     let root = tempfile::tempdir().unwrap();
     let host = Host::dev(root.path());
     let layout = Layout::new("/var/lib/basalt/state");
@@ -286,10 +230,12 @@ async fn control_plane() {
     assert_eq!(code, "401", "an anonymous request was not refused: {err}");
 
     // machined's bootstrap objects, through kube-rs with its admin kubeconfig.
+    let token = cfg.cluster.token.expose();
+    let token_id = token.split('.').next().unwrap();
     let client = bootstrap::client(&admin).await.unwrap();
-    bootstrap::apply(&client, TOKEN).await.unwrap();
+    bootstrap::apply(&client, token).await.unwrap();
     // Applying again changes nothing and does not fail (every boot does it).
-    bootstrap::apply(&client, TOKEN).await.unwrap();
+    bootstrap::apply(&client, token).await.unwrap();
     let secret = kubectl_ok(
         &admin,
         &[
@@ -297,7 +243,7 @@ async fn control_plane() {
             "kube-system",
             "get",
             "secret",
-            "bootstrap-token-abcdef",
+            &format!("bootstrap-token-{token_id}"),
             "-o",
             "jsonpath={.type}",
         ],
@@ -307,7 +253,7 @@ async fn control_plane() {
 
     // The token authenticates as a bootstrapper that may ask for a node
     // certificate, and nothing more.
-    let token = token_kubeconfig(root.path(), &ca);
+    let token = token_kubeconfig(root.path(), &ca, token);
     let who = kubectl_ok(
         &token,
         &[
@@ -318,7 +264,7 @@ async fn control_plane() {
         ],
     )
     .await;
-    assert_eq!(who, "system:bootstrap:abcdef");
+    assert_eq!(who, format!("system:bootstrap:{token_id}"));
     let can =
         async |verb: &str, what: &str| kubectl(&token, &["auth", "can-i", verb, what]).await.1;
     assert_eq!(

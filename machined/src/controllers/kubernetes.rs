@@ -137,42 +137,43 @@ impl KubernetesController {
         }
     }
 
-    /// The certificate changes an apply of `cfg` would make (dry-run plans).
-    pub fn plan(&self, cfg: &MachineConfig, addrs: &[IpAddr]) -> Vec<PlanStep> {
-        let Some(node) = self.identity(cfg, addrs) else {
-            return Vec::new();
-        };
-        match pki::plan(
+    /// What the PKI would change for `cfg`, changing nothing; `None` while
+    /// the node has no address to put in its certificates.
+    fn pki_plan(
+        &self,
+        cfg: &MachineConfig,
+        addrs: &[IpAddr],
+    ) -> Option<Result<Vec<PkiChange>, pki::PkiError>> {
+        let node = self.identity(cfg, addrs)?;
+        Some(pki::plan(
             &self.host,
             &self.layout,
             &cfg.cluster,
             cfg.machine.role,
             &node,
             SystemTime::now(),
-        ) {
-            Ok(changes) => changes
+        ))
+    }
+
+    /// The certificate changes an apply of `cfg` would make (dry-run plans).
+    pub fn plan(&self, cfg: &MachineConfig, addrs: &[IpAddr]) -> Vec<PlanStep> {
+        match self.pki_plan(cfg, addrs) {
+            None => Vec::new(),
+            Some(Ok(changes)) => changes
                 .into_iter()
                 .map(|c| PlanStep::Certificate(c.to_string()))
                 .collect(),
-            Err(e) => vec![PlanStep::ConvergeError(e.to_string())],
+            Some(Err(e)) => vec![PlanStep::ConvergeError(e.to_string())],
         }
     }
 
-    /// Refuse what `cfg` cannot become before anything is persisted.
+    /// Refuse what `cfg` cannot become (e.g. a CA key that does not match
+    /// its certificate) before anything is persisted.
     pub fn check(&self, cfg: &MachineConfig, addrs: &[IpAddr]) -> Result<(), String> {
-        let Some(node) = self.identity(cfg, addrs) else {
-            return Ok(());
-        };
-        pki::plan(
-            &self.host,
-            &self.layout,
-            &cfg.cluster,
-            cfg.machine.role,
-            &node,
-            SystemTime::now(),
-        )
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        match self.pki_plan(cfg, addrs) {
+            Some(Err(e)) => Err(e.to_string()),
+            _ => Ok(()),
+        }
     }
 
     /// PKI, generated files, then the services; then the bootstrap objects.
