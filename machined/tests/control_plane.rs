@@ -155,8 +155,10 @@ async fn control_plane() {
         ("kubernetes", "kube-controller-manager"),
         ("kubernetes", "kube-scheduler"),
     ];
-    let binaries: std::collections::BTreeMap<&str, PathBuf> =
-        binaries.iter().map(|(c, b)| (*b, packaged::binary(c, b))).collect();
+    let binaries: std::collections::BTreeMap<&str, PathBuf> = binaries
+        .iter()
+        .map(|(c, b)| (*b, packaged::binary(c, b)))
+        .collect();
     KUBECTL.get_or_init(|| packaged::binary("kubernetes", "kubectl"));
     let root = tempfile::tempdir().unwrap();
     let host = Host::dev(root.path());

@@ -18,6 +18,7 @@ use basalt_api::rpc::{
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::{ClientError, NodeClient};
 use basaltctl::template::Shape;
+use image_builder::oci::{self, OciImage};
 use image_builder::package::{self, BuildOptions, Recipe};
 use qemu_tests::vm::{Vm, VmOptions};
 use qemu_tests::{admin_key, image, statedisk};
@@ -31,6 +32,13 @@ const BOOT: Duration = Duration::from_secs(600);
 /// minutes to start there. Measured, then doubled.
 const HEALTHY: Duration = Duration::from_secs(1800);
 const APISERVER_PORT: u16 = 6443;
+
+/// Where scripts/test builds the static binaries baked into images.
+fn static_dir() -> PathBuf {
+    std::env::var_os("BASALT_STATIC_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| image::target_dir().join("x86_64-unknown-linux-gnu/release"))
+}
 
 fn kubectl_binary() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/kubernetes");
@@ -157,6 +165,130 @@ fn echo_manifest() -> String {
         ],
     })
     .to_string()
+}
+
+/// A real registry (the `distribution` binary built from packages/) on the
+/// host's loopback, which the guest reaches as 10.0.2.2; killed on drop.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("registry-data").display()
+            ),
+        )
+        .unwrap();
+        let log = dir.join("registry.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let packages = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages");
+        let registry = package::require_built(&packages, "distribution")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .binary("registry")
+            .unwrap();
+        let child = Command::new(registry)
+            .arg("serve")
+            .arg(&config)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let r = Registry { child, port, log };
+        eventually("the registry listened", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        r
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Push an OCI image-layout archive as `repo:tag` over the
+    /// distribution API: each blob, then the manifest.
+    fn push(&self, archive: &[u8], manifest_digest: &str, repo: &str, tag: &str) {
+        let base = format!("http://127.0.0.1:{}/v2/{repo}", self.port);
+        let http = reqwest::blocking::Client::new();
+        let mut manifest = None;
+        for (name, data) in tar_entries(archive) {
+            let Some(hex) = name.strip_prefix("blobs/sha256/") else {
+                continue;
+            };
+            let digest = format!("sha256:{hex}");
+            if digest == manifest_digest {
+                manifest = Some(data);
+                continue;
+            }
+            let started = http.post(format!("{base}/blobs/uploads/")).send().unwrap();
+            assert_eq!(started.status(), 202, "starting a blob upload");
+            let location = started.headers()["location"].to_str().unwrap().to_string();
+            let url = if location.starts_with("http") {
+                location
+            } else {
+                format!("http://127.0.0.1:{}{location}", self.port)
+            };
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let put = http
+                .put(format!("{url}{sep}digest={digest}"))
+                .header("content-type", "application/octet-stream")
+                .body(data.to_vec())
+                .send()
+                .unwrap();
+            assert_eq!(put.status(), 201, "uploading {digest}");
+        }
+        let manifest = manifest.expect("the archive holds its manifest");
+        let put = http
+            .put(format!("{base}/manifests/{tag}"))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(put.status(), 201, "pushing the manifest");
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The files of a ustar archive, by name.
+fn tar_entries(tar: &[u8]) -> Vec<(String, &[u8])> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 512 <= tar.len() && tar[at] != 0 {
+        let header = &tar[at..at + 512];
+        let name = String::from_utf8_lossy(&header[..100])
+            .trim_end_matches('\0')
+            .to_string();
+        let size_field = String::from_utf8_lossy(&header[124..136]);
+        let size =
+            usize::from_str_radix(size_field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+                .unwrap();
+        let data = &tar[at + 512..at + 512 + size];
+        if header[156] == b'0' || header[156] == 0 {
+            out.push((name.trim_start_matches("./").to_string(), data));
+        }
+        at += 512 + size.div_ceil(512) * 512;
+    }
+    out
 }
 
 /// Retry `f` every 5 s until it succeeds or `within` passes.
@@ -303,6 +435,71 @@ fn a_one_node_cluster_serves_survives_kills_and_reboots() {
     let logs = kubectl(&kubeconfig, &["logs", "deployment/echo"]).unwrap();
     assert!(logs.contains("echo: listening on port 8080"), "{logs}");
     eprintln!("echo serves, {:?} after boot", t0.elapsed());
+
+    // A private registry: machine.registries makes docker.io pulls go to a
+    // real registry on the host's loopback (10.0.2.2 from the guest).
+    let registry = Registry::start(&kdir);
+    let echo = oci::archive(
+        &OciImage {
+            name: "docker.io/basalt-test/echo:2".into(),
+            binary: static_dir().join("echo"),
+            path: "/echo".into(),
+            entrypoint: vec!["/echo".into()],
+            origin: "the mirror story".into(),
+        },
+        1_700_000_000,
+    )
+    .unwrap();
+    registry.push(&echo.bytes, &echo.manifest_digest, "basalt-test/echo", "2");
+    let doc2 = doc.replacen("generation = 1", "generation = 2", 1)
+        + &format!(
+            "\n[machine.registries.mirrors.\"docker.io\"]\nendpoints = [\"http://10.0.2.2:{}\"]\n",
+            registry.port
+        );
+    assert_eq!(apply(&admin, &doc2).generation, 2);
+    let pod = kdir.join("pulled.json");
+    std::fs::write(
+        &pod,
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "pulled", "namespace": "default"},
+            "spec": {"containers": [{
+                "name": "echo",
+                "image": "docker.io/basalt-test/echo:2",
+                "imagePullPolicy": "Always",
+            }]},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    kubectl(
+        &kubeconfig,
+        &[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "-f",
+            pod.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    eventually("the pod pulled through the mirror runs", HEALTHY, || {
+        let phase = kubectl(
+            &kubeconfig,
+            &["get", "pod", "pulled", "-o", "jsonpath={.status.phase}"],
+        )?;
+        (phase == "Running")
+            .then_some(())
+            .ok_or(format!("phase {phase:?}"))
+    });
+    let log = registry.log();
+    assert!(
+        log.contains("/v2/basalt-test/echo/manifests/2"),
+        "the mirror saw no pull:\n{log}"
+    );
+    eprintln!("pulled through the mirror, {:?} after boot", t0.elapsed());
+    drop(registry);
 
     // Kill each critical service: the supervisor restarts it and the
     // cluster is healthy again.
