@@ -224,7 +224,7 @@ impl Components<'_> {
         let kubeconfig = self.path(&l.controller_manager_kubeconfig);
         let (tls_cert, tls_key) = self.pair(&l.controller_manager_serving);
         let (ca_cert, ca_key) = self.pair(&l.ca);
-        let argv = vec![
+        let mut argv: Vec<String> = vec![
             "/usr/bin/kube-controller-manager".into(),
             format!("--kubeconfig={kubeconfig}"),
             format!("--authentication-kubeconfig={kubeconfig}"),
@@ -254,9 +254,9 @@ impl Components<'_> {
             // tokencleaner removes expired bootstrap tokens; bootstrapsigner
             // is not needed (nodes do not discover through cluster-info).
             "--controllers=*,tokencleaner".into(),
-            "--leader-elect=true".into(),
-            "--profiling=false".into(),
         ];
+        argv.extend(leader_election());
+        argv.push("--profiling=false".into());
         let mut spec = ServiceSpec::new(CONTROLLER_MANAGER, argv);
         spec.depends_on = vec![APISERVER.into()];
         spec.readiness = self.probe(
@@ -273,7 +273,7 @@ impl Components<'_> {
         let l = self.layout;
         let kubeconfig = self.path(&l.scheduler_kubeconfig);
         let (tls_cert, tls_key) = self.pair(&l.scheduler_serving);
-        let argv = vec![
+        let mut argv: Vec<String> = vec![
             "/usr/bin/kube-scheduler".into(),
             format!("--kubeconfig={kubeconfig}"),
             format!("--authentication-kubeconfig={kubeconfig}"),
@@ -287,9 +287,9 @@ impl Components<'_> {
                 "--requestheader-client-ca-file={}",
                 self.path(&l.front_proxy_ca.cert)
             ),
-            "--leader-elect=true".into(),
-            "--profiling=false".into(),
         ];
+        argv.extend(leader_election());
+        argv.push("--profiling=false".into());
         let mut spec = ServiceSpec::new(SCHEDULER, argv);
         spec.depends_on = vec![APISERVER.into()];
         spec.readiness = self.probe(
@@ -455,6 +455,20 @@ impl Components<'_> {
             ],
         }))
     }
+}
+
+/// Leader election for the controller-manager and the scheduler, with
+/// more slack than the defaults (15 s lease, 10 s renew deadline): a loaded
+/// or emulated node answers a lease renewal slower than 10 s at times, and
+/// a lost lease makes the component exit. A takeover after a real failure
+/// then waits up to a minute instead of 15 s.
+fn leader_election() -> [String; 4] {
+    [
+        "--leader-elect=true".into(),
+        "--leader-elect-lease-duration=60s".into(),
+        "--leader-elect-renew-deadline=45s".into(),
+        "--leader-elect-retry-period=5s".into(),
+    ]
 }
 
 /// Long-running Go programs that may take minutes to become ready under
