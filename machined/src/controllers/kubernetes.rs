@@ -30,6 +30,8 @@ use tokio::sync::Notify;
 
 /// How often the loop converges without being kicked.
 const RESYNC: Duration = Duration::from_secs(30);
+/// ... and while a step waits for the API server to have something.
+const RESYNC_PENDING: Duration = Duration::from_secs(3);
 
 #[derive(Default)]
 struct Observed {
@@ -38,6 +40,8 @@ struct Observed {
     node: Option<NodeIdentity>,
     /// The bootstrap objects were applied this boot.
     bootstrap_applied: bool,
+    /// The bridge CNI config waits for the node's pod CIDR.
+    cni_pending: bool,
     last_error: Option<String>,
 }
 
@@ -98,9 +102,15 @@ impl KubernetesController {
         self.observed().last_error = result.err();
     }
 
-    /// Wait until kicked, or [`RESYNC`] at most.
+    /// Wait until kicked, or [`RESYNC`] at most ([`RESYNC_PENDING`] while
+    /// something waits on the API server).
     pub async fn wait(&self) {
-        let _ = tokio::time::timeout(RESYNC, self.kick.notified()).await;
+        let period = if self.observed().cni_pending {
+            RESYNC_PENDING
+        } else {
+            RESYNC
+        };
+        let _ = tokio::time::timeout(period, self.kick.notified()).await;
     }
 
     /// Who this node is to Kubernetes: its lower-cased host name and the
@@ -194,17 +204,70 @@ impl KubernetesController {
             tracing::info!("kubernetes: {c}");
         }
         let comps = self.components(cfg, &node);
-        self.write_configs(cfg, &comps)?;
+        self.write_configs(&comps)?;
         let desired = comps.services(self.bootstrapped());
         self.reconcile(desired, &changes).await?;
-        self.observed().node = Some(node);
+        self.observed().node = Some(node.clone());
         if cfg.machine.role == Role::Controlplane && self.bootstrapped() {
             self.apply_bootstrap_objects(cfg).await?;
+        }
+        if cfg.cluster.cni.name == CniName::Bridge {
+            self.converge_bridge(cfg, &comps, &node).await?;
         }
         Ok(())
     }
 
-    fn write_configs(&self, cfg: &MachineConfig, comps: &Components<'_>) -> Result<(), String> {
+    /// The bridge CNI config names this node's pod CIDR, which the
+    /// controller-manager allocates once the kubelet registered the node:
+    /// until then there is no CNI config (the kubelet reports the network
+    /// not ready, rightly) and the loop comes back sooner.
+    async fn converge_bridge(
+        &self,
+        cfg: &MachineConfig,
+        comps: &Components<'_>,
+        node: &NodeIdentity,
+    ) -> Result<(), String> {
+        let path = format!("{CNI_CONF_DIR}/{}", components::BRIDGE_CONFLIST);
+        let kubeconfig = self.host.path(self.client_kubeconfig(cfg));
+        let query = async {
+            let client = bootstrap::client(&kubeconfig).await?;
+            bootstrap::pod_cidr(&client, &node.name).await
+        };
+        let cidr = match tokio::time::timeout(Duration::from_secs(10), query).await {
+            Ok(Ok(Some(cidr))) => cidr,
+            // Not registered or not allocated yet, or the API is not up:
+            // the next pass (soon) asks again.
+            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
+                self.observed().cni_pending = true;
+                return Ok(());
+            }
+        };
+        self.observed().cni_pending = false;
+        let conflist = comps.bridge_conflist(&cidr);
+        if self.host.read(&path).ok().as_deref() == Some(conflist.as_bytes()) {
+            return Ok(());
+        }
+        self.host
+            .ensure_dir(CNI_CONF_DIR, 0o755)
+            .map_err(|e| e.to_string())?;
+        self.host
+            .write_atomic(&path, conflist.as_bytes(), 0o644)
+            .map_err(|e| e.to_string())?;
+        tracing::info!("kubernetes: bridge CNI config for pod CIDR {cidr}");
+        Ok(())
+    }
+
+    /// The credentials machined talks to the API server with: its own admin
+    /// kubeconfig on a control-plane node; a worker has only its kubelet's
+    /// (the Node authorizer lets it read its own Node).
+    fn client_kubeconfig(&self, cfg: &MachineConfig) -> &std::path::Path {
+        match cfg.machine.role {
+            Role::Controlplane => &self.layout.admin_kubeconfig,
+            Role::Worker => &self.layout.kubelet_kubeconfig,
+        }
+    }
+
+    fn write_configs(&self, comps: &Components<'_>) -> Result<(), String> {
         let write = |path: &str, data: &str| {
             self.host
                 .write_atomic(path, data.as_bytes(), 0o644)
@@ -217,15 +280,6 @@ impl KubernetesController {
             &self.node_path(&self.layout.kubelet_config),
             &comps.kubelet_config(),
         )?;
-        if cfg.cluster.cni.name == CniName::Bridge {
-            self.host
-                .ensure_dir(CNI_CONF_DIR, 0o755)
-                .map_err(|e| e.to_string())?;
-            write(
-                &format!("{CNI_CONF_DIR}/{}", components::BRIDGE_CONFLIST),
-                &comps.bridge_conflist(),
-            )?;
-        }
         Ok(())
     }
 
@@ -390,12 +444,7 @@ impl KubernetesController {
         let Some(node) = self.observed().node.clone() else {
             return check(false, "the node has no address yet".into());
         };
-        // The control plane asks with machined's admin credentials; a worker
-        // with its kubelet's (the Node authorizer lets it read its own Node).
-        let kubeconfig = match cfg.machine.role {
-            Role::Controlplane => &self.layout.admin_kubeconfig,
-            Role::Worker => &self.layout.kubelet_kubeconfig,
-        };
+        let kubeconfig = self.client_kubeconfig(cfg);
         let query = async {
             let client = bootstrap::client(&self.host.path(kubeconfig)).await?;
             bootstrap::node_ready(&client, &node.name).await

@@ -138,6 +138,16 @@ pub async fn apply(client: &kube::Client, token: &str) -> Result<(), ClientError
     Ok(())
 }
 
+/// The pod CIDR the controller-manager allocated to node `name`, once it did.
+pub async fn pod_cidr(client: &kube::Client, name: &str) -> Result<Option<String>, ClientError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    Ok(nodes
+        .get_opt(name)
+        .await?
+        .and_then(|n| n.spec)
+        .and_then(|s| s.pod_cidr))
+}
+
 /// The node's `Ready` condition as the API server has it: `Ok(true)` when
 /// Ready, `Ok(false)` with the reason otherwise.
 pub async fn node_ready(client: &kube::Client, name: &str) -> Result<(bool, String), ClientError> {

@@ -431,10 +431,10 @@ impl Components<'_> {
         pretty(&cfg)
     }
 
-    /// The bridge + host-local CNI config: pods get addresses from the pod
-    /// CIDR the controller-manager allocated to this node
-    /// (`usePodCidr`), routed and masqueraded by the bridge.
-    pub fn bridge_conflist(&self) -> String {
+    /// The bridge + host-local CNI config: pods get addresses from
+    /// `pod_cidr`, the range the controller-manager allocated to this node,
+    /// routed and masqueraded by the bridge.
+    pub fn bridge_conflist(&self, pod_cidr: &str) -> String {
         pretty(&json!({
             "cniVersion": "1.0.0",
             "name": "basalt-bridge",
@@ -447,7 +447,7 @@ impl Components<'_> {
                     "hairpinMode": true,
                     "ipam": {
                         "type": "host-local",
-                        "ranges": [[{"subnet": "usePodCidr"}]],
+                        "ranges": [[{"subnet": pod_cidr}]],
                         "routes": [{"dst": "0.0.0.0/0"}],
                     },
                 },

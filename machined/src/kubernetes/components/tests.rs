@@ -101,12 +101,12 @@ fn the_kubelet_config_is_secure_and_taints_the_control_plane_unless_told() {
 fn the_bridge_config_takes_the_pod_cidr_the_controller_manager_allocates() {
     let cfg = config(Role::Controlplane, Shape::default());
     let conf: serde_json::Value = with(&cfg, |c| {
-        serde_json::from_str(&c.bridge_conflist()).unwrap()
+        serde_json::from_str(&c.bridge_conflist("10.244.3.0/24")).unwrap()
     });
     assert_eq!(conf["plugins"][0]["type"], "bridge");
     assert_eq!(
         conf["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
-        "usePodCidr"
+        "10.244.3.0/24"
     );
 }
 
