@@ -423,10 +423,19 @@ impl Components<'_> {
             "resolvConf": "/etc/resolv.conf",
             "staticPodPath": "",
         });
-        if self.config.machine.role == Role::Controlplane {
-            let (cert, key) = self.pair(&l.kubelet_serving);
-            cfg["tlsCertFile"] = json!(cert);
-            cfg["tlsPrivateKeyFile"] = json!(key);
+        match self.config.machine.role {
+            Role::Controlplane => {
+                let (cert, key) = self.pair(&l.kubelet_serving);
+                cfg["tlsCertFile"] = json!(cert);
+                cfg["tlsPrivateKeyFile"] = json!(key);
+            }
+            // A worker holds no CA key: its kubelet asks for its serving
+            // certificate by CSR (signer kubernetes.io/kubelet-serving),
+            // which machined on a control-plane node approves
+            // (`csr_approver`) and kube-controller-manager signs with the
+            // cluster CA, so the apiserver can verify it. Without this the
+            // kubelet would self-sign, and logs/exec/port-forward would fail.
+            Role::Worker => cfg["serverTLSBootstrap"] = json!(true),
         }
         pretty(&cfg)
     }
@@ -494,4 +503,37 @@ fn pretty(v: &serde_json::Value) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kubelet_config(doc: &str) -> serde_json::Value {
+        let cfg = MachineConfig::parse(doc.as_bytes()).unwrap();
+        let layout = Layout::new("/var/lib/basalt/state");
+        let comps = Components {
+            config: &cfg,
+            layout: &layout,
+            node_name: "n",
+            node_ip: IpAddr::from([10, 0, 0, 5]),
+            root: Path::new("/"),
+        };
+        serde_json::from_str(&comps.kubelet_config()).unwrap()
+    }
+
+    #[test]
+    fn workers_ask_for_their_serving_certificate_and_control_planes_are_issued_one() {
+        let worker = kubelet_config(include_str!("../../../configs/worker.toml"));
+        assert_eq!(worker["serverTLSBootstrap"], true);
+        assert!(worker.get("tlsCertFile").is_none());
+        let cp = kubelet_config(include_str!("../../../configs/controlplane.toml"));
+        assert!(cp.get("serverTLSBootstrap").is_none());
+        assert!(
+            cp["tlsCertFile"]
+                .as_str()
+                .unwrap()
+                .ends_with("kubelet-serving.crt")
+        );
+    }
 }
