@@ -412,6 +412,12 @@ fn a_worker_joins_and_runs_a_pod_that_answers() {
             "metadata": {"name": POD, "labels": {"app": "echo"}},
             "spec": {
                 "nodeName": "worker-1",
+                // No projected service-account token: the kubelet mounts
+                // projected, secret and configMap volumes as tmpfs by
+                // exec'ing mount(8), which the node image does not ship
+                // (seen in this story's first run). Tracked as an open
+                // point of issue 11; the echo server needs no API access.
+                "automountServiceAccountToken": false,
                 "containers": [{
                     "name": "echo",
                     "image": "registry.basalt.test/echo:1",
