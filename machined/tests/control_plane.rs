@@ -7,7 +7,10 @@
 //! kubectl then checks what a user would: the API answers the admin,
 //! refuses strangers, and the bootstrap token machined applies lets a new
 //! node get a client certificate signed by the controller-manager (kubelet
-//! TLS bootstrap, without a second VM).
+//! TLS bootstrap, without a second VM). With that node identity it then
+//! asks for kubelet serving certificates, as a worker's kubelet does, and
+//! machined's approver approves the one for the node's own names (which the
+//! controller-manager then signs) and denies one naming a foreign address.
 //!
 //! Needs root, the packaged binaries (`image-builder package kubernetes
 //! etcd`, which scripts/test runs first) and `openssl`. It runs in a network
@@ -23,6 +26,7 @@ use basaltctl::template::{self, Shape};
 use machined::host::Host;
 use machined::kubernetes::bootstrap;
 use machined::kubernetes::components::{self, Components};
+use machined::kubernetes::csr_approver::{self, Decision};
 use machined::kubernetes::layout::Layout;
 use machined::kubernetes::pki::{self, NodeIdentity};
 use machined::supervisor::{ServiceSpec, Supervisor, SupervisorConfig, spawn_reaped};
@@ -350,6 +354,190 @@ async fn control_plane() {
         .arg(&issued_path))
     .await;
     assert!(ok, "openssl verify: {out}{err}");
+
+    serving_csrs_are_judged_by_machined(root.path(), &admin, &ca, &key, &issued_path).await;
     sup.stop_all().await;
     eprintln!("control plane test took {:?}", t0.elapsed());
+}
+
+/// A kubeconfig for the node identity `worker-1` (the client certificate
+/// TLS bootstrap just issued).
+fn node_kubeconfig(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> PathBuf {
+    let path = dir.join("worker-1.kubeconfig");
+    let kc = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443", "certificate-authority": ca}}],
+        "users": [{"name": "n", "user": {"client-certificate": cert, "client-key": key}}],
+        "contexts": [{"name": "n", "context": {"cluster": "c", "user": "n"}}],
+        "current-context": "n",
+    });
+    std::fs::write(&path, kc.to_string()).unwrap();
+    path
+}
+
+/// A kubelet-serving CSR named `name` from the node, for `sans`
+/// (openssl's subjectAltName syntax).
+async fn submit_serving_csr(dir: &Path, node: &Path, name: &str, sans: &str) {
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let (ok, _, err) = run(Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .args(["-subj", "/O=system:nodes/CN=system:node:worker-1"])
+        .args(["-addext", &format!("subjectAltName={sans}")]))
+    .await;
+    assert!(ok, "openssl req: {err}");
+    use base64::Engine;
+    let request = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&csr).unwrap());
+    let manifest = dir.join(format!("{name}.json"));
+    std::fs::write(
+        &manifest,
+        serde_json::json!({
+            "apiVersion": "certificates.k8s.io/v1",
+            "kind": "CertificateSigningRequest",
+            "metadata": {"name": name},
+            "spec": {
+                "request": request,
+                "signerName": csr_approver::KUBELET_SERVING_SIGNER,
+                // What the kubelet asks for with an ECDSA key.
+                "usages": ["digital signature", "server auth"],
+            },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    kubectl_ok(node, &["create", "-f", manifest.to_str().unwrap()]).await;
+}
+
+/// Worker kubelets get their serving certificates by CSR: machined's
+/// approver, through kube-rs with its admin kubeconfig, approves a request
+/// for the node's own names and denies one with a foreign address.
+async fn serving_csrs_are_judged_by_machined(
+    dir: &Path,
+    admin: &Path,
+    ca: &Path,
+    key: &Path,
+    cert: &Path,
+) {
+    let node = node_kubeconfig(dir, ca, cert, key);
+    let who = kubectl_ok(
+        &node,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    )
+    .await;
+    assert_eq!(who, "system:node:worker-1");
+    // The node registers itself with its addresses, as its kubelet would
+    // (the Node authorizer and NodeRestriction let it create its own Node).
+    let node_json = dir.join("node.json");
+    std::fs::write(
+        &node_json,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "worker-1"},
+            "status": {"addresses": [
+                {"type": "InternalIP", "address": "10.77.0.2"},
+                {"type": "Hostname", "address": "worker-1"},
+            ]},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    kubectl_ok(&node, &["create", "-f", node_json.to_str().unwrap()]).await;
+    let addrs = kubectl_ok(
+        admin,
+        &[
+            "get",
+            "node",
+            "worker-1",
+            "-o",
+            "jsonpath={.status.addresses[*].address}",
+        ],
+    )
+    .await;
+    assert_eq!(addrs, "10.77.0.2 worker-1");
+
+    submit_serving_csr(dir, &node, "serving-good", "DNS:worker-1,IP:10.77.0.2").await;
+    submit_serving_csr(dir, &node, "serving-foreign", "DNS:worker-1,IP:10.77.0.99").await;
+
+    let client = bootstrap::client(admin).await.unwrap();
+    let decisions = csr_approver::approve_pending(&client).await.unwrap();
+    let decision = |name: &str| {
+        decisions
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_else(|| panic!("no decision on {name}: {decisions:?}"))
+    };
+    assert_eq!(decision("serving-good"), Decision::Approve);
+    match decision("serving-foreign") {
+        Decision::Deny(why) => assert!(why.contains("10.77.0.99"), "{why}"),
+        other => panic!("a foreign SAN was not denied: {other:?}"),
+    }
+    // Decided CSRs are not judged again.
+    let again = csr_approver::approve_pending(&client).await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
+
+    // The controller-manager signs the approved one with the cluster CA...
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let issued = loop {
+        let cert = kubectl_ok(
+            admin,
+            &[
+                "get",
+                "csr",
+                "serving-good",
+                "-o",
+                "jsonpath={.status.certificate}",
+            ],
+        )
+        .await;
+        if !cert.is_empty() {
+            use base64::Engine;
+            break base64::engine::general_purpose::STANDARD
+                .decode(cert.trim())
+                .unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the approved serving CSR was not signed"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let path = dir.join("serving-good.crt");
+    std::fs::write(&path, &issued).unwrap();
+    let (ok, out, err) = run(Command::new("openssl")
+        .args(["verify", "-purpose", "sslserver", "-CAfile"])
+        .arg(ca)
+        .arg(&path))
+    .await;
+    assert!(ok, "openssl verify: {out}{err}");
+    // ...and never the denied one.
+    let foreign = kubectl_ok(
+        admin,
+        &[
+            "get",
+            "csr",
+            "serving-foreign",
+            "-o",
+            "jsonpath={.status.conditions[*].type}/{.status.certificate}",
+        ],
+    )
+    .await;
+    assert_eq!(foreign, "Denied/");
 }

@@ -28,6 +28,44 @@ pub struct VmOptions {
     /// Guest TCP ports to forward from 127.0.0.1 (besides the API's),
     /// e.g. 6443 for kubectl; see [`Vm::forwarded`].
     pub forwards: Vec<u16>,
+    /// The MAC of the first (user-mode, API) NIC; QEMU's default otherwise.
+    pub mac: Option<String>,
+    /// A second NIC on a private link to another VM (see [`LinkNic`]).
+    pub link: Option<LinkNic>,
+}
+
+/// One end of a point-to-point Ethernet link between two VMs: QEMU's
+/// `-netdev socket` over UDP on 127.0.0.1, this end receiving on
+/// `local_port` and sending to `peer_port`. UDP rather than listen/connect
+/// so neither VM has to be up before the other starts.
+#[derive(Debug, Clone)]
+pub struct LinkNic {
+    /// Distinct per VM: both ends share one Ethernet segment.
+    pub mac: String,
+    pub local_port: u16,
+    pub peer_port: u16,
+}
+
+impl LinkNic {
+    /// The two ends of a new link, with MACs `a` and `b`.
+    pub fn pair(a: &str, b: &str) -> Result<(LinkNic, LinkNic)> {
+        // Both sockets held at once so the two ports differ.
+        let s1 = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let s2 = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let (p1, p2) = (s1.local_addr()?.port(), s2.local_addr()?.port());
+        Ok((
+            LinkNic {
+                mac: a.into(),
+                local_port: p1,
+                peer_port: p2,
+            },
+            LinkNic {
+                mac: b.into(),
+                local_port: p2,
+                peer_port: p1,
+            },
+        ))
+    }
 }
 
 pub struct Vm {
@@ -91,8 +129,22 @@ impl Vm {
         .arg(&image.initramfs)
         .arg("-append")
         .arg(format!("console=ttyS0 panic=-1 {}", opts.append))
-        .args(["-netdev", &netdev])
-        .args(["-device", "virtio-net-pci,netdev=n0"]);
+        .args(["-netdev", &netdev]);
+        match &opts.mac {
+            Some(mac) => cmd.args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")]),
+            None => cmd.args(["-device", "virtio-net-pci,netdev=n0"]),
+        };
+        if let Some(link) = &opts.link {
+            cmd.args([
+                "-netdev",
+                &format!(
+                    "socket,id=n1,udp=127.0.0.1:{},localaddr=127.0.0.1:{}",
+                    link.peer_port, link.local_port
+                ),
+                "-device",
+                &format!("virtio-net-pci,netdev=n1,mac={}", link.mac),
+            ]);
+        }
         if accel == "tcg" {
             cmd.args(["-cpu", "max"]);
         }

@@ -15,13 +15,14 @@ use super::resources::{Concern, Resource, ResourceState};
 use crate::host::Host;
 use crate::kubernetes::bootstrap;
 use crate::kubernetes::components::{self, Components};
+use crate::kubernetes::csr_approver::{self, Decision};
 use crate::kubernetes::layout::{CNI_CONF_DIR, Layout, RUN_DIR};
 use crate::kubernetes::node_api::KubeApiError;
 use crate::kubernetes::pki::{self, NodeIdentity, PkiChange};
 use crate::supervisor::{ServiceSpec, Supervisor};
 use basalt_api::config::{CniName, MachineConfig, Role};
 use basalt_api::rpc::HealthCheck;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Mutex;
@@ -42,6 +43,9 @@ struct Observed {
     bootstrap_applied: bool,
     /// The bridge CNI config waits for the node's pod CIDR.
     cni_pending: bool,
+    /// Serving CSRs already reported as left pending, so each pass does
+    /// not log them again.
+    csrs_reported: BTreeSet<String>,
     last_error: Option<String>,
 }
 
@@ -210,6 +214,7 @@ impl KubernetesController {
         self.observed().node = Some(node.clone());
         if cfg.machine.role == Role::Controlplane && self.bootstrapped() {
             self.apply_bootstrap_objects(cfg).await?;
+            self.approve_serving_csrs().await;
         }
         if cfg.cluster.cni.name == CniName::Bridge {
             self.converge_bridge(cfg, &comps, &node).await?;
@@ -264,6 +269,43 @@ impl KubernetesController {
         match cfg.machine.role {
             Role::Controlplane => &self.layout.admin_kubeconfig,
             Role::Worker => &self.layout.kubelet_kubeconfig,
+        }
+    }
+
+    /// Judge the kubelets' pending serving-certificate CSRs (workers ask for
+    /// theirs by CSR; see [`csr_approver`]). A failure is logged, not
+    /// returned: it must not hold back the rest of converging, and the next
+    /// pass retries.
+    async fn approve_serving_csrs(&self) {
+        if !self.observed().bootstrap_applied {
+            // Not before the apiserver answered machined once.
+            return;
+        }
+        let kubeconfig = self.host.path(&self.layout.admin_kubeconfig);
+        let decisions = match bootstrap::client(&kubeconfig).await {
+            Ok(client) => csr_approver::approve_pending(&client)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let decisions = match decisions {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("kubernetes: serving CSR approver: {e}");
+                return;
+            }
+        };
+        let mut observed = self.observed();
+        for (name, decision) in decisions {
+            match &decision {
+                Decision::Approve => tracing::info!("kubernetes: CSR {name} {decision}"),
+                Decision::Deny(_) => tracing::warn!("kubernetes: CSR {name} {decision}"),
+                Decision::Ignore(_) => {
+                    if observed.csrs_reported.insert(name.clone()) {
+                        tracing::info!("kubernetes: CSR {name} {decision}");
+                    }
+                }
+            }
         }
     }
 

@@ -423,10 +423,19 @@ impl Components<'_> {
             "resolvConf": "/etc/resolv.conf",
             "staticPodPath": "",
         });
-        if self.config.machine.role == Role::Controlplane {
-            let (cert, key) = self.pair(&l.kubelet_serving);
-            cfg["tlsCertFile"] = json!(cert);
-            cfg["tlsPrivateKeyFile"] = json!(key);
+        match self.config.machine.role {
+            Role::Controlplane => {
+                let (cert, key) = self.pair(&l.kubelet_serving);
+                cfg["tlsCertFile"] = json!(cert);
+                cfg["tlsPrivateKeyFile"] = json!(key);
+            }
+            // A worker holds no CA key: its kubelet asks for its serving
+            // certificate by CSR (signer kubernetes.io/kubelet-serving),
+            // which machined on a control-plane node approves
+            // (`csr_approver`) and kube-controller-manager signs with the
+            // cluster CA, so the apiserver can verify it. Without this the
+            // kubelet would self-sign, and logs/exec/port-forward would fail.
+            Role::Worker => cfg["serverTLSBootstrap"] = json!(true),
         }
         pretty(&cfg)
     }

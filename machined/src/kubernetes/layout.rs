@@ -88,7 +88,8 @@ pub struct Layout {
     pub kubelet_kubeconfig: PathBuf,
     /// Workers: the bootstrap token kubeconfig the kubelet starts with.
     pub kubelet_bootstrap_kubeconfig: PathBuf,
-    /// The kubelet's `--cert-dir` (rotated client certs, self-signed serving cert).
+    /// The kubelet's `--cert-dir`: its rotated client certificates and, on a
+    /// worker, the serving certificates it obtained by CSR.
     pub kubelet_cert_dir: PathBuf,
     /// etcd's data directory: the cluster itself.
     pub etcd_data: PathBuf,

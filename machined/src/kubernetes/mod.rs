@@ -10,10 +10,12 @@
 //! | [`kubeconfig`] | kubeconfig files (JSON), rendered and read back |
 //! | [`components`] | each component's flags, readiness and generated config |
 //! | [`bootstrap`] | the bootstrap token and RBAC, applied through the API |
+//! | [`csr_approver`] | approval of workers' kubelet serving-certificate CSRs |
 //! | [`node_api`] | what the node API asks of Kubernetes: bootstrap, kubeconfig, health |
 
 pub mod bootstrap;
 pub mod components;
+pub mod csr_approver;
 pub mod kubeconfig;
 pub mod layout;
 pub mod node_api;

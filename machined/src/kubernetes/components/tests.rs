@@ -120,3 +120,31 @@ fn nth_address_stays_inside_its_subnet() {
     let v6: Cidr = "fd00::/108".parse().unwrap();
     assert_eq!(nth_address(&v6, 10), Some("fd00::a".parse().unwrap()));
 }
+
+fn kubelet_config(doc: &str) -> serde_json::Value {
+    let cfg = MachineConfig::parse(doc.as_bytes()).unwrap();
+    let layout = Layout::new("/var/lib/basalt/state");
+    let comps = Components {
+        config: &cfg,
+        layout: &layout,
+        node_name: "n",
+        node_ip: IpAddr::from([10, 0, 0, 5]),
+        root: Path::new("/"),
+    };
+    serde_json::from_str(&comps.kubelet_config()).unwrap()
+}
+
+#[test]
+fn workers_ask_for_their_serving_certificate_and_control_planes_are_issued_one() {
+    let worker = kubelet_config(include_str!("../../../../configs/worker.toml"));
+    assert_eq!(worker["serverTLSBootstrap"], true);
+    assert!(worker.get("tlsCertFile").is_none());
+    let cp = kubelet_config(include_str!("../../../../configs/controlplane.toml"));
+    assert!(cp.get("serverTLSBootstrap").is_none());
+    assert!(
+        cp["tlsCertFile"]
+            .as_str()
+            .unwrap()
+            .ends_with("kubelet-serving.crt")
+    );
+}

@@ -1,0 +1,469 @@
+//! Two nodes, one cluster: a control-plane VM and a worker VM on a private
+//! link (a second NIC on a QEMU UDP socket pair, static addresses from the
+//! machine config), driven only through the node API and kubectl. The
+//! worker joins by kubelet TLS bootstrap with the cluster token, gets its
+//! kubelet serving certificate by CSR (approved by machined on the control
+//! plane, signed by the controller-manager), and a pod pinned to it runs,
+//! shows its logs and answers HTTP through `kubectl port-forward`: logs and
+//! port-forward go apiserver → worker kubelet over TLS the apiserver
+//! verifies with the cluster CA, so they prove the serving certificate.
+//!
+//! The slow tier: two TCG VMs on a small machine take many minutes, so this
+//! runs only with `cargo test -p qemu-tests --features cluster --test cluster`
+//! (README, "Tests").
+
+#![cfg(feature = "cluster")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use basalt_api::config::{CniName, MachineConfig, Role};
+use basalt_api::rpc::{
+    ApplyMode, ApplyRequest, ApplyResponse, BootstrapResponse, HealthReport, KubeconfigRequest,
+    KubeconfigResponse,
+};
+use basalt_api::{CONFIG_NAMESPACE, sshsig};
+use basaltctl::client::NodeClient;
+use basaltctl::template::Shape;
+use image_builder::package::{self, BuildOptions, Recipe};
+use qemu_tests::vm::{LinkNic, Vm, VmOptions};
+use qemu_tests::{admin_key, image};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Unpacking the node image's initramfs under TCG, two VMs at once.
+const BOOT: Duration = Duration::from_secs(900);
+/// Go programs under TCG with two VMs sharing the cores.
+const HEALTHY: Duration = Duration::from_secs(2400);
+const APISERVER_PORT: u16 = 6443;
+const CP_IP: &str = "192.168.77.10";
+const WORKER_IP: &str = "192.168.77.11";
+const ENDPOINT: &str = "https://192.168.77.10:6443";
+/// The user-mode (API) NIC of each VM, and its end of the private link.
+const CP_MAC: &str = "52:54:00:12:34:10";
+const WORKER_MAC: &str = "52:54:00:12:34:11";
+const CP_LINK_MAC: &str = "52:54:00:77:00:10";
+const WORKER_LINK_MAC: &str = "52:54:00:77:00:11";
+const POD: &str = "echo-on-worker";
+
+fn kubectl_binary() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/kubernetes");
+    let opts = BuildOptions {
+        cache_dir: BuildOptions::default_cache_dir(),
+        go_cache: None,
+        progress: false,
+    };
+    package::build(&Recipe::load(&dir).unwrap(), &opts)
+        .unwrap_or_else(|e| panic!("kubectl (run `image-builder package kubernetes`): {e}"))
+        .binary("kubectl")
+        .unwrap()
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(kubectl_binary())
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(["--request-timeout=60s"])
+        .args(args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Retry `f` every 5 s until it answers `Some`, or fail after `within`
+/// with the last thing it said.
+fn eventually<T>(what: &str, within: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let t0 = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => {
+                eprintln!("{what}: after {:?}", t0.elapsed());
+                return v;
+            }
+            Err(e) => assert!(t0.elapsed() < within, "{what}: not within {within:?}: {e}"),
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+/// The private link: each interface matched by MAC. The user-mode NIC keeps
+/// DHCP (the API is forwarded through it); the link gets `address`.
+fn interfaces(api_mac: &str, link_mac: &str, address: &str) -> String {
+    format!(
+        r#"[[machine.network.interfaces]]
+mac = "{api_mac}"
+dhcp = true
+
+[[machine.network.interfaces]]
+mac = "{link_mac}"
+addresses = ["{address}/24"]
+
+"#
+    )
+}
+
+/// Edit a generated document: the interfaces go before `[machine.network]`,
+/// and the kubelet registers the link address.
+fn on_the_link(doc: &str, api_mac: &str, link_mac: &str, address: &str) -> String {
+    let doc = doc.replacen(
+        "\n[machine.network]\n",
+        &format!(
+            "\n{}[machine.network]\n",
+            interfaces(api_mac, link_mac, address)
+        ),
+        1,
+    );
+    let doc = doc.replacen(
+        "node_ip_subnets = []",
+        "node_ip_subnets = [\"192.168.77.0/24\"]",
+        1,
+    );
+    assert!(doc.contains("192.168.77.0/24") && doc.contains(link_mac));
+    doc
+}
+
+/// The span of the line that starts with `key = ` (a one-line value) or,
+/// for a `'''` PEM, up to its closing `'''`.
+fn value_span(doc: &str, key: &str) -> (usize, usize) {
+    let start = if doc.starts_with(&format!("{key} = ")) {
+        0
+    } else {
+        doc.find(&format!("\n{key} = "))
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("no {key} in the document"))
+    };
+    let rest = &doc[start..];
+    let end = if rest.starts_with(&format!("{key} = '''")) {
+        let open = key.len() + " = '''".len();
+        open + rest[open..].find("'''").unwrap() + 3
+    } else {
+        rest.find('\n').unwrap()
+    };
+    (start, start + end)
+}
+
+/// The worker's document: a generated worker config carrying the control
+/// plane's token and CA certificate (a worker can only join the cluster
+/// whose token it holds and whose CA it trusts).
+fn worker_config(cp_doc: &str, endpoint: &str) -> String {
+    let mut doc = basaltctl::template::generate(
+        Role::Worker,
+        "pair",
+        endpoint,
+        &admin_key().public(),
+        Shape {
+            hostname: Some("worker-1"),
+            cni: CniName::Bridge,
+            schedule_on_control_plane: false,
+        },
+    )
+    .unwrap();
+    for key in ["token", "ca_cert"] {
+        let (s, e) = value_span(cp_doc, key);
+        let (ws, we) = value_span(&doc, key);
+        doc.replace_range(ws..we, &cp_doc[s..e]);
+    }
+    let cp = MachineConfig::parse(cp_doc.as_bytes()).unwrap();
+    let w = MachineConfig::parse(doc.as_bytes()).unwrap_or_else(|e| panic!("{e:?}\n{doc}"));
+    assert_eq!(w.cluster.token.expose(), cp.cluster.token.expose());
+    assert_eq!(w.cluster.ca_cert, cp.cluster.ca_cert);
+    assert!(w.cluster.ca_key.is_none());
+    doc
+}
+
+fn apply(admin: &NodeClient, doc: &str) -> ApplyResponse {
+    admin
+        .post(
+            "/v1/apply",
+            &ApplyRequest {
+                config: doc.into(),
+                signatures: sshsig::sign(&admin_key(), CONFIG_NAMESPACE, doc.as_bytes()),
+                mode: ApplyMode::Auto,
+                dry_run: false,
+                try_timeout_secs: None,
+            },
+        )
+        .expect("apply")
+}
+
+/// Poll `/v1/health` until every check passes; print each change.
+fn wait_healthy(who: &str, vm: &Vm, admin: &NodeClient, within: Duration) -> Duration {
+    let t0 = Instant::now();
+    let mut last = String::new();
+    loop {
+        if let Ok(report) = admin.get::<HealthReport>("/v1/health") {
+            let line: Vec<String> = report
+                .checks
+                .iter()
+                .map(|c| format!("{}={}", c.name, if c.ok { "ok" } else { &c.detail }))
+                .collect();
+            let line = line.join(" | ");
+            if line != last {
+                eprintln!("[{who} {:>4}s] {line}", t0.elapsed().as_secs());
+                last = line;
+            }
+            if report.all_ok() {
+                return t0.elapsed();
+            }
+        }
+        assert!(
+            t0.elapsed() < within,
+            "{who} not healthy after {within:?}: {last}\n{}",
+            vm.console_tail(60)
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+/// `kubectl port-forward` to `pod`'s port 8080 on a free local port, then
+/// one HTTP request through it; the response.
+fn http_through_port_forward(kubeconfig: &Path, pod: &str) -> Result<String, String> {
+    let mut child = Command::new(kubectl_binary())
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        // Bounds the upgrade to a stream, so a hung dial fails this try.
+        .args([
+            "--request-timeout=60s",
+            "port-forward",
+            &format!("pod/{pod}"),
+            ":8080",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let result = (|| {
+        // "Forwarding from 127.0.0.1:NNNNN -> 8080"
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let port = line
+            .strip_prefix("Forwarding from 127.0.0.1:")
+            .and_then(|r| r.split_whitespace().next())
+            .ok_or_else(|| format!("port-forward said {line:?}"))?
+            .to_string();
+        let mut conn =
+            std::net::TcpStream::connect(format!("127.0.0.1:{port}")).map_err(|e| e.to_string())?;
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(|e| e.to_string())?;
+        conn.write_all(b"GET /from-the-host HTTP/1.0\r\nHost: echo\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut response = String::new();
+        conn.read_to_string(&mut response)
+            .map_err(|e| e.to_string())?;
+        if response.starts_with("HTTP/1.") && response.contains(" 200 ") {
+            Ok(response)
+        } else {
+            Err(format!("unexpected response {response:?}"))
+        }
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    result.map_err(|e| format!("{e}; port-forward stderr: {err}"))
+}
+
+#[test]
+fn a_worker_joins_and_runs_a_pod_that_answers() {
+    let img = image::node().expect("node image");
+    let cp_doc = basaltctl::template::generate(
+        Role::Controlplane,
+        "pair",
+        ENDPOINT,
+        &admin_key().public(),
+        Shape {
+            hostname: Some("cp-1"),
+            cni: CniName::Bridge,
+            schedule_on_control_plane: false,
+        },
+    )
+    .unwrap();
+    let worker_doc = worker_config(&cp_doc, ENDPOINT);
+    let cp_doc = on_the_link(&cp_doc, CP_MAC, CP_LINK_MAC, CP_IP);
+    let worker_doc = on_the_link(&worker_doc, WORKER_MAC, WORKER_LINK_MAC, WORKER_IP);
+
+    let (cp_link, worker_link) = LinkNic::pair(CP_LINK_MAC, WORKER_LINK_MAC).unwrap();
+    let t0 = Instant::now();
+    let mut cp = Vm::boot(
+        img,
+        "cluster-cp",
+        &VmOptions {
+            memory_mib: Some(3584),
+            forwards: vec![APISERVER_PORT],
+            mac: Some(CP_MAC.into()),
+            link: Some(cp_link),
+            ..VmOptions::default()
+        },
+    )
+    .expect("boot the control plane");
+    let mut worker = Vm::boot(
+        img,
+        "cluster-worker",
+        &VmOptions {
+            memory_mib: Some(3584),
+            mac: Some(WORKER_MAC.into()),
+            link: Some(worker_link),
+            ..VmOptions::default()
+        },
+    )
+    .expect("boot the worker");
+    let fp = cp.fingerprint(1, BOOT).expect("control-plane fingerprint");
+    let cp_api = cp
+        .client(&fp, admin_key(), BOOT)
+        .expect("control-plane API");
+    let fp = worker.fingerprint(1, BOOT).expect("worker fingerprint");
+    let worker_api = worker.client(&fp, admin_key(), BOOT).expect("worker API");
+    eprintln!("both APIs up after {:?}", t0.elapsed());
+
+    assert_eq!(apply(&cp_api, &cp_doc).generation, 1);
+    assert_eq!(apply(&worker_api, &worker_doc).generation, 1);
+    let boot: BootstrapResponse = cp_api.post("/v1/bootstrap", &()).expect("bootstrap");
+    assert_eq!(boot.etcd_member, "cp-1");
+    // Only a control-plane node bootstraps.
+    assert!(
+        worker_api
+            .post::<_, BootstrapResponse>("/v1/bootstrap", &())
+            .is_err()
+    );
+    let t_boot = Instant::now();
+
+    let took = wait_healthy("cp", &cp, &cp_api, HEALTHY);
+    eprintln!("control plane healthy {took:?} after bootstrap");
+    let took = wait_healthy("worker", &worker, &worker_api, HEALTHY);
+    eprintln!(
+        "worker healthy {took:?} later, {:?} after bootstrap",
+        t_boot.elapsed()
+    );
+
+    let port = cp.forwarded(APISERVER_PORT).unwrap();
+    let minted: KubeconfigResponse = cp_api
+        .post(
+            "/v1/kubeconfig",
+            &KubeconfigRequest {
+                server: Some(format!("https://127.0.0.1:{port}")),
+                user: "cluster-story".into(),
+            },
+        )
+        .expect("kubeconfig");
+    let dir = std::env::temp_dir().join(format!("basalt-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, &minted.kubeconfig).unwrap();
+
+    for (node, ip) in [("cp-1", CP_IP), ("worker-1", WORKER_IP)] {
+        let got = kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "node",
+                node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.status.addresses[?(@.type==\"InternalIP\")].address}",
+            ],
+        )
+        .unwrap();
+        assert_eq!(got, format!("True {ip}"), "node {node}");
+    }
+    eprintln!(
+        "{}",
+        kubectl(&kubeconfig, &["get", "nodes", "-o", "wide"]).unwrap()
+    );
+
+    // The worker's serving certificate: requested by its kubelet, approved
+    // by machined on the control plane.
+    let csrs = eventually(
+        "worker serving CSR approved",
+        Duration::from_secs(300),
+        || {
+            let out = kubectl(
+                &kubeconfig,
+                &[
+                    "get",
+                    "csr",
+                    "--field-selector=spec.signerName=kubernetes.io/kubelet-serving",
+                    "-o",
+                    "jsonpath={range .items[*]}{.spec.username} {.status.conditions[*].type}{\"\\n\"}{end}",
+                ],
+            )?;
+            if out
+                .lines()
+                .any(|l| l.starts_with("system:node:worker-1 ") && l.contains("Approved"))
+            {
+                Ok(out)
+            } else {
+                Err(format!("serving CSRs: {out:?}"))
+            }
+        },
+    );
+    eprintln!("kubelet-serving CSRs:\n{csrs}");
+
+    let manifest = dir.join("pod.json");
+    std::fs::write(
+        &manifest,
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": POD, "labels": {"app": "echo"}},
+            "spec": {
+                "nodeName": "worker-1",
+                "containers": [{
+                    "name": "echo",
+                    "image": "registry.basalt.test/echo:1",
+                    "imagePullPolicy": "Never",
+                    "ports": [{"containerPort": 8080}],
+                }],
+            },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    kubectl(&kubeconfig, &["apply", "-f", manifest.to_str().unwrap()]).unwrap();
+    let t_pod = Instant::now();
+    eventually("pod Running on worker-1", Duration::from_secs(900), || {
+        let out = kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "pod",
+                POD,
+                "-o",
+                "jsonpath={.status.phase} {.spec.nodeName}",
+            ],
+        )?;
+        if out == "Running worker-1" {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    // Through the apiserver to the worker's kubelet, verified with the CA.
+    let logs = eventually("kubectl logs", Duration::from_secs(300), || {
+        let out = kubectl(&kubeconfig, &["logs", POD])?;
+        if out.contains("listening on port 8080") {
+            Ok(out)
+        } else {
+            Err(format!("logs so far: {out:?}"))
+        }
+    });
+    eprintln!("logs: {logs}");
+    let response = eventually(
+        "HTTP through port-forward",
+        Duration::from_secs(300),
+        || http_through_port_forward(&kubeconfig, POD),
+    );
+    assert!(response.contains("/from-the-host"), "{response}");
+    // The pod's own UTS name: the answer came from the pod on the worker.
+    assert!(response.contains(&format!("hostname: {POD}")), "{response}");
+    eprintln!(
+        "pod answered {:?} after it was created; the story took {:?}",
+        t_pod.elapsed(),
+        t0.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
