@@ -296,6 +296,11 @@ impl Vm {
         }
     }
 
+    /// QEMU's exit status, once it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// The first console line that shows a machined or kernel panic.
     pub fn panic_line(&self) -> Option<String> {
         self.console()
