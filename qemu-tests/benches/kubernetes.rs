@@ -322,9 +322,13 @@ fn floor_files(cfg: &MachineConfig, root: &Path) -> Vec<(&'static str, ServiceSp
     assert!(layout.kubelet_config.starts_with(RUN_DIR));
     // /etc/cni is the image's symlink to /run/basalt/etc/cni.
     let cni = Path::new("/run/basalt").join(CNI_CONF_DIR.trim_start_matches('/'));
+    // machined asks the API for the pod CIDR the controller-manager gave
+    // the node; a script cannot, so the floor takes what that allocation
+    // always is for the first node of a cluster: the first /24 of the pod
+    // subnet (kube-controller-manager's default node mask for IPv4).
     write(
         &cni.join(components::BRIDGE_CONFLIST).display().to_string(),
-        &comps.bridge_conflist(),
+        &comps.bridge_conflist("10.244.0.0/24"),
     );
     write(
         machined::containerd::CONFIG,
