@@ -813,15 +813,13 @@ fn resources_read_as_the_api_type_and_are_in_sync_after_apply() {
     assert!(list.iter().all(|r| r.in_sync), "{list:#?}");
 }
 
-/// The Kubernetes endpoints before Kubernetes runs: bootstrap and
-/// kubeconfig are admin-only and say clearly why they cannot be served;
-/// health is readable by readers and names every check that fails, and
-/// basaltctl's wait gives up on it after its timeout.
+/// The Kubernetes endpoints on a node without a config: bootstrap and
+/// kubeconfig are admin-only and say clearly why they cannot be served
+/// (409: apply a config first); health is readable by readers and names
+/// what fails, and basaltctl's wait gives up on it after its timeout.
 #[test]
 fn kubernetes_endpoints_are_authorised_and_say_why_they_cannot_serve_yet() {
-    use basalt_api::rpc::{
-        BootstrapResponse, HEALTH_CHECKS, HealthReport, KubeconfigRequest, KubeconfigResponse,
-    };
+    use basalt_api::rpc::{BootstrapResponse, HealthReport, KubeconfigRequest, KubeconfigResponse};
     use basaltctl::kube::{self, HealthError};
     let d = dev(Limits::default());
     let (admin, reader) = (d.client(1), d.client(3));
@@ -835,12 +833,13 @@ fn kubernetes_endpoints_are_authorised_and_say_why_they_cannot_serve_yet() {
             .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "503: Kubernetes is not configured on this node yet"
+            "409: this node has no config yet: apply a control-plane config first"
         );
         let e = admin
             .call_with::<_, KubeconfigResponse>(&Route::Kubeconfig, &req)
             .unwrap_err();
-        assert_eq!(api_status(&e), 503, "{e}");
+        assert_eq!(api_status(&e), 409, "{e}");
+        assert!(e.to_string().contains("no config yet"), "{e}");
         // A credential and a cluster-wide change: readers may do neither.
         for e in [
             reader
@@ -868,8 +867,9 @@ fn kubernetes_endpoints_are_authorised_and_say_why_they_cannot_serve_yet() {
 
         let report: HealthReport = reader.call(&Route::Health).unwrap();
         assert!(!report.all_ok());
+        // No config, no components to check: the one failing check says so.
         let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, HEALTH_CHECKS);
+        assert_eq!(names, ["config"]);
         let started = std::time::Instant::now();
         let e = kube::wait_for_node(
             &reader,
@@ -880,12 +880,14 @@ fn kubernetes_endpoints_are_authorised_and_say_why_they_cannot_serve_yet() {
         .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(10));
         match &e {
-            HealthError::TimedOut { failing, .. } => assert_eq!(failing.len(), HEALTH_CHECKS.len()),
+            HealthError::TimedOut { failing, .. } => assert_eq!(failing.len(), 1),
             other => panic!("{other}"),
         }
         let text = e.to_string();
         assert!(
-            text.starts_with("not healthy after 600ms; failing: etcd (Kubernetes is not configured on this node yet), kube-apiserver ("),
+            text.starts_with(
+                "not healthy after 600ms; failing: config (no config applied (maintenance mode))"
+            ),
             "{text}"
         );
     });
