@@ -127,6 +127,19 @@ fn dhcp_node_plans_no_resolv_conf_change_for_an_unchanged_config() {
             text.find("nameserver 10.0.2.3") < text.find("nameserver 10.77.0.53"),
             "{text}"
         );
+        // The Kubernetes controller's loop writes the worker's certificates
+        // once the lease gave the node an address; until it has, a plan
+        // rightly lists them.
+        node.start_runtime().await;
+        wait_for(
+            "the worker's Kubernetes files",
+            Duration::from_secs(20),
+            || {
+                host.exists("/state/kubernetes/kubelet-bootstrap.kubeconfig")
+                    .then_some(())
+            },
+        )
+        .await;
         let plan = node.apply(apply(2, true)).await.unwrap().plan;
         assert_eq!(
             plan,
