@@ -19,6 +19,9 @@ const BOUNDARY: &[&str] = &[
     "supervisor/spawn.rs",
     "supervisor/reaper.rs",
     "supervisor/process.rs",
+    // The HTTP(S) readiness probe: the CA and client PEMs it reads at each
+    // probe (they are reissued while services run), and its connection.
+    "supervisor/http_probe.rs",
     "supervisor/cgroup.rs",
     "supervisor/logs.rs",
     // machined's own files, in a directory it is handed.
