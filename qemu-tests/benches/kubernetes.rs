@@ -46,7 +46,6 @@ use basalt_api::rpc::{
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::NodeClient;
 use basaltctl::template::Shape;
-use image_builder::package::{self, BuildOptions, Recipe};
 use machined::host::Host;
 use machined::kubernetes::components::{self, Components};
 use machined::kubernetes::layout::{CNI_CONF_DIR, Layout, RUN_DIR};
@@ -92,19 +91,6 @@ const FLOOR_MEM: &str = "FLOOR-MEM ";
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
-}
-
-fn kubectl_binary() -> PathBuf {
-    let dir = image::workspace().join("packages/kubernetes");
-    let opts = BuildOptions {
-        cache_dir: BuildOptions::default_cache_dir(),
-        go_cache: None,
-        progress: false,
-    };
-    package::build(&Recipe::load(&dir).unwrap(), &opts)
-        .unwrap_or_else(|e| panic!("kubectl (run `image-builder package kubernetes`): {e}"))
-        .binary("kubectl")
-        .expect("the kubernetes package has kubectl")
 }
 
 /// `basaltctl config gen --role controlplane`, set up as the one-node
@@ -687,7 +673,7 @@ fn main() {
     let floor_dir = image::target_dir().join(format!("qemu-runs/k8s-floor-{}", std::process::id()));
     let floor_img = floor_image(img, &cfg, &floor_dir);
     let kubectl = Kubectl {
-        binary: kubectl_binary(),
+        binary: qemu_tests::kubectl::binary(),
         kubeconfig: floor_dir.join("files").join(
             Layout::new(STATE_DIR)
                 .admin_kubeconfig

@@ -5,6 +5,7 @@
 
 pub mod accel;
 pub mod image;
+pub mod kubectl;
 pub mod statedisk;
 pub mod vm;
 

@@ -23,11 +23,10 @@ use basalt_api::rpc::{
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::NodeClient;
 use basaltctl::template::Shape;
-use image_builder::package::{self, BuildOptions, Recipe};
 use qemu_tests::vm::{LinkNic, Vm, VmOptions};
 use qemu_tests::{admin_key, image};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,32 +45,7 @@ const CP_LINK_MAC: &str = "52:54:00:77:00:10";
 const WORKER_LINK_MAC: &str = "52:54:00:77:00:11";
 const POD: &str = "echo-on-worker";
 
-fn kubectl_binary() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/kubernetes");
-    let opts = BuildOptions {
-        cache_dir: BuildOptions::default_cache_dir(),
-        go_cache: None,
-        progress: false,
-    };
-    package::build(&Recipe::load(&dir).unwrap(), &opts)
-        .unwrap_or_else(|e| panic!("kubectl (run `image-builder package kubernetes`): {e}"))
-        .binary("kubectl")
-        .unwrap()
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(kubectl_binary())
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .args(["--request-timeout=60s"])
-        .args(args)
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8(out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
+use qemu_tests::kubectl::run as kubectl;
 
 /// Retry `f` every 5 s until it answers `Some`, or fail after `within`
 /// with the last thing it said.
@@ -221,7 +195,7 @@ fn wait_healthy(who: &str, vm: &Vm, admin: &NodeClient, within: Duration) -> Dur
 /// `kubectl port-forward` to `pod`'s port 8080 on a free local port, then
 /// one HTTP request through it; the response.
 fn http_through_port_forward(kubeconfig: &Path, pod: &str) -> Result<String, String> {
-    let mut child = Command::new(kubectl_binary())
+    let mut child = Command::new(qemu_tests::kubectl::binary())
         .arg(format!("--kubeconfig={}", kubeconfig.display()))
         // Bounds the upgrade to a stream, so a hung dial fails this try.
         .args([

@@ -19,7 +19,7 @@ use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::{ClientError, NodeClient};
 use basaltctl::template::Shape;
 use image_builder::oci::{self, OciImage};
-use image_builder::package::{self, BuildOptions, Recipe};
+use image_builder::package;
 use qemu_tests::vm::{Vm, VmOptions};
 use qemu_tests::{admin_key, image, statedisk};
 use std::path::{Path, PathBuf};
@@ -40,32 +40,7 @@ fn static_dir() -> PathBuf {
         .unwrap_or_else(|| image::target_dir().join("x86_64-unknown-linux-gnu/release"))
 }
 
-fn kubectl_binary() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/kubernetes");
-    let opts = BuildOptions {
-        cache_dir: BuildOptions::default_cache_dir(),
-        go_cache: None,
-        progress: false,
-    };
-    package::build(&Recipe::load(&dir).unwrap(), &opts)
-        .unwrap_or_else(|e| panic!("kubectl (run `image-builder package kubernetes`): {e}"))
-        .binary("kubectl")
-        .unwrap()
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(kubectl_binary())
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .args(["--request-timeout=60s"])
-        .args(args)
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8(out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
+use qemu_tests::kubectl::run as kubectl;
 
 /// `basaltctl config gen --role controlplane`, set up for one node: it
 /// schedules workloads, and pods use the bridge CNI.
