@@ -515,24 +515,41 @@ fn desired(
 ) -> Result<Vec<Item>, PkiError> {
     let mut items = vec![file(&layout.ca.cert, cas.cluster.cert_pem.as_bytes())];
     if role == Role::Worker {
-        // The kubelet joins with the bootstrap token and gets its client
-        // certificate from the cluster (TLS bootstrap): no key lives here.
-        items.push(Item::Kubeconfig {
-            name: file_name(&layout.kubelet_bootstrap_kubeconfig),
-            path: layout.kubelet_bootstrap_kubeconfig.clone(),
-            spec: KubeconfigSpec {
-                cluster_name: cluster.name.clone(),
-                server: cluster.endpoint.clone(),
-                user: "kubelet-bootstrap".into(),
-                credential: KubeconfigCredential::Token(cluster.token.expose().to_string()),
-            },
-        });
+        items.push(worker_bootstrap_kubeconfig(layout, cluster));
         return Ok(items);
     }
-
     if node.name.is_empty() {
         return Err(PkiError::NoNodeName);
     }
+    items.extend(control_plane_secrets(layout, cluster, cas)?);
+    let sans = Sans::of(cluster, node)?;
+    items.extend(leaves(layout, node, &sans));
+    items.extend(component_kubeconfigs(layout, cluster, node));
+    Ok(items)
+}
+
+/// A worker's kubelet joins with the bootstrap token and gets its client
+/// certificate from the cluster (TLS bootstrap): no key lives here.
+fn worker_bootstrap_kubeconfig(layout: &Layout, cluster: &Cluster) -> Item {
+    Item::Kubeconfig {
+        name: file_name(&layout.kubelet_bootstrap_kubeconfig),
+        path: layout.kubelet_bootstrap_kubeconfig.clone(),
+        spec: KubeconfigSpec {
+            cluster_name: cluster.name.clone(),
+            server: cluster.endpoint.clone(),
+            user: "kubelet-bootstrap".into(),
+            credential: KubeconfigCredential::Token(cluster.token.expose().to_string()),
+        },
+    }
+}
+
+/// The CA certificates, the cluster CA key and the service-account pair.
+fn control_plane_secrets(
+    layout: &Layout,
+    cluster: &Cluster,
+    cas: &Cas,
+) -> Result<Vec<Item>, PkiError> {
+    let mut items = Vec::new();
     let etcd = cas.get(CaId::Etcd)?;
     let front_proxy = cas.get(CaId::FrontProxy)?;
     // The controller-manager signs kubelet CSRs with the cluster CA key;
@@ -561,47 +578,81 @@ fn desired(
         .public_key_pem();
     items.push(file(&layout.service_account_key, sa.expose().as_bytes()));
     items.push(file(&layout.service_account_pub, sa_pub.as_bytes()));
+    Ok(items)
+}
 
-    let node_sans: BTreeSet<San> = std::iter::once(San::Dns(node.name.to_ascii_lowercase()))
-        .chain(node.ips.iter().copied().map(San::Ip))
-        .collect();
-    // Loopback names for clients on this node (the components' kubeconfigs,
-    // health probes). `::1` is left out: local clients dial 127.0.0.1 or
-    // `localhost`, and a name in the certificate is checked against what
-    // the client dialled, not the address it reached.
-    let local: BTreeSet<San> = [
-        San::Dns("localhost".into()),
-        San::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-    ]
-    .into();
-    let node_and_local: BTreeSet<San> = node_sans.union(&local).cloned().collect();
+/// The names each kind of certificate carries.
+struct Sans {
+    /// The node's name and addresses.
+    node: BTreeSet<San>,
+    /// ... plus loopback, for clients on this node.
+    node_and_local: BTreeSet<San>,
+    /// ... plus the endpoint, the `kubernetes` Service's IP and names.
+    apiserver: BTreeSet<San>,
+}
 
-    let mut apiserver_sans = node_and_local.clone();
-    apiserver_sans.insert(endpoint_host(&cluster.endpoint)?);
-    for subnet in &cluster.service_subnets {
-        // In-cluster clients reach the apiserver at the `kubernetes`
-        // Service's ClusterIP, the first address of the service range.
-        apiserver_sans.insert(San::Ip(first_ip(subnet)));
+impl Sans {
+    fn of(cluster: &Cluster, node: &NodeIdentity) -> Result<Sans, PkiError> {
+        let node_sans: BTreeSet<San> = std::iter::once(San::Dns(node.name.to_ascii_lowercase()))
+            .chain(node.ips.iter().copied().map(San::Ip))
+            .collect();
+        // Loopback names for clients on this node (the components' kubeconfigs,
+        // health probes). `::1` is left out: local clients dial 127.0.0.1 or
+        // `localhost`, and a name in the certificate is checked against what
+        // the client dialled, not the address it reached.
+        let local: BTreeSet<San> = [
+            San::Dns("localhost".into()),
+            San::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        ]
+        .into();
+        let node_and_local: BTreeSet<San> = node_sans.union(&local).cloned().collect();
+
+        let mut apiserver_sans = node_and_local.clone();
+        apiserver_sans.insert(endpoint_host(&cluster.endpoint)?);
+        for subnet in &cluster.service_subnets {
+            // In-cluster clients reach the apiserver at the `kubernetes`
+            // Service's ClusterIP, the first address of the service range.
+            apiserver_sans.insert(San::Ip(first_ip(subnet)));
+        }
+        for name in [
+            "kubernetes".to_string(),
+            "kubernetes.default".into(),
+            "kubernetes.default.svc".into(),
+            format!("kubernetes.default.svc.{}", cluster.dns_domain),
+        ] {
+            apiserver_sans.insert(San::Dns(name));
+        }
+        Ok(Sans {
+            node: node_sans,
+            node_and_local,
+            apiserver: apiserver_sans,
+        })
     }
-    for name in [
-        "kubernetes".to_string(),
-        "kubernetes.default".into(),
-        "kubernetes.default.svc".into(),
-        format!("kubernetes.default.svc.{}", cluster.dns_domain),
-    ] {
-        apiserver_sans.insert(San::Dns(name));
-    }
+}
 
-    let leaf = |ca, cn: &str, org, sans: &BTreeSet<San>, usage| LeafSpec {
+fn leaf(
+    ca: CaId,
+    cn: &str,
+    org: Option<&'static str>,
+    sans: &BTreeSet<San>,
+    usage: Usage,
+) -> LeafSpec {
+    LeafSpec {
         ca,
         cn: cn.to_string(),
         org,
         sans: sans.clone(),
         usage,
-    };
+    }
+}
+
+/// Every leaf certificate of a control-plane node, with its key.
+fn leaves(layout: &Layout, node: &NodeIdentity, sans: &Sans) -> Vec<Item> {
     let none = BTreeSet::new();
     let masters = Some("system:masters");
     let node_user = format!("system:node:{}", node.name);
+    let (node_sans, node_and_local, apiserver_sans) =
+        (&sans.node, &sans.node_and_local, &sans.apiserver);
     let leaves = [
         (
             &layout.apiserver,
@@ -609,7 +660,7 @@ fn desired(
                 CaId::Cluster,
                 "kube-apiserver",
                 None,
-                &apiserver_sans,
+                apiserver_sans,
                 Usage::Server,
             ),
         ),
@@ -652,7 +703,7 @@ fn desired(
                 CaId::Etcd,
                 &node.name,
                 None,
-                &node_and_local,
+                node_and_local,
                 Usage::ServerClient,
             ),
         ),
@@ -662,7 +713,7 @@ fn desired(
                 CaId::Etcd,
                 &node.name,
                 None,
-                &node_and_local,
+                node_and_local,
                 Usage::ServerClient,
             ),
         ),
@@ -672,7 +723,7 @@ fn desired(
                 CaId::Cluster,
                 "kube-controller-manager",
                 None,
-                &node_and_local,
+                node_and_local,
                 Usage::Server,
             ),
         ),
@@ -682,7 +733,7 @@ fn desired(
                 CaId::Cluster,
                 "kube-scheduler",
                 None,
-                &node_and_local,
+                node_and_local,
                 Usage::Server,
             ),
         ),
@@ -693,19 +744,27 @@ fn desired(
                 CaId::Cluster,
                 &node_user,
                 Some("system:nodes"),
-                &node_sans,
+                node_sans,
                 Usage::Server,
             ),
         ),
     ];
-    for (pair, spec) in leaves {
-        items.push(Item::Leaf {
+    leaves
+        .into_iter()
+        .map(|(pair, spec)| Item::Leaf {
             name: stem(&pair.cert),
             pair: pair.clone(),
             spec,
-        });
-    }
+        })
+        .collect()
+}
 
+/// The kubeconfigs of the control-plane components, the kubelet and machined.
+fn component_kubeconfigs(layout: &Layout, cluster: &Cluster, node: &NodeIdentity) -> Vec<Item> {
+    let none = BTreeSet::new();
+    let masters = Some("system:masters");
+    let node_user = format!("system:node:{}", node.name);
+    let mut items = Vec::new();
     // Components on a control-plane node talk to their local apiserver
     // (whose SANs include 127.0.0.1), not through the cluster endpoint: they
     // keep working while the endpoint (a VIP, a load balancer) is not up.
@@ -739,7 +798,7 @@ fn desired(
             },
         });
     }
-    Ok(items)
+    items
 }
 
 fn file(path: &Path, bytes: &[u8]) -> Item {
