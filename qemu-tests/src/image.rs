@@ -130,9 +130,18 @@ fn build(profile_name: &str, baked: Option<&Baked<'_>>) -> Result<Image> {
     let admin = crate::admin_key().public().to_openssh();
     // The profile is loaded first: its OCI images' binaries (built by
     // cargo, not pinned in packages/) are inputs of the image too.
+    // Tests of one binary build their images in parallel threads: one
+    // build at a time, and the key file replaced whole (never truncated
+    // under a reader in another process).
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _build = BUILD.lock().unwrap_or_else(|p| p.into_inner());
     let keys = target_dir().join("qemu-images").join("harness-admin.pub");
     std::fs::create_dir_all(keys.parent().unwrap_or(Path::new(".")))?;
-    std::fs::write(&keys, format!("{admin}\n"))?;
+    let partial = keys.with_extension(format!("pub.{}", std::process::id()));
+    std::fs::write(&partial, format!("{admin}\n"))
+        .with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, &keys)
+        .with_context(|| format!("renaming {} to {}", partial.display(), keys.display()))?;
     let keys_str = keys.display().to_string();
     let env = move |name: &str| match name {
         "BASALT_ADMIN_PUB" => Some(keys_str.clone()),
