@@ -192,6 +192,39 @@ fn kubernetes_keys_default_and_accept_what_nodes_may_set() {
     MachineConfig::parse(cp.as_bytes()).unwrap();
 }
 
+#[test]
+fn cilium_settings_default_and_parse_typed() {
+    use basalt_api::config::{RoutingMode, TunnelProtocol};
+    let w = worker();
+    let defaults = MachineConfig::parse(w.as_bytes()).unwrap().cluster.cni;
+    assert_eq!(defaults.cilium, None);
+    let s = defaults.cilium_settings();
+    assert_eq!(s.routing_mode, RoutingMode::Tunnel);
+    assert_eq!(s.tunnel_protocol, None);
+    let native = edit(
+        &w,
+        "kube_proxy_replacement = true\n",
+        "kube_proxy_replacement = true\n[cluster.cni.cilium]\nrouting_mode = \"native\"\nnative_routing_cidr = \"10.244.0.0/16\"\nmtu = 1400\n",
+    );
+    let c = match MachineConfig::parse(native.as_bytes()) {
+        Ok(c) => c.cluster.cni.cilium_settings(),
+        Err(e) => panic!("{}", e.render("w.toml")),
+    };
+    assert_eq!(c.routing_mode, RoutingMode::Native);
+    assert_eq!(c.native_routing_cidr.unwrap().to_string(), "10.244.0.0/16");
+    assert_eq!(c.mtu, Some(1400));
+    let geneve = edit(
+        &w,
+        "kube_proxy_replacement = true\n",
+        "kube_proxy_replacement = true\n[cluster.cni.cilium]\ntunnel_protocol = \"geneve\"\n",
+    );
+    let g = MachineConfig::parse(geneve.as_bytes()).unwrap();
+    assert_eq!(
+        g.cluster.cni.cilium_settings().tunnel_protocol,
+        Some(TunnelProtocol::Geneve)
+    );
+}
+
 /// No flag is both allowed and protected, and each list names a flag once.
 #[test]
 fn kubelet_flag_lists_are_disjoint() {

@@ -261,8 +261,14 @@ allow_scheduling_on_control_plane = {schedule}
 # cilium | bridge (the reference bridge plugin: pods on one node only) |
 # none (bring your own CNI through inline_manifests).
 name = "{cni}"
-# Let Cilium's eBPF datapath replace kube-proxy.
+# Cilium's eBPF datapath serves Services: Basalt ships no kube-proxy.
 kube_proxy_replacement = true
+# The Cilium settings an operator changes (these are the defaults):
+# [cluster.cni.cilium]
+# routing_mode = "tunnel"                  # or "native", with:
+# native_routing_cidr = "10.244.0.0/16"    # the CIDR your network routes
+# tunnel_protocol = "vxlan"                # or "geneve" (tunnel mode only)
+# mtu = 1450                               # default: derived from the links
 
 # Manifests applied by the control plane at bootstrap.
 # [[cluster.inline_manifests]]

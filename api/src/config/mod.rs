@@ -242,9 +242,13 @@ pub enum CniName {
 #[serde(deny_unknown_fields)]
 pub struct Cni {
     pub name: CniName,
-    /// Cilium replaces kube-proxy with eBPF service handling.
+    /// Cilium replaces kube-proxy with eBPF service handling. Basalt ships
+    /// no kube-proxy, so with Cilium this must stay true.
     #[serde(default = "default_true")]
     pub kube_proxy_replacement: bool,
+    /// `[cluster.cni.cilium]`: only with `name = "cilium"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cilium: Option<Cilium>,
 }
 
 impl Default for Cni {
@@ -252,8 +256,53 @@ impl Default for Cni {
         Self {
             name: CniName::Cilium,
             kube_proxy_replacement: true,
+            cilium: None,
         }
     }
+}
+
+impl Cni {
+    /// The Cilium settings in force (the defaults when the table is absent).
+    pub fn cilium_settings(&self) -> Cilium {
+        self.cilium.clone().unwrap_or_default()
+    }
+}
+
+/// The Cilium settings an operator changes; everything else is fixed by
+/// machined (see machined's `kubernetes::cilium`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cilium {
+    /// `tunnel` (the default: pods' traffic between nodes is encapsulated)
+    /// or `native` (the network routes pod CIDRs itself).
+    #[serde(default)]
+    pub routing_mode: RoutingMode,
+    /// Encapsulation in tunnel mode: `vxlan` (default) or `geneve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel_protocol: Option<TunnelProtocol>,
+    /// Native routing: the CIDR the network routes without masquerading
+    /// (usually the pod subnets). Required with `routing_mode = "native"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_routing_cidr: Option<Cidr>,
+    /// Pods' MTU; by default Cilium derives it from the node's links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingMode {
+    #[default]
+    Tunnel,
+    Native,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelProtocol {
+    #[default]
+    Vxlan,
+    Geneve,
 }
 
 fn default_true() -> bool {

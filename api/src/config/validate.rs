@@ -1,7 +1,9 @@
 //! Semantic rules: what a well-typed config must also satisfy to be applied.
 
 use super::locate::{TomlPath, p};
-use super::{Cidr, Cluster, File, MachineConfig, Role, VERSION, WRITABLE_PREFIXES};
+use super::{
+    Cidr, Cluster, CniName, File, MachineConfig, Role, RoutingMode, VERSION, WRITABLE_PREFIXES,
+};
 use crate::sshkey::PublicKey;
 use crate::trust::TrustRootsError;
 use std::collections::HashSet;
@@ -655,6 +657,7 @@ fn cluster(c: &Cluster, role: Role, out: &mut Problems) {
         ));
     }
     subnets(c, out);
+    cni(c, out);
     let mut names = HashSet::new();
     for (i, m) in c.inline_manifests.iter().enumerate() {
         let mat = at("inline_manifests").index(i);
@@ -737,6 +740,70 @@ fn subnets(c: &Cluster, out: &mut Problems) {
                 ));
             }
         }
+    }
+}
+
+/// Pods' MTU: from IPv6's minimum link MTU up to jumbo frames.
+const MTU_RANGE: std::ops::RangeInclusive<u32> = 1280..=9000;
+
+fn cni(c: &Cluster, out: &mut Problems) {
+    let at = p(&["cluster", "cni"]);
+    if c.cni.name == CniName::Cilium && !c.cni.kube_proxy_replacement {
+        out.push((
+            at.key("kube_proxy_replacement"),
+            "Basalt ships no kube-proxy: with Cilium, Services work only through its kube-proxy replacement; remove this line (or bring your own CNI with name = \"none\")".into(),
+        ));
+    }
+    let Some(cilium) = &c.cni.cilium else { return };
+    let at = at.key("cilium");
+    if c.cni.name != CniName::Cilium {
+        out.push((
+            at.clone(),
+            "Cilium settings apply only with cluster.cni.name = \"cilium\"; remove this table"
+                .into(),
+        ));
+    }
+    match cilium.routing_mode {
+        RoutingMode::Native => {
+            if cilium.tunnel_protocol.is_some() {
+                out.push((
+                    at.key("tunnel_protocol"),
+                    "only with routing_mode = \"tunnel\"; native routing encapsulates nothing"
+                        .into(),
+                ));
+            }
+            match &cilium.native_routing_cidr {
+                None => out.push((
+                    at.key("native_routing_cidr"),
+                    "required with routing_mode = \"native\": the CIDR your network routes to pods (usually the pod subnets)".into(),
+                )),
+                Some(cidr) if !c.pod_subnets.iter().any(|pod| cidr.overlaps(pod)) => out.push((
+                    at.key("native_routing_cidr"),
+                    format!("{cidr} contains none of cluster.pod_subnets; pods' traffic would be masqueraded instead of routed"),
+                )),
+                Some(_) => {}
+            }
+        }
+        RoutingMode::Tunnel => {
+            if cilium.native_routing_cidr.is_some() {
+                out.push((
+                    at.key("native_routing_cidr"),
+                    "only with routing_mode = \"native\"".into(),
+                ));
+            }
+        }
+    }
+    if let Some(mtu) = cilium.mtu
+        && !MTU_RANGE.contains(&mtu)
+    {
+        out.push((
+            at.key("mtu"),
+            format!(
+                "{mtu} is outside {}..={}",
+                MTU_RANGE.start(),
+                MTU_RANGE.end()
+            ),
+        ));
     }
 }
 

@@ -24,6 +24,15 @@ pub fn edit(doc: &str, from: &str, to: &str) -> String {
 }
 
 /// The worker example, administered by key 1.
+/// `doc` with a `[cluster.cni.cilium]` table holding `body`.
+fn cilium(doc: &str, body: &str) -> String {
+    edit(
+        doc,
+        "kube_proxy_replacement = true\n",
+        &format!("kube_proxy_replacement = true\n[cluster.cni.cilium]\n{body}"),
+    )
+}
+
 pub fn worker() -> String {
     let doc = edit(WORKER, EXAMPLE_ADMIN, &key(1).public().to_openssh());
     // Tests listen on loopback only.
@@ -428,6 +437,65 @@ pub fn config_cases() -> Vec<ConfigCase> {
             edit(&w, "\"lab-a\"", &format!("\"{}\"", "v".repeat(64))),
             "machine.kubelet.node_labels.\"topology.kubernetes.io/zone\"",
             "label value `vvvv",
+        ),
+        case(
+            "native routing without its CIDR",
+            cilium(&w, "routing_mode = \"native\"\n"),
+            "cluster.cni.cilium.native_routing_cidr",
+            "required with routing_mode = \"native\"",
+        ),
+        case(
+            "native routing CIDR outside the pod subnets",
+            cilium(
+                &w,
+                "routing_mode = \"native\"\nnative_routing_cidr = \"192.168.0.0/16\"\n",
+            ),
+            "cluster.cni.cilium.native_routing_cidr",
+            "contains none of cluster.pod_subnets",
+        ),
+        case(
+            "tunnel protocol with native routing",
+            cilium(
+                &w,
+                "routing_mode = \"native\"\nnative_routing_cidr = \"10.244.0.0/16\"\ntunnel_protocol = \"geneve\"\n",
+            ),
+            "cluster.cni.cilium.tunnel_protocol",
+            "only with routing_mode = \"tunnel\"",
+        ),
+        at(
+            case(
+                "unknown tunnel protocol",
+                cilium(&w, "tunnel_protocol = \"gre\"\n"),
+                "cluster.cni.cilium.tunnel_protocol",
+                "unknown variant `gre`",
+            ),
+            "tunnel_protocol = ",
+        ),
+        case(
+            "MTU out of range",
+            cilium(&w, "mtu = 70000\n"),
+            "cluster.cni.cilium.mtu",
+            "outside 1280..=9000",
+        ),
+        case(
+            "Cilium settings with the bridge CNI",
+            edit(
+                &cilium(&w, "mtu = 1400\n"),
+                "name = \"cilium\"",
+                "name = \"bridge\"",
+            ),
+            "cluster.cni.cilium",
+            "only with cluster.cni.name = \"cilium\"",
+        ),
+        case(
+            "Cilium without kube-proxy replacement",
+            edit(
+                &w,
+                "kube_proxy_replacement = true",
+                "kube_proxy_replacement = false",
+            ),
+            "cluster.cni.kube_proxy_replacement",
+            "Basalt ships no kube-proxy",
         ),
         at(
             case(
