@@ -22,8 +22,12 @@ pub struct ForImage {
 
 pub fn for_image(refs: &[PackageRef], opts: &BuildOptions) -> Result<ForImage, PackageError> {
     let mut out = ForImage::default();
+    // A component may be listed twice (some binaries in /usr/bin, one
+    // where another program looks for it); its trees and record go in once.
+    let mut seen = std::collections::BTreeSet::new();
     for r in refs {
         let built = super::build(&r.recipe, opts)?;
+        let first = seen.insert(r.recipe.name.clone());
         for name in &r.binaries {
             let source = built.binary(name).ok_or_else(|| PackageError::Output {
                 component: r.recipe.name.clone(),
@@ -38,6 +42,9 @@ pub fn for_image(refs: &[PackageRef], opts: &BuildOptions) -> Result<ForImage, P
                 mode: Some(0o755),
                 origin: r.origin.clone(),
             });
+        }
+        if !first {
+            continue;
         }
         for tree in &built.record.trees {
             let from = built.dir.join(tree);
