@@ -111,6 +111,10 @@ pub struct Status {
     /// Seconds left before an unconfirmed `try` apply rolls back.
     pub try_pending_secs: Option<u64>,
     pub tls_fingerprint: String,
+    /// The host prerequisites of the node's CNI (Cilium: bpffs, cgroup2,
+    /// kernel modules, a live BPF probe), each with what was seen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_checks: Vec<HealthCheck>,
 }
 
 /// The body of a POST that carries no parameters (`confirm`, `reboot`, …):
@@ -249,15 +253,22 @@ impl fmt::Debug for KubeconfigResponse {
     }
 }
 
-/// The names of [`HealthCheck`]s a control-plane node reports, in the
-/// order it reports them (a worker reports `kubelet` and `node-ready`).
+/// The names of [`HealthCheck`]s a control-plane node running Cilium
+/// reports, in the order it reports them (a worker leaves out the control
+/// plane; a node with another CNI the Cilium and host checks).
 pub const HEALTH_CHECKS: &[&str] = &[
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+    "cilium-operator",
     "kubelet",
+    "cilium-agent",
     "node-ready",
+    "host-bpffs",
+    "host-cgroup2",
+    "host-modules",
+    "host-bpf",
 ];
 
 /// `GET /v1/health`: the node's Kubernetes checks.

@@ -270,7 +270,23 @@ pub fn status_text(st: &Status) -> String {
             .map_or("-".into(), |s| format!("{s}s left")),
         st.tls_fingerprint,
         st.version,
-    )
+    ) + &host_checks_text(&st.host_checks)
+}
+
+/// The CNI's host prerequisites, one line each, after the status table.
+fn host_checks_text(checks: &[basalt_api::rpc::HealthCheck]) -> String {
+    if checks.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "host
+",
+    );
+    for c in checks {
+        let mark = if c.ok { '✓' } else { '✗' };
+        out.push_str(&format!("  {mark} {:<14} {}\n", c.name, c.detail));
+    }
+    out
 }
 
 /// A JSON endpoint that takes no body, printed as JSON or through `text`.
@@ -784,6 +800,7 @@ mod tests {
             staged_generation: None,
             try_pending_secs: None,
             tls_fingerprint: "SHA256:x".into(),
+            host_checks: vec![],
         };
         assert!(
             status_text(&st).contains("\nready        no: no config yet (maintenance mode)\n"),
@@ -793,5 +810,16 @@ mod tests {
         st.ready = true;
         st.not_ready = None;
         assert!(status_text(&st).contains("\nready        yes\n"));
+        st.host_checks = vec![
+            basalt_api::rpc::HealthCheck::new("host-bpffs", true, "bpffs at /sys/fs/bpf"),
+            basalt_api::rpc::HealthCheck::new("host-modules", false, "not loaded: vxlan"),
+        ];
+        assert!(
+            status_text(&st).ends_with(
+                "host\n  ✓ host-bpffs     bpffs at /sys/fs/bpf\n  ✗ host-modules   not loaded: vxlan\n"
+            ),
+            "{}",
+            status_text(&st)
+        );
     }
 }

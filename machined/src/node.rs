@@ -313,7 +313,7 @@ impl Node {
                 .plan(Some(&new.machine.network), &self.links.lease_dns()),
         );
         steps.extend(self.kernel.plan_modules(old, new));
-        steps.extend(self.kubernetes.plan(new, &self.addresses()));
+        steps.extend(self.kubernetes.plan(old, new, &self.addresses()));
         steps
     }
 
@@ -488,6 +488,7 @@ impl Node {
                 .pending_try
                 .map(|(_, at)| at.saturating_duration_since(Instant::now()).as_secs()),
             tls_fingerprint: self.tls_fingerprint.clone(),
+            host_checks: self.kubernetes.host_checks(cur.map(|c| &c.config)),
         }
     }
 

@@ -239,9 +239,9 @@ async fn control_plane() {
     let token = cfg.cluster.token.expose();
     let token_id = token.split('.').next().unwrap();
     let client = bootstrap::client(&admin).await.unwrap();
-    bootstrap::apply(&client, token).await.unwrap();
+    bootstrap::apply(&client, token, true).await.unwrap();
     // Applying again changes nothing and does not fail (every boot does it).
-    bootstrap::apply(&client, token).await.unwrap();
+    bootstrap::apply(&client, token, true).await.unwrap();
     let secret = kubectl_ok(
         &admin,
         &[
@@ -278,6 +278,106 @@ async fn control_plane() {
         "yes"
     );
     assert_eq!(can("list", "secrets").await.trim(), "no");
+
+    // Cilium's RBAC (applied with the bootstrap objects): its agent acts
+    // as its node, its operator as basalt:cilium-operator; each may do
+    // what Cilium needs and no more. Asked of the API server itself
+    // (SubjectAccessReview), which answers for resources not yet defined.
+    let node: (&str, &[&str]) = ("system:node:worker-1", &["system:nodes"]);
+    let operator: (&str, &[&str]) = ("basalt:cilium-operator", &[]);
+    let review = async |(user, groups): (&str, &[&str]),
+                        verb: &str,
+                        group: &str,
+                        resource: &str,
+                        name: &str| {
+        let sar = root.path().join("sar.json");
+        let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+        std::fs::write(
+            &sar,
+            serde_json::json!({
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "spec": {
+                    "user": user,
+                    "groups": groups,
+                    "resourceAttributes": {
+                        "group": group, "resource": resource, "subresource": subresource,
+                        "verb": verb, "name": name,
+                    },
+                },
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let args = [
+            "create",
+            "-f",
+            sar.to_str().unwrap(),
+            "-o",
+            "jsonpath={.status.allowed}",
+        ];
+        kubectl_ok(&admin, &args).await.trim() == "true"
+    };
+    for (who, verb, group, resource, name, allowed) in [
+        (node, "create", "cilium.io", "ciliumendpoints", "", true),
+        (node, "update", "cilium.io", "ciliumnodes", "worker-1", true),
+        (
+            node,
+            "watch",
+            "networking.k8s.io",
+            "networkpolicies",
+            "",
+            true,
+        ),
+        (node, "list", "", "secrets", "", false),
+        (
+            node,
+            "create",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "",
+            false,
+        ),
+        (
+            operator,
+            "create",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "",
+            true,
+        ),
+        (
+            operator,
+            "update",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "ciliumnodes.cilium.io",
+            true,
+        ),
+        (
+            operator,
+            "update",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "foos.example.com",
+            false,
+        ),
+        (
+            operator,
+            "delete",
+            "cilium.io",
+            "ciliumidentities",
+            "",
+            true,
+        ),
+        (operator, "list", "", "secrets", "", false),
+    ] {
+        assert_eq!(
+            review(who, verb, group, resource, name).await,
+            allowed,
+            "{who:?} {verb} {group}/{resource} {name}"
+        );
+    }
 
     // Kubelet TLS bootstrap by hand: a CSR for system:node:worker-1 made
     // with openssl, submitted with the token, approved by the

@@ -62,15 +62,19 @@ fn a_dry_run_lists_each_certificate_until_it_is_issued_then_only_what_changes() 
     let cfg = config(Role::Controlplane);
     let ip: IpAddr = "10.0.2.15".parse().unwrap();
     // No address yet: nothing to plan (nor to issue) for Kubernetes.
-    assert!(c.plan(&cfg, &[]).is_empty());
+    assert!(c.plan(Some(&cfg), &cfg, &[]).is_empty());
 
-    let steps: Vec<String> = c.plan(&cfg, &[ip]).iter().map(|s| s.to_string()).collect();
+    let steps: Vec<String> = c
+        .plan(Some(&cfg), &cfg, &[ip])
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert!(
         steps.contains(&"issue certificate apiserver (missing)".to_string()),
         "{steps:?}"
     );
     // Planning writes nothing.
-    assert!(c.plan(&cfg, &[ip]).len() == steps.len());
+    assert!(c.plan(Some(&cfg), &cfg, &[ip]).len() == steps.len());
 
     let node = c.identity(&cfg, &[ip]).unwrap();
     pki::converge(
@@ -82,12 +86,12 @@ fn a_dry_run_lists_each_certificate_until_it_is_issued_then_only_what_changes() 
         SystemTime::now(),
     )
     .unwrap();
-    assert!(c.plan(&cfg, &[ip]).is_empty());
+    assert!(c.plan(Some(&cfg), &cfg, &[ip]).is_empty());
 
     // A new address: the certificates naming it, and only those.
     let moved: IpAddr = "10.0.2.16".parse().unwrap();
     let steps: Vec<String> = c
-        .plan(&cfg, &[moved])
+        .plan(Some(&cfg), &cfg, &[moved])
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -118,4 +122,68 @@ fn the_node_ip_is_picked_by_node_ip_subnets() {
     assert_eq!(c.identity(&cfg, &addrs).unwrap().ips, addrs[2..]);
     cfg.machine.kubelet.node_ip_subnets = vec!["172.16.0.0/12".parse().unwrap()];
     assert!(c.identity(&cfg, &addrs).is_none());
+}
+
+#[test]
+fn a_dry_run_plans_restarting_the_cilium_agent_when_its_settings_change() {
+    let (_dir, host, c) = controller();
+    let cfg = config(Role::Controlplane);
+    let ip: IpAddr = "10.0.2.15".parse().unwrap();
+    c.bootstrap(Some(&cfg)).unwrap();
+    let node = c.identity(&cfg, &[ip]).unwrap();
+    pki::converge(
+        &host,
+        c.layout(),
+        &cfg.cluster,
+        cfg.machine.role,
+        &node,
+        SystemTime::now(),
+    )
+    .unwrap();
+    let plan = |old: Option<&MachineConfig>, new: &MachineConfig| -> Vec<String> {
+        c.plan(old, new, &[ip])
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    // The first config starts everything; the same one again, nothing.
+    let first = plan(None, &cfg);
+    for name in [
+        "etcd",
+        "kube-apiserver",
+        "cilium-operator",
+        "kubelet",
+        "cilium-agent",
+    ] {
+        assert!(
+            first.contains(&format!("start service {name}")),
+            "{first:?}"
+        );
+    }
+    assert_eq!(plan(Some(&cfg), &cfg), Vec::<String>::new());
+
+    // A new MTU restarts the agent, and only the agent.
+    let mut mtu = cfg.clone();
+    mtu.cluster.cni.cilium = Some(basalt_api::config::Cilium {
+        mtu: Some(1400),
+        ..Default::default()
+    });
+    assert_eq!(
+        plan(Some(&cfg), &mtu),
+        ["restart service cilium-agent (its settings changed)"]
+    );
+
+    // Bringing your own CNI stops Cilium (and asks for no certificate).
+    let mut none = cfg.clone();
+    none.cluster.cni.name = basalt_api::config::CniName::None;
+    let steps = plan(Some(&cfg), &none);
+    assert!(
+        steps.contains(&"stop service cilium-agent".to_string()),
+        "{steps:?}"
+    );
+    assert!(
+        steps.contains(&"stop service cilium-operator".to_string()),
+        "{steps:?}"
+    );
+    assert!(!steps.iter().any(|s| s.contains("start")), "{steps:?}");
 }

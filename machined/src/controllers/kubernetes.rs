@@ -10,10 +10,12 @@
 //! DHCP address that arrives late or an API server that was not up yet is
 //! picked up without anyone asking.
 
-use super::plan::PlanStep;
+use super::plan::{PlanStep, ServiceAction};
 use super::resources::{Concern, Resource, ResourceState};
 use crate::host::Host;
+use crate::host::bpf::BpfProbe;
 use crate::kubernetes::bootstrap;
+use crate::kubernetes::cilium;
 use crate::kubernetes::components::{self, Components};
 use crate::kubernetes::csr_approver::{self, Decision};
 use crate::kubernetes::layout::{CNI_CONF_DIR, Layout, RUN_DIR};
@@ -51,6 +53,8 @@ struct Observed {
 
 pub struct KubernetesController {
     host: Host,
+    /// The boot's BPF probe (a Cilium prerequisite), run once.
+    bpf_probe: BpfProbe,
     layout: Layout,
     supervisor: Supervisor,
     kick: Notify,
@@ -60,7 +64,10 @@ pub struct KubernetesController {
 impl KubernetesController {
     /// `state_dir`: the node path of this boot's STATE directory.
     pub fn new(host: Host, supervisor: Supervisor, state_dir: &str) -> Self {
+        let bpf_probe = host.bpf_probe();
+        tracing::info!("BPF probe: {bpf_probe:?}");
         KubernetesController {
+            bpf_probe,
             host,
             layout: Layout::new(state_dir),
             supervisor,
@@ -169,16 +176,36 @@ impl KubernetesController {
         ))
     }
 
-    /// The certificate changes an apply of `cfg` would make (dry-run plans).
-    pub fn plan(&self, cfg: &MachineConfig, addrs: &[IpAddr]) -> Vec<PlanStep> {
-        match self.pki_plan(cfg, addrs) {
-            None => Vec::new(),
+    /// The certificate changes an apply of `cfg` would make, and the
+    /// Kubernetes services it starts, restarts or stops compared with what
+    /// `old` asks for (dry-run plans; a service that fails to start for
+    /// its own reasons is not a change this apply makes).
+    pub fn plan(
+        &self,
+        old: Option<&MachineConfig>,
+        cfg: &MachineConfig,
+        addrs: &[IpAddr],
+    ) -> Vec<PlanStep> {
+        let mut steps: Vec<PlanStep> = match self.pki_plan(cfg, addrs) {
+            None => return Vec::new(),
             Some(Ok(changes)) => changes
                 .into_iter()
                 .map(|c| PlanStep::Certificate(c.to_string()))
                 .collect(),
-            Some(Err(e)) => vec![PlanStep::ConvergeError(e.to_string())],
+            Some(Err(e)) => return vec![PlanStep::ConvergeError(e.to_string())],
+        };
+        if let Some(node) = self.identity(cfg, addrs) {
+            let before: BTreeMap<String, ServiceSpec> = old
+                .and_then(|o| Some((o, self.identity(o, addrs)?)))
+                .map(|(o, n)| self.desired(&self.components(o, &n)))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| (s.name.clone(), s))
+                .collect();
+            let desired = self.desired(&self.components(cfg, &node));
+            steps.extend(service_changes(&before, &desired));
         }
+        steps
     }
 
     /// Refuse what `cfg` cannot become (e.g. a CA key that does not match
@@ -209,7 +236,8 @@ impl KubernetesController {
         }
         let comps = self.components(cfg, &node);
         self.write_configs(&comps)?;
-        let desired = comps.services(self.bootstrapped());
+        self.remove_foreign_cni_config(cfg)?;
+        let desired = self.desired(&comps);
         self.reconcile(desired, &changes).await?;
         self.observed().node = Some(node.clone());
         if cfg.machine.role == Role::Controlplane && self.bootstrapped() {
@@ -218,6 +246,36 @@ impl KubernetesController {
         }
         if cfg.cluster.cni.name == CniName::Bridge {
             self.converge_bridge(cfg, &comps, &node).await?;
+        }
+        Ok(())
+    }
+
+    /// The services `comps` asks for on this node now.
+    fn desired(&self, comps: &Components<'_>) -> Vec<ServiceSpec> {
+        let credentials = self
+            .host
+            .exists(&self.node_path(&self.layout.kubelet_kubeconfig));
+        comps.services(self.bootstrapped(), credentials)
+    }
+
+    /// Exactly one CNI config is machined's to keep: after a switch of
+    /// `cluster.cni.name`, the previous CNI's config goes (the CRI plugin
+    /// uses the first config in name order, whoever wrote it).
+    fn remove_foreign_cni_config(&self, cfg: &MachineConfig) -> Result<(), String> {
+        let stale: &[&str] = match cfg.cluster.cni.name {
+            CniName::Cilium => &[components::BRIDGE_CONFLIST],
+            CniName::Bridge => &[cilium::CONFLIST],
+            CniName::None => &[components::BRIDGE_CONFLIST, cilium::CONFLIST],
+        };
+        for name in stale {
+            let path = format!("{CNI_CONF_DIR}/{name}");
+            if self.host.exists(&path) {
+                self.host.remove_all(&path).map_err(|e| e.to_string())?;
+                tracing::info!(
+                    "kubernetes: removed {path} (cluster.cni.name is now {:?})",
+                    cfg.cluster.cni.name
+                );
+            }
         }
         Ok(())
     }
@@ -381,7 +439,7 @@ impl KubernetesController {
         let client = bootstrap::client(&kubeconfig)
             .await
             .map_err(|e| e.to_string())?;
-        bootstrap::apply(&client, cfg.cluster.token.expose())
+        bootstrap::apply(&client, cfg.cluster.token.expose(), cilium::enabled(cfg))
             .await
             .map_err(|e| format!("applying the bootstrap token and RBAC: {e}"))?;
         tracing::info!("kubernetes: bootstrap token and node RBAC applied");
@@ -427,11 +485,29 @@ impl KubernetesController {
     /// The Kubernetes services this node should run, by name.
     pub fn expected(&self, cfg: &MachineConfig) -> Vec<&'static str> {
         let mut names = Vec::new();
+        let cilium = cilium::enabled(cfg);
         if cfg.machine.role == Role::Controlplane {
             names.extend(components::CONTROL_PLANE);
+            if cilium {
+                names.push(cilium::OPERATOR);
+            }
         }
         names.push(components::KUBELET);
+        if cilium {
+            names.push(cilium::AGENT);
+        }
         names
+    }
+
+    /// Cilium's host prerequisites for `cfg` (for the defaults before a
+    /// config arrives); none when the config runs another CNI.
+    pub fn host_checks(&self, cfg: Option<&MachineConfig>) -> Vec<HealthCheck> {
+        let settings = match cfg {
+            Some(c) if !cilium::enabled(c) => return Vec::new(),
+            Some(c) => c.cluster.cni.cilium_settings(),
+            None => Default::default(),
+        };
+        cilium::host_checks(&self.host, &settings, &self.bpf_probe)
     }
 
     /// Every component's readiness and the node's Ready condition.
@@ -467,6 +543,7 @@ impl KubernetesController {
             });
         }
         checks.push(self.node_ready_check(cfg).await);
+        checks.extend(self.host_checks(Some(cfg)));
         if let Some(e) = self.observed().last_error.clone() {
             checks.push(HealthCheck {
                 name: "converge".into(),
@@ -517,12 +594,51 @@ impl KubernetesController {
     }
 }
 
+/// What running `desired` instead of `started` does to each service.
+fn service_changes(
+    started: &BTreeMap<String, ServiceSpec>,
+    desired: &[ServiceSpec],
+) -> Vec<PlanStep> {
+    let mut steps = Vec::new();
+    for spec in desired {
+        match started.get(&spec.name) {
+            Some(old) if old == spec => {}
+            Some(_) => steps.push(PlanStep::Service {
+                name: spec.name.clone(),
+                action: ServiceAction::Restart,
+            }),
+            None => steps.push(PlanStep::Service {
+                name: spec.name.clone(),
+                action: ServiceAction::Start,
+            }),
+        }
+    }
+    for name in started.keys() {
+        if !desired.iter().any(|s| &s.name == name) {
+            steps.push(PlanStep::Service {
+                name: name.clone(),
+                action: ServiceAction::Stop,
+            });
+        }
+    }
+    steps
+}
+
 /// Whether a reissued certificate (by PKI name) means `service` must
 /// restart to load it. The cluster CA touches everyone.
 fn restarts(cert: &str, service: &str) -> bool {
     use components::*;
     let users: &[&str] = match cert {
-        "ca" => &[ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KUBELET],
+        "ca" => &[
+            ETCD,
+            APISERVER,
+            CONTROLLER_MANAGER,
+            SCHEDULER,
+            KUBELET,
+            cilium::AGENT,
+            cilium::OPERATOR,
+        ],
+        c if c.starts_with("cilium-operator") => &[cilium::OPERATOR],
         "etcd-ca" | "etcd-server" | "etcd-peer" => &[ETCD, APISERVER],
         "apiserver-etcd-client" => &[APISERVER],
         "front-proxy-ca" => &[APISERVER, CONTROLLER_MANAGER, SCHEDULER],

@@ -75,5 +75,18 @@ pub fn render(s: &Status) -> String {
         "basalt_machined_resident_bytes {}\n",
         rss_bytes(std::process::id()).unwrap_or(0)
     ));
+    if !s.host_checks.is_empty() {
+        out.push_str(
+            "# HELP basalt_host_check_ok 1 when a host prerequisite of the node's CNI holds (see `basaltctl status` for why not).\n",
+        );
+        out.push_str("# TYPE basalt_host_check_ok gauge\n");
+        for c in &s.host_checks {
+            out.push_str(&format!(
+                "basalt_host_check_ok{{check=\"{}\"}} {}\n",
+                c.name,
+                u8::from(c.ok)
+            ));
+        }
+    }
     out
 }

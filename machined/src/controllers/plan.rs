@@ -34,6 +34,11 @@ pub enum PlanStep {
     KernelModule(String),
     /// A Kubernetes certificate or kubeconfig is (re)issued.
     Certificate(String),
+    /// A Kubernetes service starts, restarts (its settings changed) or stops.
+    Service {
+        name: String,
+        action: ServiceAction,
+    },
     /// A staged apply: nothing changes until the next boot.
     Staged {
         generation: u64,
@@ -46,6 +51,13 @@ pub enum PlanStep {
         secs: u64,
     },
     NoChanges,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceAction {
+    Start,
+    Restart,
+    Stop,
 }
 
 impl PlanStep {
@@ -77,6 +89,13 @@ impl fmt::Display for PlanStep {
             }
             PlanStep::KernelModule(m) => write!(f, "require kernel module {m}"),
             PlanStep::Certificate(c) => f.write_str(c),
+            PlanStep::Service { name, action } => match action {
+                ServiceAction::Start => write!(f, "start service {name}"),
+                ServiceAction::Restart => {
+                    write!(f, "restart service {name} (its settings changed)")
+                }
+                ServiceAction::Stop => write!(f, "stop service {name}"),
+            },
             PlanStep::Staged { generation } => {
                 write!(f, "staged generation {generation} for the next boot")
             }

@@ -18,6 +18,14 @@ pub trait Kernel: Send + Sync + std::fmt::Debug {
     /// Whether a module is loaded or built in (`/sys/module/<name>`), so a
     /// config may require it. Names use `_` (as the kernel does).
     fn module_present(&self, name: &str) -> bool;
+    /// Load a trivial BPF program and report what the kernel did with it.
+    fn bpf_probe(&self) -> super::bpf::BpfProbe;
+    /// `statfs(2)` `f_type` of the filesystem at `path` (a node path).
+    fn filesystem_magic(&self, path: &str) -> Option<u64>;
+}
+
+fn statfs_magic(path: &std::path::Path) -> Option<u64> {
+    rustix::fs::statfs(path).ok().map(|s| s.f_type as u64)
 }
 
 /// `net.ipv4.ip_forward` → `proc/sys/net/ipv4/ip_forward` (relative). A key
@@ -61,6 +69,14 @@ impl Kernel for Linux {
 
     fn module_present(&self, name: &str) -> bool {
         PathBuf::from("/sys/module").join(name).exists()
+    }
+
+    fn bpf_probe(&self) -> super::bpf::BpfProbe {
+        super::bpf::probe()
+    }
+
+    fn filesystem_magic(&self, path: &str) -> Option<u64> {
+        statfs_magic(std::path::Path::new(path))
     }
 }
 
@@ -110,5 +126,14 @@ impl Kernel for DevKernel {
 
     fn module_present(&self, _name: &str) -> bool {
         true
+    }
+
+    /// The kernel a dev node's services run on is the host's: probe it.
+    fn bpf_probe(&self) -> super::bpf::BpfProbe {
+        super::bpf::probe()
+    }
+
+    fn filesystem_magic(&self, path: &str) -> Option<u64> {
+        statfs_magic(&self.root.join(path.trim_start_matches('/')))
     }
 }

@@ -10,6 +10,7 @@
 //! - [`modules`]: `finit_module` from the image's list ([`modules::ModuleLoader`]).
 //! - [`kmsg`] and [`console`]: the kernel log, read and written.
 //! - [`power`]: sync and reboot(2) ([`power::Power`]).
+//! - [`bpf`]: the live BPF probe (`bpf(2)`), one of Cilium's prerequisites.
 //! - [`signals`]: signals to a service's process group ([`signals::Signals`]).
 //! - [`inspect`]: the API's read-only views of /proc, /sys and files.
 //! - [`recording`]: the recording fake of [`kernel::Kernel`],
@@ -24,6 +25,7 @@
 //! `tests/boundary.rs` fails when any other module does.
 
 pub mod blockdev;
+pub mod bpf;
 pub mod console;
 pub mod inspect;
 pub mod kernel;
@@ -239,6 +241,16 @@ impl Host {
     /// Whether kernel module `name` (`-` or `_`) is loaded or built in.
     pub fn module_present(&self, name: &str) -> bool {
         self.kernel.module_present(&name.replace('-', "_"))
+    }
+
+    /// Load a trivial BPF program: does this kernel accept and JIT it?
+    pub fn bpf_probe(&self) -> bpf::BpfProbe {
+        self.kernel.bpf_probe()
+    }
+
+    /// The `statfs(2)` magic of the filesystem at `node_path`.
+    pub fn filesystem_magic(&self, node_path: &str) -> Option<u64> {
+        self.kernel.filesystem_magic(node_path)
     }
 }
 

@@ -90,6 +90,15 @@ pub fn switch_root(image: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The unified cgroup hierarchy (cgroup v2 only: no v1 controllers).
+pub const CGROUP2_FS: &str = "/sys/fs/cgroup";
+/// The BPF filesystem: pinned maps and programs outlive their loader
+/// (Cilium's datapath keeps working while its agent restarts).
+pub const BPF_FS: &str = "/sys/fs/bpf";
+/// `statfs(2)` `f_type` of cgroup2 and of the BPF filesystem.
+pub const CGROUP2_MAGIC: u64 = 0x6367_7270;
+pub const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
+
 /// After the switch (or without one): the rest of the API filesystems.
 pub fn late() {
     mnt(
@@ -108,18 +117,12 @@ pub fn late() {
     );
     mnt(
         "cgroup2",
-        "/sys/fs/cgroup",
+        CGROUP2_FS,
         "cgroup2",
         NOSUID_NODEV_NOEXEC,
         "nsdelegate",
     );
-    mnt(
-        "bpf",
-        "/sys/fs/bpf",
-        "bpf",
-        NOSUID_NODEV_NOEXEC,
-        "mode=0700",
-    );
+    mnt("bpf", BPF_FS, "bpf", NOSUID_NODEV_NOEXEC, "mode=0700");
     if !std::path::Path::new("/tmp").is_dir() || fs::write("/tmp/.basalt-probe", b"").is_err() {
         mnt(
             "tmpfs",

@@ -2,6 +2,7 @@
 //! kernel's state lives in memory and every side effect is appended to a
 //! log the test can assert on (youki's `Syscall` test double is the model).
 
+use super::bpf::BpfProbe;
 use super::kernel::Kernel;
 use super::modules::ModuleLoader;
 use super::mounts::{MountSpec, Mounter};
@@ -34,6 +35,10 @@ struct State {
     failing_mounts: Vec<String>,
     /// Module files whose load fails.
     failing_modules: Vec<String>,
+    /// What the BPF probe reports (refused when unset).
+    bpf: Option<BpfProbe>,
+    /// `statfs` magic by mount point.
+    filesystems: BTreeMap<String, u64>,
 }
 
 /// Cheap to clone; clones share the record.
@@ -60,6 +65,17 @@ impl RecordingKernel {
 
     pub fn with_sysctl(self, key: &str, value: &str) -> Self {
         self.state().sysctls.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn with_bpf(self, probe: BpfProbe) -> Self {
+        self.state().bpf = Some(probe);
+        self
+    }
+
+    /// A filesystem with `statfs` magic `magic` mounted at `path`.
+    pub fn with_filesystem(self, path: &str, magic: u64) -> Self {
+        self.state().filesystems.insert(path.into(), magic);
         self
     }
 
@@ -126,6 +142,17 @@ impl Kernel for RecordingKernel {
 
     fn module_present(&self, name: &str) -> bool {
         self.state().modules.iter().any(|m| m == name)
+    }
+
+    fn bpf_probe(&self) -> BpfProbe {
+        self.state()
+            .bpf
+            .clone()
+            .unwrap_or_else(|| BpfProbe::Refused("no BPF in the recording kernel".into()))
+    }
+
+    fn filesystem_magic(&self, path: &str) -> Option<u64> {
+        self.state().filesystems.get(path).copied()
     }
 }
 

@@ -5,7 +5,7 @@
 //! kubectl on the node.
 
 use k8s_openapi::api::core::v1::{Node, Secret};
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -121,11 +121,43 @@ pub fn token_secret(token: &str) -> Result<Secret, ClientError> {
     })
 }
 
-/// Apply the bootstrap objects; safe to repeat.
-pub async fn apply(client: &kube::Client, token: &str) -> Result<(), ClientError> {
+/// Cilium's RBAC: its agent acts as the node (group `system:nodes`), its
+/// operator as [`super::cilium::OPERATOR_USER`].
+pub fn cilium_rbac() -> (Vec<ClusterRole>, Vec<ClusterRoleBinding>) {
+    let agent = super::cilium::agent_role();
+    let operator = super::cilium::operator_role();
+    let name = |r: &ClusterRole| r.metadata.name.clone().unwrap_or_default();
+    let bindings = vec![
+        binding(
+            &name(&agent),
+            &name(&agent),
+            subject("Group", "system:nodes"),
+        ),
+        binding(
+            &name(&operator),
+            &name(&operator),
+            subject("User", super::cilium::OPERATOR_USER),
+        ),
+    ];
+    (vec![agent, operator], bindings)
+}
+
+/// Apply the bootstrap objects (and Cilium's RBAC with `cilium`); safe to
+/// repeat.
+pub async fn apply(client: &kube::Client, token: &str, cilium: bool) -> Result<(), ClientError> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-    for b in rbac() {
+    let mut all_bindings = rbac();
+    if cilium {
+        let (roles, cilium_bindings) = cilium_rbac();
+        let api: Api<ClusterRole> = Api::all(client.clone());
+        for r in roles {
+            let name = r.metadata.name.clone().unwrap_or_default();
+            api.patch(&name, &params, &Patch::Apply(&r)).await?;
+        }
+        all_bindings.extend(cilium_bindings);
+    }
+    for b in all_bindings {
         let name = b.metadata.name.clone().unwrap_or_default();
         bindings.patch(&name, &params, &Patch::Apply(&b)).await?;
     }

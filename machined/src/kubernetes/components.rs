@@ -49,7 +49,7 @@ pub struct Components<'a> {
 }
 
 impl Components<'_> {
-    fn path(&self, node_path: &Path) -> String {
+    pub(super) fn path(&self, node_path: &Path) -> String {
         self.root
             .join(node_path.strip_prefix("/").unwrap_or(node_path))
             .display()
@@ -87,9 +87,12 @@ impl Components<'_> {
     }
 
     /// The services this node runs once it runs Kubernetes: the control
-    /// plane (on a bootstrapped control-plane node) and the kubelet.
-    pub fn services(&self, bootstrapped: bool) -> Vec<ServiceSpec> {
+    /// plane (on a bootstrapped control-plane node), the kubelet, and with
+    /// Cilium its operator (control plane) and agent (once the node has
+    /// credentials: `node_credentials`, the kubelet's kubeconfig exists).
+    pub fn services(&self, bootstrapped: bool, node_credentials: bool) -> Vec<ServiceSpec> {
         let mut specs = Vec::new();
+        let cilium = super::cilium::enabled(self.config);
         if self.config.machine.role == Role::Controlplane {
             if !bootstrapped {
                 // Nothing to register with until etcd is initialised.
@@ -101,8 +104,14 @@ impl Components<'_> {
                 self.controller_manager(),
                 self.scheduler(),
             ]);
+            if cilium {
+                specs.push(self.cilium_operator());
+            }
         }
         specs.push(self.kubelet());
+        if cilium && node_credentials {
+            specs.push(self.cilium_agent());
+        }
         specs
     }
 
@@ -472,7 +481,7 @@ impl Components<'_> {
 /// or emulated node answers a lease renewal slower than 10 s at times, and
 /// a lost lease makes the component exit. A takeover after a real failure
 /// then waits up to a minute instead of 15 s.
-fn leader_election() -> [String; 4] {
+pub(super) fn leader_election() -> [String; 4] {
     [
         "--leader-elect=true".into(),
         "--leader-elect-lease-duration=60s".into(),
@@ -483,7 +492,7 @@ fn leader_election() -> [String; 4] {
 
 /// Long-running Go programs that may take minutes to become ready under
 /// emulation: a generous readiness window and a capped backoff.
-fn slow_start(spec: &mut ServiceSpec) {
+pub(super) fn slow_start(spec: &mut ServiceSpec) {
     spec.ready_timeout = Duration::from_secs(600);
     spec.restart = Backoff {
         initial: Duration::from_secs(1),

@@ -82,6 +82,8 @@ pub struct Layout {
     pub scheduler_kubeconfig: PathBuf,
     /// machined's own admin credentials: bootstrap RBAC, health checks.
     pub admin_kubeconfig: PathBuf,
+    /// cilium-operator's (control-plane nodes running Cilium).
+    pub cilium_operator_kubeconfig: PathBuf,
     /// The kubelet's: on a control-plane node, a client certificate machined
     /// issues (`system:node:<name>`); on a worker it does not exist until TLS
     /// bootstrap wrote it.
@@ -123,6 +125,7 @@ impl Layout {
             controller_manager_kubeconfig: k.join("controller-manager.kubeconfig"),
             scheduler_kubeconfig: k.join("scheduler.kubeconfig"),
             admin_kubeconfig: k.join("admin.kubeconfig"),
+            cilium_operator_kubeconfig: k.join("cilium-operator.kubeconfig"),
             kubelet_kubeconfig: k.join("kubelet.kubeconfig"),
             kubelet_bootstrap_kubeconfig: k.join("kubelet-bootstrap.kubeconfig"),
             kubelet_cert_dir: k.join("kubelet-pki"),

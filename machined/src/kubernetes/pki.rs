@@ -20,7 +20,7 @@ mod tests;
 use super::kubeconfig::{self, Credential, Kubeconfig};
 use super::layout::{APISERVER_PORT, CertPair, Layout};
 use crate::host::{Host, HostError};
-use basalt_api::config::{Cidr, Cluster, Role};
+use basalt_api::config::{Cidr, Cluster, CniName, Role};
 use basalt_api::secret::Secret;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -780,7 +780,12 @@ fn component_kubeconfigs(layout: &Layout, cluster: &Cluster, node: &NodeIdentity
         (&layout.admin_kubeconfig, "basalt:machined", masters),
         (&layout.kubelet_kubeconfig, &node_user, Some("system:nodes")),
     ];
-    for (path, cn, org) in kubeconfigs {
+    let cilium = (cluster.cni.name == CniName::Cilium).then_some((
+        &layout.cilium_operator_kubeconfig,
+        super::cilium::OPERATOR_USER,
+        None,
+    ));
+    for (path, cn, org) in kubeconfigs.into_iter().chain(cilium) {
         items.push(Item::Kubeconfig {
             name: file_name(path),
             path: path.clone(),

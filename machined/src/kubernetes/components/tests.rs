@@ -2,6 +2,7 @@
 //! components would (JSON parsed, flags split).
 
 use super::*;
+use basalt_api::config::CniName;
 use basalt_api::sshkey::PrivateKey;
 use basaltctl::template::{Shape, generate};
 
@@ -32,11 +33,22 @@ fn flag<'a>(spec: &'a ServiceSpec, name: &str) -> Option<&'a str> {
 fn the_control_plane_is_started_in_order_only_once_bootstrapped() {
     let cfg = config(Role::Controlplane, Shape::default());
     with(&cfg, |c| {
-        assert!(c.services(false).is_empty(), "nothing before bootstrap");
-        let names: Vec<String> = c.services(true).into_iter().map(|s| s.name).collect();
+        assert!(
+            c.services(false, true).is_empty(),
+            "nothing before bootstrap"
+        );
+        let names: Vec<String> = c.services(true, true).into_iter().map(|s| s.name).collect();
         assert_eq!(
             names,
-            [ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KUBELET]
+            [
+                ETCD,
+                APISERVER,
+                CONTROLLER_MANAGER,
+                SCHEDULER,
+                super::super::cilium::OPERATOR,
+                KUBELET,
+                super::super::cilium::AGENT
+            ]
         );
         let api = c.apiserver();
         assert_eq!(api.depends_on, [ETCD]);
@@ -52,9 +64,11 @@ fn the_control_plane_is_started_in_order_only_once_bootstrapped() {
         assert_eq!(flag(&cm, "allocate-node-cidrs"), Some("true"));
         // Every readiness check is HTTPS against a CA, or the kubelet's
         // loopback healthz.
-        for spec in c.services(true) {
+        for spec in c.services(true, true) {
             match &spec.readiness {
-                Readiness::Http(p) if spec.name == KUBELET => {
+                // Plain HTTP only on loopback: the kubelet's healthz and
+                // Cilium's health APIs.
+                Readiness::Http(p) if spec.name == KUBELET || spec.name.starts_with("cilium") => {
                     assert!(p.tls.is_none() && p.address.starts_with("127.0.0.1:"))
                 }
                 Readiness::Http(p) => assert!(p.tls.is_some(), "{}", spec.name),
@@ -66,9 +80,13 @@ fn the_control_plane_is_started_in_order_only_once_bootstrapped() {
 
 #[test]
 fn a_worker_runs_only_the_kubelet_which_joins_with_the_bootstrap_token() {
-    let cfg = config(Role::Worker, Shape::default());
+    let shape = Shape {
+        cni: CniName::Bridge,
+        ..Shape::default()
+    };
+    let cfg = config(Role::Worker, shape);
     with(&cfg, |c| {
-        let specs = c.services(false);
+        let specs = c.services(false, true);
         assert_eq!(specs.len(), 1);
         assert_eq!(specs[0].name, KUBELET);
         assert_eq!(specs[0].depends_on, [CONTAINERD]);

@@ -182,6 +182,8 @@ const KUBECONFIGS: &[&str] = &[
     "scheduler.kubeconfig",
     "admin.kubeconfig",
     "kubelet.kubeconfig",
+    // The cluster of these tests runs Cilium (the default CNI).
+    "cilium-operator.kubeconfig",
 ];
 const CP_FILES: &[&str] = &[
     "ca.crt",
