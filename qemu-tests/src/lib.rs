@@ -4,6 +4,7 @@
 //! success, failure or panic (Drop kills its whole process group).
 
 pub mod accel;
+pub mod cluster;
 pub mod image;
 pub mod kubectl;
 pub mod statedisk;

@@ -16,13 +16,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use basalt_api::config::{CniName, MachineConfig, Role};
-use basalt_api::rpc::{
-    ApplyMode, ApplyRequest, ApplyResponse, BootstrapResponse, HealthReport, KubeconfigRequest,
-    KubeconfigResponse,
-};
-use basalt_api::{CONFIG_NAMESPACE, sshsig};
-use basaltctl::client::NodeClient;
+use basalt_api::rpc::BootstrapResponse;
 use basaltctl::template::Shape;
+use qemu_tests::cluster::{self, apply, eventually, wait_healthy};
 use qemu_tests::vm::{LinkNic, Vm, VmOptions};
 use qemu_tests::{admin_key, image};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -46,22 +42,6 @@ const WORKER_LINK_MAC: &str = "52:54:00:77:00:11";
 const POD: &str = "echo-on-worker";
 
 use qemu_tests::kubectl::run as kubectl;
-
-/// Retry `f` every 5 s until it answers `Some`, or fail after `within`
-/// with the last thing it said.
-fn eventually<T>(what: &str, within: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let t0 = Instant::now();
-    loop {
-        match f() {
-            Ok(v) => {
-                eprintln!("{what}: after {:?}", t0.elapsed());
-                return v;
-            }
-            Err(e) => assert!(t0.elapsed() < within, "{what}: not within {within:?}: {e}"),
-        }
-        std::thread::sleep(Duration::from_secs(5));
-    }
-}
 
 /// The private link: each interface matched by MAC. The user-mode NIC keeps
 /// DHCP (the API is forwarded through it); the link gets `address`.
@@ -146,50 +126,6 @@ fn worker_config(cp_doc: &str, endpoint: &str) -> String {
     assert_eq!(w.cluster.ca_cert, cp.cluster.ca_cert);
     assert!(w.cluster.ca_key.is_none());
     doc
-}
-
-fn apply(admin: &NodeClient, doc: &str) -> ApplyResponse {
-    admin
-        .post(
-            "/v1/apply",
-            &ApplyRequest {
-                config: doc.into(),
-                signatures: sshsig::sign(&admin_key(), CONFIG_NAMESPACE, doc.as_bytes()),
-                mode: ApplyMode::Auto,
-                dry_run: false,
-                try_timeout_secs: None,
-            },
-        )
-        .expect("apply")
-}
-
-/// Poll `/v1/health` until every check passes; print each change.
-fn wait_healthy(who: &str, vm: &Vm, admin: &NodeClient, within: Duration) -> Duration {
-    let t0 = Instant::now();
-    let mut last = String::new();
-    loop {
-        if let Ok(report) = admin.get::<HealthReport>("/v1/health") {
-            let line: Vec<String> = report
-                .checks
-                .iter()
-                .map(|c| format!("{}={}", c.name, if c.ok { "ok" } else { &c.detail }))
-                .collect();
-            let line = line.join(" | ");
-            if line != last {
-                eprintln!("[{who} {:>4}s] {line}", t0.elapsed().as_secs());
-                last = line;
-            }
-            if report.all_ok() {
-                return t0.elapsed();
-            }
-        }
-        assert!(
-            t0.elapsed() < within,
-            "{who} not healthy after {within:?}: {last}\n{}",
-            vm.console_tail(60)
-        );
-        std::thread::sleep(Duration::from_secs(5));
-    }
 }
 
 /// `kubectl port-forward` to `pod`'s port 8080 on a free local port, then
@@ -316,19 +252,8 @@ fn a_worker_joins_and_runs_a_pod_that_answers() {
     );
 
     let port = cp.forwarded(APISERVER_PORT).unwrap();
-    let minted: KubeconfigResponse = cp_api
-        .post(
-            "/v1/kubeconfig",
-            &KubeconfigRequest {
-                server: Some(format!("https://127.0.0.1:{port}")),
-                user: "cluster-story".into(),
-            },
-        )
-        .expect("kubeconfig");
     let dir = std::env::temp_dir().join(format!("basalt-cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, &minted.kubeconfig).unwrap();
+    let kubeconfig = cluster::kubeconfig(&cp_api, &format!("https://127.0.0.1:{port}"), &dir);
 
     for (node, ip) in [("cp-1", CP_IP), ("worker-1", WORKER_IP)] {
         let got = kubectl(

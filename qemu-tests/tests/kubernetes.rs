@@ -11,15 +11,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use basalt_api::config::{CniName, Role};
-use basalt_api::rpc::{
-    ApplyMode, ApplyRequest, ApplyResponse, BootstrapResponse, HealthReport, KillResponse,
-    KubeconfigRequest, KubeconfigResponse,
-};
-use basalt_api::{CONFIG_NAMESPACE, sshsig};
-use basaltctl::client::{ClientError, NodeClient};
+use basalt_api::rpc::{BootstrapResponse, KillResponse};
+use basaltctl::client::ClientError;
 use basaltctl::template::Shape;
 use image_builder::oci::{self, OciImage};
 use image_builder::package;
+use qemu_tests::cluster::{self, apply, eventually, wait_healthy};
 use qemu_tests::vm::{Vm, VmOptions};
 use qemu_tests::{admin_key, image, statedisk};
 use std::path::{Path, PathBuf};
@@ -57,50 +54,6 @@ fn controlplane_config() -> String {
         },
     )
     .unwrap()
-}
-
-fn apply(admin: &NodeClient, doc: &str) -> ApplyResponse {
-    admin
-        .post(
-            "/v1/apply",
-            &ApplyRequest {
-                config: doc.into(),
-                signatures: sshsig::sign(&admin_key(), CONFIG_NAMESPACE, doc.as_bytes()),
-                mode: ApplyMode::Auto,
-                dry_run: false,
-                try_timeout_secs: None,
-            },
-        )
-        .expect("apply")
-}
-
-/// Poll `/v1/health` until every check passes; print each change.
-fn wait_healthy(vm: &Vm, admin: &NodeClient, within: Duration) -> Duration {
-    let t0 = Instant::now();
-    let mut last = String::new();
-    loop {
-        if let Ok(report) = admin.get::<HealthReport>("/v1/health") {
-            let line: Vec<String> = report
-                .checks
-                .iter()
-                .map(|c| format!("{}={}", c.name, if c.ok { "ok" } else { &c.detail }))
-                .collect();
-            let line = line.join(" | ");
-            if line != last {
-                eprintln!("[{:>4}s] {line}", t0.elapsed().as_secs());
-                last = line;
-            }
-            if report.all_ok() {
-                return t0.elapsed();
-            }
-        }
-        assert!(
-            t0.elapsed() < within,
-            "not healthy after {within:?}: {last}\n{}",
-            vm.console_tail(60)
-        );
-        std::thread::sleep(Duration::from_secs(5));
-    }
 }
 
 /// The echo Deployment (2 replicas of the image baked into the node, never
@@ -266,21 +219,6 @@ fn tar_entries(tar: &[u8]) -> Vec<(String, &[u8])> {
     out
 }
 
-/// Retry `f` every 5 s until it succeeds or `within` passes.
-fn eventually<T>(what: &str, within: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let t0 = Instant::now();
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) if t0.elapsed() < within => {
-                let _ = e;
-                std::thread::sleep(Duration::from_secs(5));
-            }
-            Err(e) => panic!("{what}: not within {within:?}: {e}"),
-        }
-    }
-}
-
 /// Both replicas run and the Service answers through the apiserver's
 /// service proxy (apiserver → endpoints → pod, over the bridge CNI).
 fn echo_serves(kubeconfig: &Path) {
@@ -352,26 +290,15 @@ fn a_one_node_cluster_serves_survives_kills_and_reboots() {
         other => panic!("a second bootstrap was not refused: {other:?}"),
     }
 
-    let took = wait_healthy(&vm, &admin, HEALTHY);
+    let took = wait_healthy("cp-1", &vm, &admin, HEALTHY);
     eprintln!(
         "healthy {took:?} after bootstrap, {:?} after boot",
         t0.elapsed()
     );
 
     let port = vm.forwarded(APISERVER_PORT).unwrap();
-    let minted: KubeconfigResponse = admin
-        .post(
-            "/v1/kubeconfig",
-            &KubeconfigRequest {
-                server: Some(format!("https://127.0.0.1:{port}")),
-                user: "story".into(),
-            },
-        )
-        .expect("kubeconfig");
     let kdir = std::env::temp_dir().join(format!("basalt-k8s-{}", std::process::id()));
-    std::fs::create_dir_all(&kdir).unwrap();
-    let kubeconfig = kdir.join("kubeconfig");
-    std::fs::write(&kubeconfig, &minted.kubeconfig).unwrap();
+    let kubeconfig = cluster::kubeconfig(&admin, &format!("https://127.0.0.1:{port}"), &kdir);
 
     let ready = kubectl(
         &kubeconfig,
@@ -486,7 +413,7 @@ fn a_one_node_cluster_serves_survives_kills_and_reboots() {
         assert!(killed.killed > 0, "{name}: nothing killed");
         // Give the health report time to see the death before waiting.
         std::thread::sleep(Duration::from_secs(2));
-        wait_healthy(&vm, &admin, HEALTHY);
+        wait_healthy("cp-1", &vm, &admin, HEALTHY);
         eprintln!("{name} killed and healthy again after {:?}", k0.elapsed());
     }
     echo_serves(&kubeconfig);
@@ -502,7 +429,7 @@ fn a_one_node_cluster_serves_survives_kills_and_reboots() {
     let admin = vm
         .client(&fp2, admin_key(), BOOT)
         .expect("API after reboot");
-    wait_healthy(&vm, &admin, HEALTHY);
+    wait_healthy("cp-1", &vm, &admin, HEALTHY);
     eprintln!("healthy again {:?} after the reboot", r0.elapsed());
     echo_serves(&kubeconfig);
     let _ = std::fs::remove_dir_all(&kdir);

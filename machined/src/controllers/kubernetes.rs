@@ -45,6 +45,8 @@ struct Observed {
     bootstrap_applied: bool,
     /// The bridge CNI config waits for the node's pod CIDR.
     cni_pending: bool,
+    /// Cilium's BPF sources were copied to its writable lib dir this boot.
+    cilium_lib_copied: bool,
     /// Serving CSRs already reported as left pending, so each pass does
     /// not log them again.
     csrs_reported: BTreeSet<String>,
@@ -237,7 +239,13 @@ impl KubernetesController {
         let comps = self.components(cfg, &node);
         self.write_configs(&comps)?;
         self.remove_foreign_cni_config(cfg)?;
-        let desired = self.desired(&comps);
+        let mut desired = self.desired(&comps);
+        // Without its sources the agent cannot start: everything else
+        // still does, and the error is this pass's outcome.
+        let cilium_error = self.prepare_cilium(&desired).err();
+        if cilium_error.is_some() {
+            desired.retain(|s| s.name != cilium::AGENT);
+        }
         self.reconcile(desired, &changes).await?;
         self.observed().node = Some(node.clone());
         if cfg.machine.role == Role::Controlplane && self.bootstrapped() {
@@ -247,7 +255,7 @@ impl KubernetesController {
         if cfg.cluster.cni.name == CniName::Bridge {
             self.converge_bridge(cfg, &comps, &node).await?;
         }
-        Ok(())
+        cilium_error.map_or(Ok(()), Err)
     }
 
     /// The services `comps` asks for on this node now.
@@ -256,6 +264,21 @@ impl KubernetesController {
             .host
             .exists(&self.node_path(&self.layout.kubelet_kubeconfig));
         comps.services(self.bootstrapped(), credentials)
+    }
+
+    /// Before the agent first starts this boot: its writable copy of the
+    /// image's BPF sources (see [`cilium::LIB_DIR`]).
+    fn prepare_cilium(&self, desired: &[ServiceSpec]) -> Result<(), String> {
+        if self.observed().cilium_lib_copied || !desired.iter().any(|s| s.name == cilium::AGENT) {
+            return Ok(());
+        }
+        let to = format!("{}/bpf", cilium::LIB_DIR);
+        self.host
+            .copy_tree(cilium::IMAGE_BPF_DIR, &to)
+            .map_err(|e| format!("copying Cilium's BPF sources for the agent: {e}"))?;
+        tracing::info!("kubernetes: Cilium's BPF sources copied to {to}");
+        self.observed().cilium_lib_copied = true;
+        Ok(())
     }
 
     /// Exactly one CNI config is machined's to keep: after a switch of

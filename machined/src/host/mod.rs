@@ -191,6 +191,19 @@ impl Host {
         fs::create_dir_all(&p).map_err(err("create dir", &p))
     }
 
+    /// Copy the tree at `from` to `to` (files, directories and their
+    /// permission bits; no symlinks), replacing whatever `to` held. The
+    /// copy is made beside `to` and renamed over it, so `to` is never half
+    /// there.
+    pub fn copy_tree(&self, from: &str, to: &str) -> Result<()> {
+        let (src, dst) = (self.path(from), self.path(to));
+        let partial = dst.with_extension("partial");
+        let _ = fs::remove_dir_all(&partial);
+        copy_dir(&src, &partial)?;
+        let _ = fs::remove_dir_all(&dst);
+        fs::rename(&partial, &dst).map_err(err("rename", &dst))
+    }
+
     /// Remove `node_path`, a file or a whole directory; gone already is fine.
     pub fn remove_all(&self, node_path: &str) -> Result<()> {
         let p = self.path(node_path);
@@ -254,6 +267,27 @@ impl Host {
     }
 }
 
+fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
+    let meta = fs::metadata(src).map_err(err("stat", src))?;
+    fs::create_dir_all(dst).map_err(err("create dir", dst))?;
+    fs::set_permissions(dst, meta.permissions()).map_err(err("chmod", dst))?;
+    for entry in fs::read_dir(src).map_err(err("read dir", src))? {
+        let entry = entry.map_err(err("read dir", src))?;
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        let kind = entry.file_type().map_err(err("stat", &from))?;
+        if kind.is_dir() {
+            copy_dir(&from, &to)?;
+        } else if kind.is_file() {
+            fs::copy(&from, &to).map_err(err("copy", &from))?;
+        } else {
+            return Err(err("copy", &from)(io::Error::other(
+                "neither a file nor a directory",
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("/"));
@@ -282,4 +316,33 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_tree_replaces_the_target_whole_with_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::dev(dir.path());
+        host.create_dir_all("/usr/lib/x/bpf/include").unwrap();
+        host.write_atomic("/usr/lib/x/bpf/a.c", b"int a;", 0o644)
+            .unwrap();
+        host.write_atomic("/usr/lib/x/bpf/include/b.h", b"#define B", 0o444)
+            .unwrap();
+        // Whatever was at the target before goes.
+        host.write_atomic("/var/lib/x/bpf/stale.h", b"old", 0o644)
+            .unwrap();
+        host.copy_tree("/usr/lib/x/bpf", "/var/lib/x/bpf").unwrap();
+        assert_eq!(host.read("/var/lib/x/bpf/a.c").unwrap(), b"int a;");
+        assert_eq!(host.mode("/var/lib/x/bpf/include/b.h"), Some(0o444));
+        assert!(!host.exists("/var/lib/x/bpf/stale.h"));
+        assert!(!host.exists("/var/lib/x/bpf.partial"));
+        // The copy is writable where the agent writes (its own new files).
+        host.write_atomic("/var/lib/x/bpf/include/features.h", b"x", 0o644)
+            .unwrap();
+        let missing = host.copy_tree("/nowhere", "/var/lib/y").unwrap_err();
+        assert!(missing.to_string().contains("nowhere"), "{missing}");
+    }
 }

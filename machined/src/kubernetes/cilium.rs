@@ -2,7 +2,7 @@
 //! agent on every node and the operator on control-plane nodes are
 //! supervised host processes, like the rest of Kubernetes here. The agent
 //! compiles its BPF programs on the node with clang (in the image, with
-//! Cilium's BPF sources at [`LIB_DIR`]`/bpf`), replaces kube-proxy, and
+//! Cilium's BPF sources copied to [`LIB_DIR`]`/bpf`), replaces kube-proxy, and
 //! writes the CNI config only once it is ready, so the kubelet reports the
 //! node Ready only then.
 //!
@@ -19,7 +19,7 @@
 //! masquerading, no L7 proxy (Envoy is C++, not buildable from Go modules),
 //! no Hubble, no per-endpoint health probes.
 
-use super::components::{APISERVER, Components, leader_election, slow_start};
+use super::components::{APISERVER, Components, slow_start};
 use super::layout::CNI_CONF_DIR;
 use crate::host::Host;
 use crate::host::bpf::BpfProbe;
@@ -33,9 +33,12 @@ use std::path::Path;
 
 pub const AGENT: &str = "cilium-agent";
 pub const OPERATOR: &str = "cilium-operator";
-/// Cilium's BPF sources live in `<LIB_DIR>/bpf` (the image's packages
-/// install them there, read-only).
-pub const LIB_DIR: &str = "/usr/lib/cilium";
+/// The agent's `--lib-dir`: it compiles from `<LIB_DIR>/bpf` and writes
+/// the kernel's feature macros into that tree, so it is a writable copy
+/// (RAM-backed /var, made at each boot) of [`IMAGE_BPF_DIR`].
+pub const LIB_DIR: &str = "/var/lib/cilium";
+/// Cilium's BPF sources as the image's packages install them, read-only.
+pub const IMAGE_BPF_DIR: &str = "/usr/lib/cilium/bpf";
 /// The conflist the agent writes when ready (`--write-cni-conf-when-ready`).
 pub const CONFLIST: &str = "05-cilium.conflist";
 /// The agent's health API, plain HTTP on loopback (Cilium's default port).
@@ -127,7 +130,7 @@ impl Components<'_> {
     /// collects identities and endpoints. Control-plane nodes only.
     pub fn cilium_operator(&self) -> ServiceSpec {
         let l = self.layout;
-        let mut argv: Vec<String> = vec![
+        let argv: Vec<String> = vec![
             "/usr/bin/cilium-operator-generic".into(),
             format!(
                 "--k8s-kubeconfig-path={}",
@@ -144,8 +147,12 @@ impl Components<'_> {
             "--set-cilium-is-up-condition=false".into(),
             "--set-cilium-node-taints=false".into(),
             "--unmanaged-pod-watcher-interval=0".into(),
+            // The same slack as the controller-manager's and scheduler's
+            // (components::leader_election), in the operator's own flags.
+            "--leader-election-lease-duration=60s".into(),
+            "--leader-election-renew-deadline=45s".into(),
+            "--leader-election-retry-period=5s".into(),
         ];
-        argv.extend(leader_election());
         let mut spec = ServiceSpec::new(OPERATOR, argv);
         spec.env = vec![("CILIUM_K8S_NAMESPACE".into(), NAMESPACE.into())];
         spec.depends_on = vec![APISERVER.into()];

@@ -481,7 +481,7 @@ impl Components<'_> {
 /// or emulated node answers a lease renewal slower than 10 s at times, and
 /// a lost lease makes the component exit. A takeover after a real failure
 /// then waits up to a minute instead of 15 s.
-pub(super) fn leader_election() -> [String; 4] {
+fn leader_election() -> [String; 4] {
     [
         "--leader-elect=true".into(),
         "--leader-elect-lease-duration=60s".into(),

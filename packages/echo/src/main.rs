@@ -4,6 +4,11 @@
 //! closed. std only, so the static binary is the whole image.
 //!
 //! The port is the first argument, else `$PORT`, else 8080.
+//!
+//! With `$FETCH=<ip>:<port>` it is also a client: once a second it sends
+//! `GET /` there and logs one line, `fetch <n> <target> ok <hostname>` or
+//! `fetch <n> <target> error <reason>`, so a test reads connectivity from
+//! the pod's log (`kubectl logs`), with no shell in the image.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -39,6 +44,9 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("echo: listening on port {port}");
+    if let Ok(target) = std::env::var("FETCH") {
+        std::thread::spawn(move || fetch_forever(&target));
+    }
     for conn in listener.incoming() {
         match conn {
             // One thread a connection: a slow client never holds up others.
@@ -78,6 +86,44 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
     stream.flush()
 }
 
+/// How long one fetch may take: a policy that drops packets shows as a
+/// timeout, not a hang.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn fetch_forever(target: &str) {
+    for n in 1u64.. {
+        match fetch(target) {
+            Ok(host) => println!("fetch {n} {target} ok {host}"),
+            Err(e) => println!("fetch {n} {target} error {e}"),
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// One `GET /` to `target`: the answering echo's hostname.
+fn fetch(target: &str) -> Result<String, String> {
+    let addr: std::net::SocketAddr = target
+        .parse()
+        .map_err(|e| format!("`{target}` is not <ip>:<port>: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, FETCH_TIMEOUT).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(FETCH_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    s.write_all(
+        format!(
+            "GET /from/{} HTTP/1.1\r\nHost: {target}\r\n\r\n",
+            hostname()
+        )
+        .as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("hostname: "))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no echo answer: {:?}", out.lines().next().unwrap_or("")))
+}
+
 fn answer(request_line: &str, hostname: &str) -> String {
     format!("request: {request_line}\nhostname: {hostname}\n{BODY}")
 }
@@ -114,5 +160,20 @@ mod tests {
             "{out}"
         );
         assert!(out.ends_with(BODY), "{out}");
+    }
+
+    #[test]
+    fn fetch_reports_the_answering_hostname_or_why_not() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            serve(s).unwrap();
+        });
+        assert_eq!(fetch(&addr.to_string()), Ok(hostname()));
+        server.join().unwrap();
+        // Nobody listens there any more.
+        assert!(fetch(&addr.to_string()).is_err());
+        assert!(fetch("echo:80").unwrap_err().contains("is not <ip>:<port>"));
     }
 }

@@ -62,7 +62,7 @@ fn by_default_the_agent_tunnels_over_vxlan_and_replaces_kube_proxy() {
         "--identity-allocation-mode=crd",
         "--enable-l7-proxy=false",
         "--enable-hubble=false",
-        "--lib-dir=/usr/lib/cilium",
+        "--lib-dir=/var/lib/cilium",
         "--write-cni-conf-when-ready=/etc/cni/net.d/05-cilium.conflist",
     ] {
         assert!(
@@ -139,6 +139,17 @@ fn the_operator_runs_on_control_planes_and_the_agent_once_the_node_has_credentia
             Some("/var/lib/basalt/state/kubernetes/cilium-operator.kubeconfig")
         );
         assert_eq!(flag(&operator, "identity-allocation-mode"), Some("crd"));
+        // The operator's own flag names (it has no --leader-elect).
+        assert_eq!(
+            flag(&operator, "leader-election-lease-duration"),
+            Some("60s")
+        );
+        assert!(
+            !operator
+                .argv
+                .iter()
+                .any(|a| a.starts_with("--leader-elect="))
+        );
         assert_eq!(operator.depends_on, [APISERVER]);
         assert_eq!(c.cilium_agent().depends_on, [APISERVER]);
     });

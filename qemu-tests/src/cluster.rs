@@ -1,0 +1,94 @@
+//! What every Kubernetes story does to a node as an operator: apply a
+//! signed config, wait for `/v1/health`, mint a kubeconfig, and retry a
+//! check until the (slow, emulated) cluster gets there.
+
+use crate::admin_key;
+use crate::vm::Vm;
+use basalt_api::rpc::{
+    ApplyMode, ApplyRequest, ApplyResponse, HealthReport, KubeconfigRequest, KubeconfigResponse,
+};
+use basalt_api::{CONFIG_NAMESPACE, sshsig};
+use basaltctl::client::NodeClient;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Sign `doc` with the harness admin key and apply it (mode auto); panics
+/// (failing the test) when the node refuses.
+pub fn apply(admin: &NodeClient, doc: &str) -> ApplyResponse {
+    admin
+        .post(
+            "/v1/apply",
+            &ApplyRequest {
+                config: doc.into(),
+                signatures: sshsig::sign(&admin_key(), CONFIG_NAMESPACE, doc.as_bytes()),
+                mode: ApplyMode::Auto,
+                dry_run: false,
+                try_timeout_secs: None,
+            },
+        )
+        .unwrap_or_else(|e| panic!("apply: {e}"))
+}
+
+/// Poll `/v1/health` until every check passes, printing each change as
+/// `[who <secs>s] name=ok | name=why ...`; how long it took.
+pub fn wait_healthy(who: &str, vm: &Vm, admin: &NodeClient, within: Duration) -> Duration {
+    let t0 = Instant::now();
+    let mut last = String::new();
+    loop {
+        if let Ok(report) = admin.get::<HealthReport>("/v1/health") {
+            let line: Vec<String> = report
+                .checks
+                .iter()
+                .map(|c| format!("{}={}", c.name, if c.ok { "ok" } else { &c.detail }))
+                .collect();
+            let line = line.join(" | ");
+            if line != last {
+                eprintln!("[{who} {:>4}s] {line}", t0.elapsed().as_secs());
+                last = line;
+            }
+            if report.all_ok() {
+                return t0.elapsed();
+            }
+        }
+        assert!(
+            t0.elapsed() < within,
+            "{who} not healthy after {within:?}: {last}\n{}",
+            vm.console_tail(60)
+        );
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+/// Retry `f` every 5 s until it succeeds, or fail after `within` with the
+/// last thing it said.
+pub fn eventually<T>(what: &str, within: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let t0 = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => {
+                eprintln!("{what}: after {:?}", t0.elapsed());
+                return v;
+            }
+            Err(e) => assert!(t0.elapsed() < within, "{what}: not within {within:?}: {e}"),
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+/// A kubeconfig minted by the node (`/v1/kubeconfig`) for `server`,
+/// written to `dir/kubeconfig`.
+pub fn kubeconfig(admin: &NodeClient, server: &str, dir: &Path) -> PathBuf {
+    let minted: KubeconfigResponse = admin
+        .post(
+            "/v1/kubeconfig",
+            &KubeconfigRequest {
+                server: Some(server.into()),
+                user: "story".into(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("kubeconfig: {e}"));
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, &minted.kubeconfig).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path
+}

@@ -1,0 +1,380 @@
+//! Cilium as the node's CNI, in QEMU, driven as an operator drives it: a
+//! `basaltctl config gen` control-plane config with the default CNI
+//! (Cilium), signed, applied and bootstrapped; `health` waits for the
+//! agent (which compiles its BPF programs on the node), the operator and
+//! the host prerequisites. Then what users rely on, read from pods' own
+//! logs (the echo image fetches once a second with `$FETCH` set): pod→pod
+//! and pod→ClusterIP HTTP with no kube-proxy anywhere, a default-deny
+//! NetworkPolicy that blocks it and an allow rule that lets exactly the
+//! labelled clients through, CiliumEndpoints for the pods, and traffic that
+//! keeps flowing while the agent is killed (its BPF programs stay loaded).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use basalt_api::config::{CniName, Role};
+use basalt_api::rpc::{BootstrapResponse, KillResponse, ServiceStatus};
+use basaltctl::client::NodeClient;
+use basaltctl::template::Shape;
+use qemu_tests::cluster::{self, apply, eventually, wait_healthy};
+use qemu_tests::kubectl::run as kubectl;
+use qemu_tests::vm::{Vm, VmOptions};
+use qemu_tests::{admin_key, image, statedisk};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Unpacking the node image's initramfs under TCG.
+const BOOT: Duration = Duration::from_secs(600);
+/// The control plane's Go programs and the agent's BPF compile (clang
+/// under TCG is ~13× slower than native) all start here.
+const HEALTHY: Duration = Duration::from_secs(2700);
+const APISERVER_PORT: u16 = 6443;
+
+fn controlplane_config() -> String {
+    basaltctl::template::generate(
+        Role::Controlplane,
+        "cilium",
+        "https://10.0.2.15:6443",
+        &admin_key().public(),
+        Shape {
+            hostname: Some("cp-1"),
+            cni: CniName::Cilium,
+            schedule_on_control_plane: true,
+        },
+    )
+    .unwrap()
+}
+
+/// `kubectl apply --server-side` of one JSON manifest.
+fn kubectl_apply(kubeconfig: &Path, name: &str, manifest: serde_json::Value) {
+    let file = kubeconfig.with_file_name(format!("{name}.json"));
+    std::fs::write(&file, manifest.to_string()).unwrap();
+    kubectl(
+        kubeconfig,
+        &[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "-f",
+            file.to_str().unwrap(),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+}
+
+/// A pod of the baked echo image; with `fetch`, it also GETs that
+/// `<ip>:<port>` once a second and logs the outcome.
+fn echo_pod(name: &str, labels: serde_json::Value, fetch: Option<&str>) -> serde_json::Value {
+    let env = fetch.map_or(
+        serde_json::json!([]),
+        |t| serde_json::json!([{"name": "FETCH", "value": t}]),
+    );
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "spec": {"containers": [{
+            "name": "echo",
+            "image": "registry.basalt.test/echo:1",
+            "imagePullPolicy": "Never",
+            "ports": [{"containerPort": 8080}],
+            "env": env,
+        }]},
+    })
+}
+
+fn pod_field(kubeconfig: &Path, pod: &str, path: &str) -> Result<String, String> {
+    kubectl(
+        kubeconfig,
+        &["get", "pod", pod, "-o", &format!("jsonpath={{{path}}}")],
+    )
+}
+
+fn wait_running(kubeconfig: &Path, pod: &str) -> Ipv4Addr {
+    eventually(&format!("pod {pod} running"), HEALTHY, || {
+        let phase = pod_field(kubeconfig, pod, ".status.phase")?;
+        let ip = pod_field(kubeconfig, pod, ".status.podIP")?;
+        match (phase.as_str(), ip.parse::<Ipv4Addr>()) {
+            ("Running", Ok(ip)) => Ok(ip),
+            _ => Err(format!("phase {phase:?}, ip {ip:?}")),
+        }
+    })
+}
+
+/// One line of a fetching pod's log: `fetch <n> <target> ok|error ...`.
+#[derive(Debug)]
+struct Fetch {
+    n: u64,
+    ok: bool,
+    line: String,
+}
+
+fn fetches(kubeconfig: &Path, pod: &str) -> Result<Vec<Fetch>, String> {
+    let log = kubectl(kubeconfig, &["logs", pod, "--tail=20"])?;
+    Ok(log
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next()? == "fetch").then_some(())?;
+            let n = w.next()?.parse().ok()?;
+            let _target = w.next()?;
+            let ok = w.next()? == "ok";
+            Some(Fetch {
+                n,
+                ok,
+                line: l.to_string(),
+            })
+        })
+        .collect())
+}
+
+/// Wait until `pod`'s last three fetches all succeed (`ok`) or all fail;
+/// the sequence number of the last one.
+fn wait_fetching(kubeconfig: &Path, pod: &str, ok: bool, within: Duration) -> u64 {
+    let what = format!("{pod} fetches {}", if ok { "succeed" } else { "fail" });
+    eventually(&what, within, || {
+        let f = fetches(kubeconfig, pod)?;
+        let last: Vec<&Fetch> = f.iter().rev().take(3).collect();
+        if last.len() == 3 && last.iter().all(|x| x.ok == ok) {
+            Ok(last[0].n)
+        } else {
+            Err(format!(
+                "{:?}",
+                last.iter().map(|x| x.line.as_str()).collect::<Vec<_>>()
+            ))
+        }
+    })
+}
+
+fn in_cidr(ip: Ipv4Addr, cidr: &str) -> bool {
+    let (net, len) = cidr.split_once('/').unwrap();
+    let (net, len): (Ipv4Addr, u32) = (net.parse().unwrap(), len.parse().unwrap());
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+fn services(admin: &NodeClient) -> Vec<ServiceStatus> {
+    admin.get("/v1/services").expect("services")
+}
+
+#[test]
+fn cilium_connects_pods_serves_services_without_kube_proxy_and_enforces_policy() {
+    let img = image::node().expect("node image");
+    let dir = image::target_dir().join("qemu-runs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join(format!("cilium-state-{}.raw", std::process::id()));
+    statedisk::create(&disk, 512).unwrap();
+    let opts = VmOptions {
+        memory_mib: Some(4096),
+        forwards: vec![APISERVER_PORT],
+        disks: vec![disk.clone()],
+        ..VmOptions::default()
+    };
+    let t0 = Instant::now();
+    let mut vm = Vm::boot(img, "cilium", &opts).expect("boot");
+    let fp = vm.fingerprint(1, BOOT).expect("fingerprint on the console");
+    let admin = vm.client(&fp, admin_key(), BOOT).expect("API");
+    eprintln!("API up after {:?}", t0.elapsed());
+
+    // The host prerequisites are reported before any config.
+    let status: basalt_api::rpc::Status = admin.get("/v1/status").unwrap();
+    let names: Vec<&str> = status.host_checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["host-bpffs", "host-cgroup2", "host-modules", "host-bpf"]
+    );
+    assert!(
+        status.host_checks.iter().all(|c| c.ok),
+        "{:?}",
+        status.host_checks
+    );
+    let metrics = admin
+        .send("GET", "/v1/metrics", vec![])
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("basalt_host_check_ok{check=\"host-bpf\"} 1"),
+        "{metrics}"
+    );
+
+    let applied = Instant::now();
+    apply(&admin, &controlplane_config());
+    let _: BootstrapResponse = admin.post("/v1/bootstrap", &()).expect("bootstrap");
+    let took = wait_healthy("cp-1", &vm, &admin, HEALTHY);
+    eprintln!(
+        "RESULT-ish: Cilium and the node ready {took:?} after bootstrap ({:?} after apply)",
+        applied.elapsed()
+    );
+    let agent_log = admin
+        .send("GET", "/v1/logs/cilium-agent", vec![])
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        !agent_log.is_empty(),
+        "basaltctl logs cilium-agent is empty"
+    );
+
+    // No kube-proxy on the node: Services are Cilium's.
+    let running: Vec<String> = services(&admin).into_iter().map(|s| s.name).collect();
+    assert!(
+        running.iter().any(|s| s == "cilium-agent")
+            && running.iter().any(|s| s == "cilium-operator"),
+        "{running:?}"
+    );
+    assert!(!running.iter().any(|s| s.contains("proxy")), "{running:?}");
+
+    let port = vm.forwarded(APISERVER_PORT).unwrap();
+    let kdir = std::env::temp_dir().join(format!("basalt-cilium-{}", std::process::id()));
+    let kubeconfig = cluster::kubeconfig(&admin, &format!("https://127.0.0.1:{port}"), &kdir);
+    let crds = kubectl(&kubeconfig, &["get", "crd", "-o", "name"]).unwrap();
+    assert!(
+        crds.contains("ciliumendpoints.cilium.io"),
+        "the operator registered no CRDs: {crds}"
+    );
+    let pod_cidr = kubectl(
+        &kubeconfig,
+        &["get", "node", "cp-1", "-o", "jsonpath={.spec.podCIDR}"],
+    )
+    .unwrap();
+
+    // Two echo servers behind a Service.
+    for name in ["echo-a", "echo-b"] {
+        kubectl_apply(
+            &kubeconfig,
+            name,
+            echo_pod(name, serde_json::json!({"app": "echo"}), None),
+        );
+    }
+    kubectl_apply(
+        &kubeconfig,
+        "echo-svc",
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "echo", "namespace": "default"},
+            "spec": {"selector": {"app": "echo"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        }),
+    );
+    let echo_a = wait_running(&kubeconfig, "echo-a");
+    let echo_b = wait_running(&kubeconfig, "echo-b");
+    for ip in [echo_a, echo_b] {
+        assert!(
+            in_cidr(ip, &pod_cidr),
+            "{ip} is not in the node's {pod_cidr}"
+        );
+    }
+    let cluster_ip = kubectl(
+        &kubeconfig,
+        &["get", "service", "echo", "-o", "jsonpath={.spec.clusterIP}"],
+    )
+    .unwrap();
+
+    // Clients: pod→pod, pod→ClusterIP, and a stranger to the policy.
+    let to_pod = format!("{echo_a}:8080");
+    let to_service = format!("{cluster_ip}:80");
+    for (name, access, target) in [
+        ("client-pod", "yes", to_pod.as_str()),
+        ("client-svc", "yes", to_service.as_str()),
+        ("stranger", "no", to_service.as_str()),
+    ] {
+        kubectl_apply(
+            &kubeconfig,
+            name,
+            echo_pod(name, serde_json::json!({"access": access}), Some(target)),
+        );
+    }
+    for name in ["client-pod", "client-svc", "stranger"] {
+        wait_running(&kubeconfig, name);
+        wait_fetching(&kubeconfig, name, true, Duration::from_secs(600));
+    }
+    eprintln!(
+        "pod→pod and pod→ClusterIP work, {:?} after boot",
+        t0.elapsed()
+    );
+
+    // Cilium's view, without a shell: an endpoint per pod.
+    let endpoints = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "ciliumendpoints",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ],
+    )
+    .unwrap();
+    for pod in ["echo-a", "echo-b", "client-pod", "client-svc", "stranger"] {
+        assert!(
+            endpoints.split_whitespace().any(|e| e == pod),
+            "no CiliumEndpoint for {pod}: {endpoints}"
+        );
+    }
+
+    // Default deny: nobody reaches the echo pods...
+    kubectl_apply(
+        &kubeconfig,
+        "deny",
+        serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "echo-deny", "namespace": "default"},
+            "spec": {"podSelector": {"matchLabels": {"app": "echo"}}, "policyTypes": ["Ingress"]},
+        }),
+    );
+    for name in ["client-pod", "client-svc", "stranger"] {
+        wait_fetching(&kubeconfig, name, false, Duration::from_secs(600));
+    }
+    // ...until one label is allowed in: exactly those clients.
+    kubectl_apply(
+        &kubeconfig,
+        "allow",
+        serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "echo-allow-access", "namespace": "default"},
+            "spec": {
+                "podSelector": {"matchLabels": {"app": "echo"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"podSelector": {"matchLabels": {"access": "yes"}}}]}],
+            },
+        }),
+    );
+    for name in ["client-pod", "client-svc"] {
+        wait_fetching(&kubeconfig, name, true, Duration::from_secs(600));
+    }
+    wait_fetching(&kubeconfig, "stranger", false, Duration::from_secs(60));
+    eprintln!("policies bite, {:?} after boot", t0.elapsed());
+
+    // Kill the agent: the datapath stays loaded, so established policy and
+    // service translation keep working while it is gone.
+    let before = wait_fetching(&kubeconfig, "client-svc", true, Duration::from_secs(60));
+    let killed: KillResponse = admin
+        .post("/v1/services/cilium-agent/kill", &())
+        .expect("kill cilium-agent");
+    assert!(killed.killed > 0, "nothing killed");
+    std::thread::sleep(Duration::from_secs(15));
+    let after: Vec<Fetch> = fetches(&kubeconfig, "client-svc")
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.n > before)
+        .collect();
+    assert!(after.len() >= 5, "the client stalled: {after:?}");
+    assert!(
+        after.iter().all(|f| f.ok),
+        "traffic broke without the agent: {after:?}"
+    );
+    let k0 = Instant::now();
+    wait_healthy("cp-1", &vm, &admin, HEALTHY);
+    eprintln!(
+        "cilium-agent back and healthy {:?} after the kill",
+        k0.elapsed()
+    );
+    wait_fetching(&kubeconfig, "client-svc", true, Duration::from_secs(120));
+    wait_fetching(&kubeconfig, "stranger", false, Duration::from_secs(60));
+
+    let _ = std::fs::remove_dir_all(&kdir);
+    let _ = std::fs::remove_file(&disk);
+    eprintln!("story done after {:?}", t0.elapsed());
+}
