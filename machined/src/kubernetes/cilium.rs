@@ -85,6 +85,9 @@ impl Components<'_> {
                 self.path(&Path::new(CNI_CONF_DIR).join(CONFLIST))
             ),
             format!("--agent-health-port={AGENT_HEALTH_PORT}"),
+            // gops is a debugging agent on a TCP port that also wants a
+            // writable $HOME: neither on a node.
+            "--enable-gops=false".into(),
         ];
         match settings.routing_mode {
             RoutingMode::Tunnel => {
@@ -141,6 +144,7 @@ impl Components<'_> {
             "--ipam=kubernetes".into(),
             format!("--operator-api-serve-addr=127.0.0.1:{OPERATOR_API_PORT}"),
             "--enable-metrics=false".into(),
+            "--enable-gops=false".into(),
             // These look for Cilium's pods (label k8s-app=cilium); a native
             // agent has none, so they would only ever misreport.
             "--remove-cilium-node-taints=false".into(),
