@@ -289,6 +289,7 @@ async fn control_plane() {
                         verb: &str,
                         group: &str,
                         resource: &str,
+                        namespace: &str,
                         name: &str| {
         let sar = root.path().join("sar.json");
         let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
@@ -302,7 +303,7 @@ async fn control_plane() {
                     "groups": groups,
                     "resourceAttributes": {
                         "group": group, "resource": resource, "subresource": subresource,
-                        "verb": verb, "name": name,
+                        "verb": verb, "namespace": namespace, "name": name,
                     },
                 },
             })
@@ -318,23 +319,33 @@ async fn control_plane() {
         ];
         kubectl_ok(&admin, &args).await.trim() == "true"
     };
-    for (who, verb, group, resource, name, allowed) in [
-        (node, "create", "cilium.io", "ciliumendpoints", "", true),
-        (node, "update", "cilium.io", "ciliumnodes", "worker-1", true),
+    for (who, verb, group, resource, namespace, name, allowed) in [
+        (node, "create", "cilium.io", "ciliumendpoints", "", "", true),
+        (
+            node,
+            "update",
+            "cilium.io",
+            "ciliumnodes",
+            "",
+            "worker-1",
+            true,
+        ),
         (
             node,
             "watch",
             "networking.k8s.io",
             "networkpolicies",
             "",
+            "",
             true,
         ),
-        (node, "list", "", "secrets", "", false),
+        (node, "list", "", "secrets", "", "", false),
         (
             node,
             "create",
             "apiextensions.k8s.io",
             "customresourcedefinitions",
+            "",
             "",
             false,
         ),
@@ -344,6 +355,7 @@ async fn control_plane() {
             "apiextensions.k8s.io",
             "customresourcedefinitions",
             "",
+            "",
             true,
         ),
         (
@@ -351,6 +363,7 @@ async fn control_plane() {
             "update",
             "apiextensions.k8s.io",
             "customresourcedefinitions",
+            "",
             "ciliumnodes.cilium.io",
             true,
         ),
@@ -359,6 +372,7 @@ async fn control_plane() {
             "update",
             "apiextensions.k8s.io",
             "customresourcedefinitions",
+            "",
             "foos.example.com",
             false,
         ),
@@ -368,12 +382,24 @@ async fn control_plane() {
             "cilium.io",
             "ciliumidentities",
             "",
+            "",
             true,
         ),
-        (operator, "list", "", "secrets", "", false),
+        (operator, "list", "", "secrets", "", "", false),
+        // Its ConfigMap, and only that one.
+        (
+            node,
+            "watch",
+            "",
+            "configmaps",
+            "kube-system",
+            "cilium-config",
+            true,
+        ),
+        (node, "get", "", "configmaps", "kube-system", "other", false),
     ] {
         assert_eq!(
-            review(who, verb, group, resource, name).await,
+            review(who, verb, group, resource, namespace, name).await,
             allowed,
             "{who:?} {verb} {group}/{resource} {name}"
         );

@@ -5,7 +5,9 @@
 //! kubectl on the node.
 
 use k8s_openapi::api::core::v1::{Node, Secret};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, Role, RoleBinding, RoleRef, Subject,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -121,6 +123,21 @@ pub fn token_secret(token: &str) -> Result<Secret, ClientError> {
     })
 }
 
+/// The agent's namespaced Role and its binding to `system:nodes`.
+pub fn cilium_namespaced_rbac() -> (Role, RoleBinding) {
+    let role = super::cilium::agent_config_role();
+    let binding = RoleBinding {
+        metadata: role.metadata.clone(),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: role.metadata.name.clone().unwrap_or_default(),
+        },
+        subjects: Some(vec![subject("Group", "system:nodes")]),
+    };
+    (role, binding)
+}
+
 /// Cilium's RBAC: its agent acts as the node (group `system:nodes`), its
 /// operator as [`super::cilium::OPERATOR_USER`].
 pub fn cilium_rbac() -> (Vec<ClusterRole>, Vec<ClusterRoleBinding>) {
@@ -156,6 +173,15 @@ pub async fn apply(client: &kube::Client, token: &str, cilium: bool) -> Result<(
             api.patch(&name, &params, &Patch::Apply(&r)).await?;
         }
         all_bindings.extend(cilium_bindings);
+        let (role, binding) = cilium_namespaced_rbac();
+        let ns = super::cilium::NAMESPACE;
+        let name = role.metadata.name.clone().unwrap_or_default();
+        Api::<Role>::namespaced(client.clone(), ns)
+            .patch(&name, &params, &Patch::Apply(&role))
+            .await?;
+        Api::<RoleBinding>::namespaced(client.clone(), ns)
+            .patch(&name, &params, &Patch::Apply(&binding))
+            .await?;
     }
     for b in all_bindings {
         let name = b.metadata.name.clone().unwrap_or_default();

@@ -17,7 +17,7 @@
 //! Fixed here (not config): IPAM `kubernetes` (the controller-manager's
 //! node CIDRs), CRD identities, kube-proxy replacement with BPF
 //! masquerading, no L7 proxy (Envoy is C++, not buildable from Go modules),
-//! no Hubble, no per-endpoint health probes.
+//! no Hubble.
 
 use super::components::{APISERVER, Components, slow_start};
 use super::layout::CNI_CONF_DIR;
@@ -25,9 +25,9 @@ use crate::host::Host;
 use crate::host::bpf::BpfProbe;
 use crate::host::mounts::{BPF_FS, BPF_FS_MAGIC, CGROUP2_FS, CGROUP2_MAGIC};
 use crate::supervisor::{HttpProbe, Readiness, ServiceSpec};
-use basalt_api::config::{Cilium, MachineConfig, Role, RoutingMode, TunnelProtocol};
+use basalt_api::config::{Cilium, MachineConfig, RoutingMode, TunnelProtocol};
 use basalt_api::rpc::HealthCheck;
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::path::Path;
 
@@ -72,9 +72,13 @@ impl Components<'_> {
             "--enable-ipv4-masquerade=true".into(),
             "--enable-l7-proxy=false".into(),
             "--enable-hubble=false".into(),
-            // Node-to-node health stays on; a health endpoint per node
-            // would be one more BPF program set to compile at start.
-            "--enable-endpoint-health-checking=false".into(),
+            // The health endpoint (Cilium's default) matters beyond the
+            // probes it answers: the agent builds it at start with no
+            // deadline, which compiles the pods' BPF template. Otherwise
+            // the first pod compiles it inside the CNI call's 90 s limit,
+            // which clang under emulation does not meet; each retry then
+            // cancels the last compile, and no pod ever starts.
+            "--enable-endpoint-health-checking=true".into(),
             // BPF maps sized from the node's memory, as Cilium's chart does.
             "--bpf-map-dynamic-size-ratio=0.0025".into(),
             format!("--lib-dir={LIB_DIR}"),
@@ -116,7 +120,7 @@ impl Components<'_> {
             ("K8S_NODE_NAME".into(), self.node_name.into()),
             ("CILIUM_K8S_NAMESPACE".into(), NAMESPACE.into()),
         ];
-        if self.config.machine.role == Role::Controlplane {
+        if self.config.machine.role == basalt_api::config::Role::Controlplane {
             // Nothing to talk to before the local API server answers.
             spec.depends_on = vec![APISERVER.into()];
         }
@@ -336,6 +340,25 @@ pub fn agent_role() -> ClusterRole {
             ),
         ],
     )
+}
+
+/// The agent reads its ConfigMap (`cilium-config`, optional: machined
+/// configures it by flags) and only that, in [`NAMESPACE`].
+pub fn agent_config_role() -> Role {
+    Role {
+        metadata: ObjectMeta {
+            name: Some("basalt:cilium-agent-config".into()),
+            namespace: Some(NAMESPACE.into()),
+            ..Default::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["configmaps".into()]),
+            resource_names: Some(vec!["cilium-config".into()]),
+            verbs: READ.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }]),
+    }
 }
 
 /// Every CRD the operator registers (and may update).
