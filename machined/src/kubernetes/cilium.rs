@@ -72,13 +72,10 @@ impl Components<'_> {
             "--enable-ipv4-masquerade=true".into(),
             "--enable-l7-proxy=false".into(),
             "--enable-hubble=false".into(),
-            // The health endpoint (Cilium's default) matters beyond the
-            // probes it answers: the agent builds it at start with no
-            // deadline, which compiles the pods' BPF template. Otherwise
-            // the first pod compiles it inside the CNI call's 90 s limit,
-            // which clang under emulation does not meet; each retry then
-            // cancels the last compile, and no pod ever starts.
-            "--enable-endpoint-health-checking=true".into(),
+            // Node-to-node health checking stays on; the health endpoint
+            // (one more BPF program set to compile, and relaunched every
+            // few seconds when its start is slow, as under emulation) is off.
+            "--enable-endpoint-health-checking=false".into(),
             // BPF maps sized from the node's memory, as Cilium's chart does.
             "--bpf-map-dynamic-size-ratio=0.0025".into(),
             format!("--lib-dir={LIB_DIR}"),

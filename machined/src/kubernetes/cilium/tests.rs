@@ -1,9 +1,9 @@
 //! The agent's and operator's flags as Cilium reads them, per setting.
 
 use super::*;
-use basalt_api::config::Role;
 use crate::kubernetes::components::{CONTROL_PLANE, KUBELET};
 use crate::kubernetes::layout::Layout;
+use basalt_api::config::Role;
 use basalt_api::sshkey::PrivateKey;
 use basaltctl::template::{Shape, generate};
 use std::path::Path;
