@@ -39,13 +39,8 @@
 //! skipped.
 
 use basalt_api::config::{CniName, MachineConfig, Role};
-use basalt_api::rpc::{
-    ApplyMode, ApplyRequest, ApplyResponse, BootstrapResponse, FileContent, HealthReport, Process,
-    ServiceStatus,
-};
-use basalt_api::{CONFIG_NAMESPACE, sshsig};
+use basalt_api::rpc::{BootstrapResponse, FileContent, HealthReport, Process, ServiceStatus};
 use basaltctl::client::NodeClient;
-use basaltctl::template::Shape;
 use machined::host::Host;
 use machined::kubernetes::components::{self, Components};
 use machined::kubernetes::layout::{CNI_CONF_DIR, Layout, RUN_DIR};
@@ -96,18 +91,7 @@ fn mib(bytes: u64) -> f64 {
 /// `basaltctl config gen --role controlplane`, set up as the one-node
 /// story's: it schedules workloads, pods use the bridge CNI.
 fn controlplane_config() -> String {
-    basaltctl::template::generate(
-        Role::Controlplane,
-        "bench",
-        &format!("https://{NODE_IP}:{APISERVER_PORT}"),
-        &admin_key().public(),
-        Shape {
-            hostname: Some(NODE),
-            cni: CniName::Bridge,
-            schedule_on_control_plane: true,
-        },
-    )
-    .unwrap()
+    qemu_tests::cluster::one_node_config("bench", NODE, CniName::Bridge)
 }
 
 /// The host's view of one cluster: kubectl with the admin kubeconfig
@@ -533,19 +517,7 @@ struct OursRun {
 }
 
 fn apply(admin: &NodeClient, doc: &str) {
-    let r: ApplyResponse = admin
-        .post(
-            "/v1/apply",
-            &ApplyRequest {
-                config: doc.into(),
-                signatures: sshsig::sign(&admin_key(), CONFIG_NAMESPACE, doc.as_bytes()),
-                mode: ApplyMode::Auto,
-                dry_run: false,
-                try_timeout_secs: None,
-            },
-        )
-        .expect("apply");
-    assert_eq!(r.generation, 1);
+    assert_eq!(qemu_tests::cluster::apply(admin, doc).generation, 1);
 }
 
 /// Our one-node story at `memory_mib`: boot, apply, bootstrap, then the

@@ -4,13 +4,35 @@
 
 use crate::admin_key;
 use crate::vm::Vm;
+use basalt_api::config::{CniName, Role};
 use basalt_api::rpc::{
     ApplyMode, ApplyRequest, ApplyResponse, HealthReport, KubeconfigRequest, KubeconfigResponse,
 };
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::NodeClient;
+use basaltctl::template::Shape;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// The one-node stories' node: QEMU user networking gives it 10.0.2.15.
+pub const ONE_NODE_ENDPOINT: &str = "https://10.0.2.15:6443";
+
+/// `basaltctl config gen --role controlplane` for a one-node cluster
+/// `cluster` whose node `hostname` schedules workloads, with `cni`.
+pub fn one_node_config(cluster: &str, hostname: &str, cni: CniName) -> String {
+    basaltctl::template::generate(
+        Role::Controlplane,
+        cluster,
+        ONE_NODE_ENDPOINT,
+        &admin_key().public(),
+        Shape {
+            hostname: Some(hostname),
+            cni,
+            schedule_on_control_plane: true,
+        },
+    )
+    .unwrap_or_else(|e| panic!("config gen: {e}"))
+}
 
 /// Sign `doc` with the harness admin key and apply it (mode auto); panics
 /// (failing the test) when the node refuses.

@@ -14,13 +14,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use basalt_api::config::{CniName, Role};
+use basalt_api::config::CniName;
 use basalt_api::rpc::{
     ApplyMode, ApplyRequest, ApplyResponse, BootstrapResponse, KillResponse, ServiceStatus,
 };
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::NodeClient;
-use basaltctl::template::Shape;
 use qemu_tests::cluster::{self, apply, wait_healthy};
 use qemu_tests::kubectl::run as kubectl;
 use qemu_tests::vm::{Vm, VmOptions};
@@ -36,18 +35,7 @@ const HEALTHY: Duration = Duration::from_secs(2700);
 const APISERVER_PORT: u16 = 6443;
 
 fn controlplane_config() -> String {
-    basaltctl::template::generate(
-        Role::Controlplane,
-        "cilium",
-        "https://10.0.2.15:6443",
-        &admin_key().public(),
-        Shape {
-            hostname: Some("cp-1"),
-            cni: CniName::Cilium,
-            schedule_on_control_plane: true,
-        },
-    )
-    .unwrap()
+    cluster::one_node_config("cilium", "cp-1", CniName::Cilium)
 }
 
 fn services(admin: &NodeClient) -> Vec<ServiceStatus> {

@@ -10,10 +10,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use basalt_api::config::{CniName, Role};
+use basalt_api::config::CniName;
 use basalt_api::rpc::{BootstrapResponse, KillResponse};
 use basaltctl::client::ClientError;
-use basaltctl::template::Shape;
 use image_builder::oci::{self, OciImage};
 use image_builder::package;
 use qemu_tests::cluster::{self, apply, eventually, wait_healthy};
@@ -42,18 +41,7 @@ use qemu_tests::kubectl::run as kubectl;
 /// `basaltctl config gen --role controlplane`, set up for one node: it
 /// schedules workloads, and pods use the bridge CNI.
 fn controlplane_config() -> String {
-    basaltctl::template::generate(
-        Role::Controlplane,
-        "story",
-        "https://10.0.2.15:6443",
-        &admin_key().public(),
-        Shape {
-            hostname: Some("cp-1"),
-            cni: CniName::Bridge,
-            schedule_on_control_plane: true,
-        },
-    )
-    .unwrap()
+    cluster::one_node_config("story", "cp-1", CniName::Bridge)
 }
 
 /// The echo Deployment (2 replicas of the image baked into the node, never
