@@ -754,6 +754,12 @@ fn cni(c: &Cluster, out: &mut Problems) {
             "Basalt ships no kube-proxy: with Cilium, Services work only through its kube-proxy replacement; remove this line (or bring your own CNI with name = \"none\")".into(),
         ));
     }
+    if c.cni.name == CniName::Cilium && !c.pod_subnets.iter().any(|p| p.0.addr().is_ipv4()) {
+        out.push((
+            p(&["cluster", "pod_subnets"]),
+            "Cilium runs IPv4 here: at least one IPv4 pod subnet is required".into(),
+        ));
+    }
     let Some(cilium) = &c.cni.cilium else { return };
     let at = at.key("cilium");
     if c.cni.name != CniName::Cilium {
@@ -772,16 +778,37 @@ fn cni(c: &Cluster, out: &mut Problems) {
                         .into(),
                 ));
             }
+            let key = at.key("native_routing_cidr");
             match &cilium.native_routing_cidr {
                 None => out.push((
-                    at.key("native_routing_cidr"),
-                    "required with routing_mode = \"native\": the CIDR your network routes to pods (usually the pod subnets)".into(),
+                    key,
+                    "required with routing_mode = \"native\": the IPv4 CIDR your network routes to pods (usually the pod subnets)".into(),
                 )),
-                Some(cidr) if !c.pod_subnets.iter().any(|pod| cidr.overlaps(pod)) => out.push((
-                    at.key("native_routing_cidr"),
-                    format!("{cidr} contains none of cluster.pod_subnets; pods' traffic would be masqueraded instead of routed"),
+                Some(cidr) if !cidr.0.addr().is_ipv4() => out.push((
+                    key,
+                    format!("{cidr} is not IPv4; Cilium's native-routing CIDR is an IPv4 one"),
                 )),
-                Some(_) => {}
+                Some(cidr) if cidr.0.trunc() != cidr.0 => out.push((
+                    key,
+                    format!("{cidr} has host bits set; did you mean {}?", cidr.0.trunc()),
+                )),
+                Some(cidr) => {
+                    let outside: Vec<String> = c
+                        .pod_subnets
+                        .iter()
+                        .filter(|pod| pod.0.addr().is_ipv4() && !cidr.0.contains(&pod.0.trunc()))
+                        .map(ToString::to_string)
+                        .collect();
+                    if !outside.is_empty() {
+                        out.push((
+                            key,
+                            format!(
+                                "{cidr} does not contain the pod subnet(s) {}; pods' traffic there would be masqueraded instead of routed",
+                                outside.join(", ")
+                            ),
+                        ));
+                    }
+                }
             }
         }
         RoutingMode::Tunnel => {

@@ -451,7 +451,25 @@ pub fn config_cases() -> Vec<ConfigCase> {
                 "routing_mode = \"native\"\nnative_routing_cidr = \"192.168.0.0/16\"\n",
             ),
             "cluster.cni.cilium.native_routing_cidr",
-            "contains none of cluster.pod_subnets",
+            "does not contain the pod subnet(s) 10.244.0.0/16",
+        ),
+        case(
+            "native routing CIDR narrower than the pod subnet",
+            cilium(
+                &w,
+                "routing_mode = \"native\"\nnative_routing_cidr = \"10.244.1.0/24\"\n",
+            ),
+            "cluster.cni.cilium.native_routing_cidr",
+            "does not contain the pod subnet(s) 10.244.0.0/16",
+        ),
+        case(
+            "native routing CIDR with host bits",
+            cilium(
+                &w,
+                "routing_mode = \"native\"\nnative_routing_cidr = \"10.244.0.1/16\"\n",
+            ),
+            "cluster.cni.cilium.native_routing_cidr",
+            "has host bits set; did you mean 10.244.0.0/16?",
         ),
         case(
             "tunnel protocol with native routing",

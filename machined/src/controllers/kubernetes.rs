@@ -41,8 +41,9 @@ struct Observed {
     /// The specs this controller started, by name.
     started: BTreeMap<String, ServiceSpec>,
     node: Option<NodeIdentity>,
-    /// The bootstrap objects were applied this boot.
-    bootstrap_applied: bool,
+    /// The bootstrap objects were applied this boot, with Cilium's RBAC
+    /// (`Some(true)`) or without; applied again when that changes.
+    bootstrap_applied: Option<bool>,
     /// The bridge CNI config waits for the node's pod CIDR.
     cni_pending: bool,
     /// Cilium's BPF sources were copied to its writable lib dir this boot.
@@ -285,10 +286,15 @@ impl KubernetesController {
     /// `cluster.cni.name`, the previous CNI's config goes (the CRI plugin
     /// uses the first config in name order, whoever wrote it).
     fn remove_foreign_cni_config(&self, cfg: &MachineConfig) -> Result<(), String> {
+        // Cilium's conflist is machined's to remove only while machined
+        // runs the agent that wrote it: with `none`, a Cilium the operator
+        // installed may write the same file.
+        let ran_agent = self.observed().started.contains_key(cilium::AGENT);
         let stale: &[&str] = match cfg.cluster.cni.name {
             CniName::Cilium => &[components::BRIDGE_CONFLIST],
             CniName::Bridge => &[cilium::CONFLIST],
-            CniName::None => &[components::BRIDGE_CONFLIST, cilium::CONFLIST],
+            CniName::None if ran_agent => &[components::BRIDGE_CONFLIST, cilium::CONFLIST],
+            CniName::None => &[components::BRIDGE_CONFLIST],
         };
         for name in stale {
             let path = format!("{CNI_CONF_DIR}/{name}");
@@ -358,7 +364,7 @@ impl KubernetesController {
     /// returned: it must not hold back the rest of converging, and the next
     /// pass retries.
     async fn approve_serving_csrs(&self) {
-        if !self.observed().bootstrap_applied {
+        if self.observed().bootstrap_applied.is_none() {
             // Not before the apiserver answered machined once.
             return;
         }
@@ -448,7 +454,8 @@ impl KubernetesController {
     }
 
     async fn apply_bootstrap_objects(&self, cfg: &MachineConfig) -> Result<(), String> {
-        if self.observed().bootstrap_applied {
+        let with_cilium = cilium::enabled(cfg);
+        if self.observed().bootstrap_applied == Some(with_cilium) {
             return Ok(());
         }
         let ready = self
@@ -462,11 +469,11 @@ impl KubernetesController {
         let client = bootstrap::client(&kubeconfig)
             .await
             .map_err(|e| e.to_string())?;
-        bootstrap::apply(&client, cfg.cluster.token.expose(), cilium::enabled(cfg))
+        bootstrap::apply(&client, cfg.cluster.token.expose(), with_cilium)
             .await
             .map_err(|e| format!("applying the bootstrap token and RBAC: {e}"))?;
         tracing::info!("kubernetes: bootstrap token and node RBAC applied");
-        self.observed().bootstrap_applied = true;
+        self.observed().bootstrap_applied = Some(with_cilium);
         Ok(())
     }
 
@@ -662,6 +669,9 @@ fn restarts(cert: &str, service: &str) -> bool {
             cilium::OPERATOR,
         ],
         c if c.starts_with("cilium-operator") => &[cilium::OPERATOR],
+        // The agent acts as its node with the kubelet's credentials, read
+        // once at start.
+        "kubelet.kubeconfig" => &[KUBELET, cilium::AGENT],
         "etcd-ca" | "etcd-server" | "etcd-peer" => &[ETCD, APISERVER],
         "apiserver-etcd-client" => &[APISERVER],
         "front-proxy-ca" => &[APISERVER, CONTROLLER_MANAGER, SCHEDULER],

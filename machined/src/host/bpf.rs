@@ -54,10 +54,17 @@ struct ProgInfo {
     xlated_prog_len: u32,
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a live, exclusively borrowed `#[repr(C)]` prefix of
-    // `union bpf_attr` and its exact size is passed; the kernel reads (and
-    // for GET_INFO writes through the pointer inside it) only that much.
+/// `bpf(cmd, attr, size_of::<T>())`.
+///
+/// # Safety
+/// `T` must be the `#[repr(C)]` prefix of `union bpf_attr` that `cmd`
+/// reads, and every pointer inside `attr` must point to memory that is
+/// valid (and, where the kernel writes, writable and large enough for the
+/// length given beside it) for the duration of the call.
+unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is live and exclusively borrowed, and its exact size
+    // is passed; the caller vouches for the pointers inside it. The kernel
+    // writes only within that size (GET_INFO updates `info_len`).
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -92,7 +99,9 @@ pub fn probe() -> BpfProbe {
         kern_version: 0,
         prog_flags: 0,
     };
-    let fd = match bpf(BPF_PROG_LOAD, &mut load) {
+    // SAFETY: `insns` and `license` point into locals that outlive the
+    // call; `insn_cnt` is the length of `insns`; no log buffer is given.
+    let fd = match unsafe { bpf(BPF_PROG_LOAD, &mut load) } {
         Ok(fd) => fd,
         Err(e) => return BpfProbe::Refused(e.to_string()),
     };
@@ -108,7 +117,9 @@ pub fn probe() -> BpfProbe {
         info_len: std::mem::size_of::<ProgInfo>() as u32,
         info: &mut info as *mut ProgInfo as u64,
     };
-    match bpf(BPF_OBJ_GET_INFO_BY_FD, &mut get) {
+    // SAFETY: `info` points to `info`, a local of exactly `info_len`
+    // bytes that outlives the call; the kernel writes at most that much.
+    match unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut get) } {
         Ok(_) if info.jited_prog_len > 0 => BpfProbe::Jited,
         Ok(_) => BpfProbe::Interpreted,
         Err(e) => BpfProbe::Refused(format!("loaded, but its info was refused: {e}")),

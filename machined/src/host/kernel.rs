@@ -25,7 +25,10 @@ pub trait Kernel: Send + Sync + std::fmt::Debug {
 }
 
 fn statfs_magic(path: &std::path::Path) -> Option<u64> {
-    rustix::fs::statfs(path).ok().map(|s| s.f_type as u64)
+    // `f_type` is a signed word; the magics are 32-bit patterns.
+    rustix::fs::statfs(path)
+        .ok()
+        .map(|s| u64::from(s.f_type as u32))
 }
 
 /// `net.ipv4.ip_forward` → `proc/sys/net/ipv4/ip_forward` (relative). A key

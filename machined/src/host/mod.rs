@@ -193,15 +193,22 @@ impl Host {
 
     /// Copy the tree at `from` to `to` (files, directories and their
     /// permission bits; no symlinks), replacing whatever `to` held. The
-    /// copy is made beside `to` and renamed over it, so `to` is never half
-    /// there.
+    /// copy is made beside `to` (`<to>.partial`, removed again when it
+    /// fails) and only then replaces `to`, so `to` never holds half a copy.
     pub fn copy_tree(&self, from: &str, to: &str) -> Result<()> {
         let (src, dst) = (self.path(from), self.path(to));
-        let partial = dst.with_extension("partial");
+        let mut partial = dst.clone().into_os_string();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
         let _ = fs::remove_dir_all(&partial);
-        copy_dir(&src, &partial)?;
-        let _ = fs::remove_dir_all(&dst);
-        fs::rename(&partial, &dst).map_err(err("rename", &dst))
+        let copied = copy_dir(&src, &partial).and_then(|()| match fs::remove_dir_all(&dst) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(err("remove", &dst)(e)),
+            _ => fs::rename(&partial, &dst).map_err(err("rename", &dst)),
+        });
+        if copied.is_err() {
+            let _ = fs::remove_dir_all(&partial);
+        }
+        copied
     }
 
     /// Remove `node_path`, a file or a whole directory; gone already is fine.

@@ -163,27 +163,10 @@ pub fn cilium_rbac() -> (Vec<ClusterRole>, Vec<ClusterRoleBinding>) {
 /// repeat.
 pub async fn apply(client: &kube::Client, token: &str, cilium: bool) -> Result<(), ClientError> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
+    // What lets workers join first: a failure in Cilium's objects below
+    // must not keep nodes out.
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-    let mut all_bindings = rbac();
-    if cilium {
-        let (roles, cilium_bindings) = cilium_rbac();
-        let api: Api<ClusterRole> = Api::all(client.clone());
-        for r in roles {
-            let name = r.metadata.name.clone().unwrap_or_default();
-            api.patch(&name, &params, &Patch::Apply(&r)).await?;
-        }
-        all_bindings.extend(cilium_bindings);
-        let (role, binding) = cilium_namespaced_rbac();
-        let ns = super::cilium::NAMESPACE;
-        let name = role.metadata.name.clone().unwrap_or_default();
-        Api::<Role>::namespaced(client.clone(), ns)
-            .patch(&name, &params, &Patch::Apply(&role))
-            .await?;
-        Api::<RoleBinding>::namespaced(client.clone(), ns)
-            .patch(&name, &params, &Patch::Apply(&binding))
-            .await?;
-    }
-    for b in all_bindings {
+    for b in rbac() {
         let name = b.metadata.name.clone().unwrap_or_default();
         bindings.patch(&name, &params, &Patch::Apply(&b)).await?;
     }
@@ -192,6 +175,28 @@ pub async fn apply(client: &kube::Client, token: &str, cilium: bool) -> Result<(
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "kube-system");
     secrets
         .patch(&name, &params, &Patch::Apply(&secret))
+        .await?;
+    if !cilium {
+        return Ok(());
+    }
+    let (roles, cilium_bindings) = cilium_rbac();
+    let api: Api<ClusterRole> = Api::all(client.clone());
+    for r in roles {
+        let name = r.metadata.name.clone().unwrap_or_default();
+        api.patch(&name, &params, &Patch::Apply(&r)).await?;
+    }
+    for b in cilium_bindings {
+        let name = b.metadata.name.clone().unwrap_or_default();
+        bindings.patch(&name, &params, &Patch::Apply(&b)).await?;
+    }
+    let (role, binding) = cilium_namespaced_rbac();
+    let ns = super::cilium::NAMESPACE;
+    let name = role.metadata.name.clone().unwrap_or_default();
+    Api::<Role>::namespaced(client.clone(), ns)
+        .patch(&name, &params, &Patch::Apply(&role))
+        .await?;
+    Api::<RoleBinding>::namespaced(client.clone(), ns)
+        .patch(&name, &params, &Patch::Apply(&binding))
         .await?;
     Ok(())
 }

@@ -78,7 +78,7 @@ impl Components<'_> {
             "--enable-endpoint-health-checking=false".into(),
             // BPF maps sized from the node's memory, as Cilium's chart does.
             "--bpf-map-dynamic-size-ratio=0.0025".into(),
-            format!("--lib-dir={LIB_DIR}"),
+            format!("--lib-dir={}", self.path(Path::new(LIB_DIR))),
             format!("--bpf-root={}", self.path(Path::new(BPF_FS))),
             format!("--cgroup-root={}", self.path(Path::new(CGROUP2_FS))),
             format!(
@@ -175,7 +175,21 @@ impl Components<'_> {
 /// device, and tc's clsact qdisc and BPF classifier (this kernel predates
 /// tcx). No modprobe runs on the node: they must be in the image's list.
 pub fn required_modules(settings: &Cilium) -> Vec<&'static str> {
-    let mut modules = vec!["sch_ingress", "cls_bpf"];
+    let mut modules = vec![
+        "sch_ingress",
+        "cls_bpf",
+        // Its netlink handles open the XFRM family (even without IPsec).
+        "xfrm_user",
+        // Its iptables rules: port matches, CT --notrack, the socket match.
+        "xt_tcpudp",
+        "xt_CT",
+        "xt_socket",
+        // sock_diag: the kube-proxy replacement closes sockets to deleted
+        // backends.
+        "inet_diag",
+        "tcp_diag",
+        "udp_diag",
+    ];
     if settings.routing_mode == RoutingMode::Tunnel {
         modules.push(match settings.tunnel_protocol.unwrap_or_default() {
             TunnelProtocol::Vxlan => "vxlan",
@@ -237,7 +251,9 @@ pub fn host_checks(host: &Host, settings: &Cilium, probe: &BpfProbe) -> Vec<Heal
         BpfProbe::Refused(reason) => HealthCheck::new(
             "host-bpf",
             false,
-            format!("the kernel refused a trivial BPF program: {reason}"),
+            format!(
+                "the kernel refused a trivial BPF program: {reason} (the kernel needs CONFIG_BPF_SYSCALL, and machined CAP_BPF or CAP_SYS_ADMIN)"
+            ),
         ),
     });
     checks

@@ -186,12 +186,12 @@ fn host_checks_say_what_is_missing_and_what_to_do() {
     use crate::host::recording::RecordingKernel;
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
-    let good = RecordingKernel::new("n")
+    let mut good = RecordingKernel::new("n")
         .with_filesystem(BPF_FS, BPF_FS_MAGIC)
-        .with_filesystem(CGROUP2_FS, CGROUP2_MAGIC)
-        .with_module("vxlan")
-        .with_module("sch_ingress")
-        .with_module("cls_bpf");
+        .with_filesystem(CGROUP2_FS, CGROUP2_MAGIC);
+    for m in required_modules(&Cilium::default()) {
+        good = good.with_module(m);
+    }
     let host = Host::with_kernel(dir.path(), Arc::new(good));
     let defaults = Cilium::default();
     let checks = host_checks(&host, &defaults, &BpfProbe::Jited);
@@ -204,12 +204,12 @@ fn host_checks_say_what_is_missing_and_what_to_do() {
 
     // Geneve needs its own module; a v1 cgroup mount and a refusing kernel
     // are named with what was seen.
-    let bad = RecordingKernel::new("n")
+    let mut bad = RecordingKernel::new("n")
         .with_filesystem(BPF_FS, BPF_FS_MAGIC)
-        .with_filesystem(CGROUP2_FS, 0x0102_1994)
-        .with_module("vxlan")
-        .with_module("sch_ingress")
-        .with_module("cls_bpf");
+        .with_filesystem(CGROUP2_FS, 0x0102_1994);
+    for m in required_modules(&Cilium::default()) {
+        bad = bad.with_module(m);
+    }
     let host = Host::with_kernel(dir.path(), Arc::new(bad));
     let geneve = Cilium {
         tunnel_protocol: Some(TunnelProtocol::Geneve),
@@ -238,7 +238,7 @@ fn host_checks_say_what_is_missing_and_what_to_do() {
             ),
             (
                 "host-bpf",
-                "the kernel refused a trivial BPF program: Operation not permitted (os error 1)"
+                "the kernel refused a trivial BPF program: Operation not permitted (os error 1) (the kernel needs CONFIG_BPF_SYSCALL, and machined CAP_BPF or CAP_SYS_ADMIN)"
             ),
         ]
     );
