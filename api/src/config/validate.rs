@@ -658,6 +658,12 @@ fn cluster(c: &Cluster, role: Role, out: &mut Problems) {
     }
     subnets(c, out);
     cni(c, out);
+    inline_manifests(c, out);
+}
+
+/// Each inline manifest named (a DNS subdomain, once) and not empty.
+fn inline_manifests(c: &Cluster, out: &mut Problems) {
+    let at = |k: &str| p(&["cluster", k]);
     let mut names = HashSet::new();
     for (i, m) in c.inline_manifests.iter().enumerate() {
         let mat = at("inline_manifests").index(i);
