@@ -2,8 +2,9 @@
 //! signed config, wait for `/v1/health`, mint a kubeconfig, and retry a
 //! check until the (slow, emulated) cluster gets there.
 
-use crate::admin_key;
 use crate::vm::Vm;
+use crate::vm::VmOptions;
+use crate::{admin_key, image, statedisk};
 use basalt_api::config::{CniName, Role};
 use basalt_api::rpc::{
     ApplyMode, ApplyRequest, ApplyResponse, HealthReport, KubeconfigRequest, KubeconfigResponse,
@@ -32,6 +33,47 @@ pub fn one_node_config(cluster: &str, hostname: &str, cni: CniName) -> String {
         },
     )
     .unwrap_or_else(|e| panic!("config gen: {e}"))
+}
+
+/// A booted node-image VM with a STATE disk, its API answering.
+pub struct OneNode {
+    pub vm: Vm,
+    pub admin: NodeClient,
+    /// The node's TLS fingerprint, from its console.
+    pub fingerprint: String,
+    /// The STATE disk image, for the story to remove when it is done.
+    pub state_disk: PathBuf,
+}
+
+/// Boot the node image as `name` with 4 GiB, a fresh 512 MiB STATE disk
+/// and guest port `forward` forwarded; wait up to `within` for its API.
+pub fn boot_one_node(name: &str, forward: u16, within: Duration) -> OneNode {
+    let img = image::node().unwrap_or_else(|e| panic!("node image: {e}"));
+    let dir = image::target_dir().join("qemu-runs");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let state_disk = dir.join(format!("{name}-state-{}.raw", std::process::id()));
+    statedisk::create(&state_disk, 512).unwrap_or_else(|e| panic!("STATE disk: {e}"));
+    let opts = VmOptions {
+        memory_mib: Some(4096),
+        forwards: vec![forward],
+        disks: vec![state_disk.clone()],
+        ..VmOptions::default()
+    };
+    let t0 = Instant::now();
+    let mut vm = Vm::boot(img, name, &opts).unwrap_or_else(|e| panic!("boot: {e}"));
+    let fingerprint = vm
+        .fingerprint(1, within)
+        .unwrap_or_else(|e| panic!("fingerprint on the console: {e}"));
+    let admin = vm
+        .client(&fingerprint, admin_key(), within)
+        .unwrap_or_else(|e| panic!("API: {e}"));
+    eprintln!("{name}: API up after {:?}", t0.elapsed());
+    OneNode {
+        vm,
+        admin,
+        fingerprint,
+        state_disk,
+    }
 }
 
 /// Sign `doc` with the harness admin key and apply it (mode auto); panics

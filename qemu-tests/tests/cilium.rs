@@ -20,10 +20,10 @@ use basalt_api::rpc::{
 };
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::NodeClient;
+use qemu_tests::admin_key;
 use qemu_tests::cluster::{self, apply, wait_healthy};
 use qemu_tests::kubectl::run as kubectl;
-use qemu_tests::vm::{Vm, VmOptions};
-use qemu_tests::{admin_key, image, statedisk};
+use qemu_tests::vm::Vm;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -65,22 +65,13 @@ impl Drop for Started {
 /// apply a control-plane config with Cilium, bootstrap, and wait until
 /// every check (the agent and operator included) passes.
 fn start(name: &str) -> Started {
-    let img = image::node().expect("node image");
-    let dir = image::target_dir().join("qemu-runs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let disk = dir.join(format!("{name}-state-{}.raw", std::process::id()));
-    statedisk::create(&disk, 512).unwrap();
-    let opts = VmOptions {
-        memory_mib: Some(4096),
-        forwards: vec![APISERVER_PORT],
-        disks: vec![disk.clone()],
-        ..VmOptions::default()
-    };
     let t0 = Instant::now();
-    let mut vm = Vm::boot(img, name, &opts).expect("boot");
-    let fp = vm.fingerprint(1, BOOT).expect("fingerprint on the console");
-    let admin = vm.client(&fp, admin_key(), BOOT).expect("API");
-    eprintln!("API up after {:?}", t0.elapsed());
+    let cluster::OneNode {
+        vm,
+        admin,
+        state_disk: disk,
+        ..
+    } = cluster::boot_one_node(name, APISERVER_PORT, BOOT);
 
     // The host prerequisites are reported before any config.
     let status: basalt_api::rpc::Status = admin.get("/v1/status").unwrap();

@@ -16,8 +16,7 @@ use basaltctl::client::ClientError;
 use image_builder::oci::{self, OciImage};
 use image_builder::package;
 use qemu_tests::cluster::{self, apply, eventually, wait_healthy};
-use qemu_tests::vm::{Vm, VmOptions};
-use qemu_tests::{admin_key, image, statedisk};
+use qemu_tests::{admin_key, image};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -246,22 +245,13 @@ fn echo_serves(kubeconfig: &Path) {
 
 #[test]
 fn a_one_node_cluster_serves_survives_kills_and_reboots() {
-    let img = image::node().expect("node image");
-    let dir = image::target_dir().join("qemu-runs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let disk = dir.join(format!("k8s-state-{}.raw", std::process::id()));
-    statedisk::create(&disk, 512).unwrap();
-    let opts = VmOptions {
-        memory_mib: Some(4096),
-        forwards: vec![APISERVER_PORT],
-        disks: vec![disk.clone()],
-        ..VmOptions::default()
-    };
     let t0 = Instant::now();
-    let mut vm = Vm::boot(img, "kubernetes", &opts).expect("boot");
-    let fp = vm.fingerprint(1, BOOT).expect("fingerprint on the console");
-    let admin = vm.client(&fp, admin_key(), BOOT).expect("API");
-    eprintln!("API up after {:?}", t0.elapsed());
+    let cluster::OneNode {
+        mut vm,
+        admin,
+        fingerprint: fp,
+        state_disk: disk,
+    } = cluster::boot_one_node("kubernetes", APISERVER_PORT, BOOT);
 
     let doc = controlplane_config();
     assert_eq!(apply(&admin, &doc).generation, 1);
