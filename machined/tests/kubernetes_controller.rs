@@ -36,6 +36,21 @@ fn controller() -> (tempfile::TempDir, Host, KubernetesController) {
     (dir, host, c)
 }
 
+/// Issue every certificate and kubeconfig `cfg` asks for at address `ip`,
+/// as the controller's converge does.
+fn issue_pki(host: &Host, c: &KubernetesController, cfg: &MachineConfig, ip: IpAddr) {
+    let node = c.identity(cfg, &[ip]).unwrap();
+    pki::converge(
+        host,
+        c.layout(),
+        &cfg.cluster,
+        cfg.machine.role,
+        &node,
+        SystemTime::now(),
+    )
+    .unwrap();
+}
+
 #[test]
 fn bootstrap_refuses_without_config_on_workers_and_the_second_time() {
     let (_dir, _host, c) = controller();
@@ -76,16 +91,7 @@ fn a_dry_run_lists_each_certificate_until_it_is_issued_then_only_what_changes() 
     // Planning writes nothing.
     assert!(c.plan(Some(&cfg), &cfg, &[ip]).len() == steps.len());
 
-    let node = c.identity(&cfg, &[ip]).unwrap();
-    pki::converge(
-        &host,
-        c.layout(),
-        &cfg.cluster,
-        cfg.machine.role,
-        &node,
-        SystemTime::now(),
-    )
-    .unwrap();
+    issue_pki(&host, &c, &cfg, ip);
     assert!(c.plan(Some(&cfg), &cfg, &[ip]).is_empty());
 
     // A new address: the certificates naming it, and only those.
@@ -130,16 +136,7 @@ fn a_dry_run_plans_restarting_the_cilium_agent_when_its_settings_change() {
     let cfg = config(Role::Controlplane);
     let ip: IpAddr = "10.0.2.15".parse().unwrap();
     c.bootstrap(Some(&cfg)).unwrap();
-    let node = c.identity(&cfg, &[ip]).unwrap();
-    pki::converge(
-        &host,
-        c.layout(),
-        &cfg.cluster,
-        cfg.machine.role,
-        &node,
-        SystemTime::now(),
-    )
-    .unwrap();
+    issue_pki(&host, &c, &cfg, ip);
     let plan = |old: Option<&MachineConfig>, new: &MachineConfig| -> Vec<String> {
         c.plan(old, new, &[ip])
             .iter()
