@@ -14,6 +14,18 @@ use std::time::{Duration, Instant};
 
 pub const FINGERPRINT_LINE: &str = "basalt: TLS fingerprint ";
 
+/// What a console line says, without the kernel's `[  time]` prefix and
+/// machined's `machined:` tag: machined logs through /dev/kmsg, so its lines
+/// reach the console as kernel records.
+pub fn console_message(line: &str) -> &str {
+    let line = line.trim_end_matches('\r');
+    let line = match line.trim_start().strip_prefix('[') {
+        Some(rest) => rest.split_once("] ").map_or(line, |(_, m)| m),
+        None => line,
+    };
+    line.strip_prefix("machined:").unwrap_or(line).trim_start()
+}
+
 /// Console lines that mean a story failed whatever the API said: machined's
 /// panic hook (which reboots, so a story could otherwise pass through it)
 /// and the kernel's.
@@ -228,15 +240,14 @@ impl Vm {
     }
 
     /// The fingerprint machined printed on the console for boot number `boot`
-    /// (1-based). Only lines that start with the banner count: the kernel
-    /// echoes the same text from /dev/kmsg behind a `[time]` prefix.
+    /// (1-based).
     pub fn fingerprint(&mut self, boot: usize, timeout: Duration) -> Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let c = self.console();
             let seen: Vec<&str> = c
                 .lines()
-                .filter_map(|l| l.strip_prefix(FINGERPRINT_LINE))
+                .filter_map(|l| console_message(l).strip_prefix(FINGERPRINT_LINE))
                 .collect();
             if let Some(fp) = seen.get(boot - 1) {
                 return Ok(fp.trim().to_string());
@@ -337,5 +348,25 @@ impl Drop for Vm {
         {
             panic!("the VM's console shows a panic: {line}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FINGERPRINT_LINE, console_message};
+
+    #[test]
+    fn console_messages_lose_the_kernel_prefix_and_machined_tag() {
+        let fp = "SHA256:SlkhGEgtdZTKlgGHTARe9UV9x/RSz6peWuySMfA0wNI";
+        let banner = format!("[    6.196928] {FINGERPRINT_LINE}{fp}\r");
+        assert_eq!(
+            console_message(&banner).strip_prefix(FINGERPRINT_LINE),
+            Some(fp)
+        );
+        assert_eq!(
+            console_message("[  104.695913] machined:  INFO Reboot now"),
+            "INFO Reboot now"
+        );
+        assert_eq!(console_message("plain text"), "plain text");
     }
 }

@@ -5,7 +5,7 @@ use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::NodeClient;
 use qemu_tests::image;
-use qemu_tests::vm::{FINGERPRINT_LINE, Vm, VmOptions};
+use qemu_tests::vm::{FINGERPRINT_LINE, Vm, VmOptions, console_message};
 use qemu_tests::{admin_key, reader_key, stranger_key};
 use std::time::{Duration, Instant};
 
@@ -318,13 +318,12 @@ fn config_survives_reboot_on_state_and_shutdown_powers_off() {
     // An orderly reboot (services stopped, STATE unmounted, reboot(2)), not
     // the panic hook's: that reboots too.
     let console = vm.console();
-    // Where machined's own lines say it (the kernel echoes them from
-    // /dev/kmsg behind a `[time]` prefix; those do not count).
+    // Where machined's lines say it.
     let said = |needle: &str| -> Vec<usize> {
         let mut at = 0;
         let mut out = Vec::new();
         for line in console.split_inclusive('\n') {
-            if line.trim_start().starts_with(needle) {
+            if console_message(line).starts_with(needle) {
                 out.push(at);
             }
             at += line.len();

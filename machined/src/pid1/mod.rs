@@ -25,7 +25,7 @@ pub use basalt_api::image_layout::TRUST_ROOTS;
 pub fn run() -> ! {
     install_panic_hook();
     mounts::early();
-    let tee = console::Tee::open();
+    let tee = console::ConsoleLog::open();
     let host = Host::node();
     let cmdline = host.cmdline();
     let args = cmdline::parse(&cmdline);

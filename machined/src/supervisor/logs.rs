@@ -78,8 +78,8 @@ impl LogBuffer {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         let line = String::from_utf8_lossy(bytes).into_owned();
         // Debug, not info: at info every line of every component reached the
-        // serial console twice (console and kmsg), hundreds of KB per boot of
-        // a Kubernetes node, which a slow console pays for. The ring below
+        // serial console, hundreds of KB per boot of a Kubernetes node, which
+        // a slow console pays for. The ring below
         // (`basaltctl logs`) keeps them all; `basalt.log=debug` shows them.
         tracing::debug!(target: "service", service = %self.service, stream = stream.as_str(), "{line}");
         let entry = {
