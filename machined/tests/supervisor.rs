@@ -316,6 +316,30 @@ async fn starts_dependents_after_readiness_and_refuses_cycles() {
 }
 
 #[tokio::test]
+async fn start_when_holds_a_service_until_its_condition_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("apiserver-listens");
+    let stamp = dir.path().join("kubelet.started");
+    let mut k = helper("k", &format!("stamp:{}", stamp.display()));
+    k.start_when = Some(Readiness::Path(gate.clone()));
+    let sup = supervisor(10);
+    sup.start(vec![k]).unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(status(&sup, "k").state, ServiceState::Waiting);
+    assert!(!stamp.exists(), "started before its condition passed");
+    std::fs::write(&gate, "").unwrap();
+    sup.wait_ready("k", Duration::from_secs(10)).await.unwrap();
+    wait_until("k's stamp", Duration::from_secs(5), || stamp.exists()).await;
+    // Stopping a service that waits for its condition does not hang.
+    let mut w = fast(ServiceSpec::new("w", sh("sleep 30")));
+    w.start_when = Some(Readiness::Path(dir.path().join("never")));
+    sup.start(vec![w]).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), sup.stop_all())
+        .await
+        .expect("stop_all while w waits");
+}
+
+#[tokio::test]
 async fn kills_services_ignoring_sigterm_after_the_grace() {
     let sup = supervisor(100);
     let mut spec = ServiceSpec::new(

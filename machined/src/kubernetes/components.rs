@@ -15,7 +15,7 @@ use super::layout::{
 use crate::supervisor::{Backoff, HttpProbe, Readiness, ServiceSpec, TlsVerify};
 use basalt_api::config::{CONTROL_PLANE_TAINT_KEY, Cidr, MachineConfig, Role};
 use serde_json::json;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -267,7 +267,8 @@ impl Components<'_> {
         argv.extend(leader_election());
         argv.push("--profiling=false".into());
         let mut spec = ServiceSpec::new(CONTROLLER_MANAGER, argv);
-        spec.depends_on = vec![APISERVER.into()];
+        spec.depends_on = vec![ETCD.into()];
+        after_apiserver_listens(&mut spec);
         spec.readiness = self.probe(
             CONTROLLER_MANAGER_PORT,
             "/healthz",
@@ -300,7 +301,8 @@ impl Components<'_> {
         argv.extend(leader_election());
         argv.push("--profiling=false".into());
         let mut spec = ServiceSpec::new(SCHEDULER, argv);
-        spec.depends_on = vec![APISERVER.into()];
+        spec.depends_on = vec![ETCD.into()];
+        after_apiserver_listens(&mut spec);
         spec.readiness = self.probe(
             SCHEDULER_PORT,
             "/healthz",
@@ -345,11 +347,10 @@ impl Components<'_> {
         // Validated against an allow-list when the config was parsed.
         argv.extend(k.extra_args.iter().map(|(key, v)| format!("--{key}={v}")));
         let mut spec = ServiceSpec::new(KUBELET, argv);
-        // Not after the apiserver, even on a control-plane node: the kubelet
-        // retries registering by itself, and starting it alongside the
-        // control plane overlaps their (slow) starts; measured by the
-        // Kubernetes bench, waiting cost ~30 % of boot → Ready.
         spec.depends_on = vec![CONTAINERD.into()];
+        if self.config.machine.role == Role::Controlplane {
+            after_apiserver_listens(&mut spec);
+        }
         // The kubelet's healthz is plain HTTP on loopback only.
         spec.readiness = Readiness::Http(HttpProbe {
             address: format!("127.0.0.1:{KUBELET_HEALTHZ_PORT}"),
@@ -488,6 +489,22 @@ fn leader_election() -> [String; 4] {
         "--leader-elect-renew-deadline=45s".into(),
         "--leader-elect-retry-period=5s".into(),
     ]
+}
+
+/// What starts after the apiserver on a control-plane node (the
+/// controller-manager, the scheduler, the kubelet) waits for its port to
+/// listen, not for its `/readyz`: each waits for the API by itself (leader
+/// election and registration retry; both CA files are given, so neither
+/// controller looks up the apiserver's authentication ConfigMap at start),
+/// and their slow starts then overlap the apiserver's post-start work. Not
+/// earlier either: the apiserver's own start until it listens is the
+/// heaviest CPU of a node's boot, and on a small machine every process
+/// started beside it makes it later. Measured by the Kubernetes bench.
+fn after_apiserver_listens(spec: &mut ServiceSpec) {
+    spec.start_when = Some(Readiness::Tcp(SocketAddr::from((
+        [127, 0, 0, 1],
+        APISERVER_PORT,
+    ))));
 }
 
 /// Long-running Go programs that may take minutes to become ready under

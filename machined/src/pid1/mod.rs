@@ -14,6 +14,9 @@ use crate::state::StateStore;
 use crate::supervisor::{self, Supervisor, SupervisorConfig};
 use crate::tls::Identity;
 use std::net::SocketAddr;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,12 +37,20 @@ pub fn run() -> ! {
         "warn" => tracing::Level::WARN,
         _ => tracing::Level::INFO,
     };
+    // kube-client logs every failed request at ERROR with no context
+    // ("failed with error client error (Connect)") while the apiserver starts;
+    // machined's own callers say what failed and what they will do instead.
+    let quiet = Targets::new()
+        .with_default(filter)
+        .with_target("kube_client::client::builder", LevelFilter::OFF);
     tracing_subscriber::fmt()
         .with_writer(tee)
         .with_ansi(false)
         .with_target(false)
         .without_time()
         .with_max_level(filter)
+        .finish()
+        .with(quiet)
         .init();
     tracing::info!("machined {} starting as PID 1", env!("CARGO_PKG_VERSION"));
     for u in &args.unknown {

@@ -16,8 +16,13 @@ use super::reaper::ExitInfo;
 use super::spawn::{Spawned, spawn_service};
 use super::spec::{Readiness, ServiceSpec};
 
-/// How often readiness is probed.
+/// How soon readiness is first probed; each failed probe doubles the wait up
+/// to [`READY_POLL_MAX`]. A fast service (a socket) is seen ready at once; a
+/// slow one is not hammered: an HTTPS probe is a TLS handshake and a request
+/// the starting service must answer, and at a fixed 25 ms the probes of a
+/// control plane cost a Kubernetes node measurable CPU under emulation.
 const READY_POLL: Duration = Duration::from_millis(25);
+const READY_POLL_MAX: Duration = Duration::from_millis(500);
 /// How long to wait for a SIGKILLed process to be reaped before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
@@ -162,6 +167,9 @@ impl Service {
             if let Some(acks) = self.wait_for_dependencies(&mut deps, &mut ctl).await {
                 return acks;
             }
+            if let Some(acks) = self.wait_for_start_condition(&mut ctl).await {
+                return acks;
+            }
             let mut child = match self.spawn(cgroups) {
                 Ok(child) => child,
                 Err(e) => {
@@ -227,6 +235,34 @@ impl Service {
         None
     }
 
+    /// Wait until [`ServiceSpec::start_when`] passes, probing with the
+    /// readiness backoff. `Some(acks)`: stop instead.
+    async fn wait_for_start_condition(
+        &self,
+        ctl: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Option<Vec<oneshot::Sender<()>>> {
+        let condition = self.spec.start_when.as_ref()?;
+        let mut poll = READY_POLL;
+        let mut said = false;
+        loop {
+            if probe(condition).await {
+                return None;
+            }
+            if !said {
+                tracing::info!(service = %self.spec.name, "waiting for {condition:?}");
+                said = true;
+            }
+            tokio::select! {
+                _ = sleep(poll) => poll = (poll * 2).min(READY_POLL_MAX),
+                msg = ctl.recv() => match msg {
+                    None => return Some(Vec::new()),
+                    Some(Control::Stop(ack)) => return Some(vec![ack]),
+                    Some(Control::Restart(ack)) => { let _ = ack.send(()); }
+                },
+            }
+        }
+    }
+
     /// Start one run in the service's cgroup (or without one if that
     /// fails) and capture its output.
     fn spawn(&self, cgroups: Option<&Cgroups>) -> Result<Spawned, String> {
@@ -273,6 +309,7 @@ impl Service {
     ) -> Outcome {
         let ready_deadline = started + self.spec.ready_timeout;
         let mut ready = false;
+        let mut poll = READY_POLL;
         if self.spec.readiness == Readiness::None {
             ready = true;
             self.set_ready(true);
@@ -286,7 +323,7 @@ impl Service {
                     Some(Control::Stop(ack)) => return Outcome::Stop(Some(ack)),
                     Some(Control::Restart(ack)) => return Outcome::Restart(ack),
                 },
-                _ = sleep(READY_POLL), if !ready => {
+                _ = sleep(poll), if !ready => {
                     if probe(&self.spec.readiness).await {
                         ready = true;
                         self.set_ready(true);
@@ -294,6 +331,8 @@ impl Service {
                         tracing::info!(service = %self.spec.name, "ready");
                     } else if Instant::now() >= ready_deadline {
                         return Outcome::NotReady;
+                    } else {
+                        poll = (poll * 2).min(READY_POLL_MAX);
                     }
                 }
             }

@@ -92,6 +92,11 @@ pub struct ServiceSpec {
     pub cwd: Option<PathBuf>,
     /// Services that must be ready before this one starts.
     pub depends_on: Vec<String>,
+    /// A condition probed (like readiness) once the dependencies are ready;
+    /// the service starts when it passes. For a service that needs another
+    /// one up but not fully ready: the kubelet on a control-plane node starts
+    /// once the apiserver's port listens, not once its `/readyz` passes.
+    pub start_when: Option<Readiness>,
     /// Readiness check.
     pub readiness: Readiness,
     /// How long a started service may take to become ready before it is
@@ -115,6 +120,7 @@ impl ServiceSpec {
             env: Vec::new(),
             cwd: None,
             depends_on: Vec::new(),
+            start_when: None,
             readiness: Readiness::None,
             ready_timeout: Duration::from_secs(60),
             restart: Backoff::default(),

@@ -52,6 +52,13 @@ fn the_control_plane_is_started_in_order_only_once_bootstrapped() {
         );
         let api = c.apiserver();
         assert_eq!(api.depends_on, [ETCD]);
+        // Started once the apiserver listens, not after its readiness.
+        let listens = Some(Readiness::Tcp("127.0.0.1:6443".parse().unwrap()));
+        for spec in [c.controller_manager(), c.scheduler(), c.kubelet()] {
+            assert_eq!(spec.start_when, listens, "{}", spec.name);
+        }
+        assert_eq!(c.controller_manager().depends_on, [ETCD]);
+        assert_eq!(c.scheduler().depends_on, [ETCD]);
         assert_eq!(flag(&api, "anonymous-auth"), Some("false"));
         assert_eq!(flag(&api, "authorization-mode"), Some("Node,RBAC"));
         assert_eq!(
@@ -90,6 +97,7 @@ fn a_worker_runs_only_the_kubelet_which_joins_with_the_bootstrap_token() {
         assert_eq!(specs.len(), 1);
         assert_eq!(specs[0].name, KUBELET);
         assert_eq!(specs[0].depends_on, [CONTAINERD]);
+        assert_eq!(specs[0].start_when, None, "its apiserver is elsewhere");
         assert!(flag(&specs[0], "bootstrap-kubeconfig").is_some());
     });
 }
