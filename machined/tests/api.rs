@@ -432,6 +432,75 @@ fn pinning_refuses_another_certificate() {
     });
 }
 
+/// `openssl s_client` against the API: what a real client is offered and
+/// refused. Spawned through machined's reaper, which this process runs for
+/// the dev node and which would otherwise take the child's exit status.
+fn s_client(addr: &str, args: &[&str]) -> (bool, String) {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", addr, "-servername", "basalt"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (mut child, exit) = machined::supervisor::spawn_reaped(&mut cmd)
+        .expect("openssl must be installed (Debian: openssl)");
+    let mut text = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let exit = exit.blocking_recv().expect("openssl's exit");
+    (exit.success(), text + &err)
+}
+
+#[test]
+fn the_api_speaks_tls_1_3_only_to_openssl() {
+    let d = dev(Limits::default());
+    let addr = d.node().addr.to_string();
+    // Each TLS 1.3 suite rustls offers is accepted...
+    for suite in [
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_CHACHA20_POLY1305_SHA256",
+    ] {
+        let (ok, text) = s_client(&addr, &["-tls1_3", "-ciphersuites", suite]);
+        assert!(ok, "{suite}: {text}");
+        assert!(
+            text.contains("New, TLSv1.3, Cipher is") && text.contains(suite),
+            "{suite}: {text}"
+        );
+    }
+    // ...with an ECDSA P-256 certificate, the one `status` pins.
+    let (_, text) = s_client(&addr, &["-tls1_3"]);
+    assert!(
+        text.contains("ECDSA") || text.contains("id-ecPublicKey"),
+        "{text}"
+    );
+    // TLS 1.2 and older are refused at the handshake, whatever the suite.
+    for old in ["-tls1_2", "-tls1_1", "-tls1"] {
+        let (ok, text) = s_client(&addr, &[old]);
+        assert!(!ok, "{old} was accepted: {text}");
+        assert!(
+            // rustls answers 1.2 with "protocol version"; OpenSSL 3's 1.1
+            // and 1.0 offers carry no suite it shares: "handshake failure".
+            (text.contains("alert protocol version") || text.contains("alert handshake failure"))
+                && text.contains("Cipher is (NONE)"),
+            "{old}: {text}"
+        );
+    }
+}
+
 #[test]
 fn services_start_with_a_config_and_are_managed_through_the_api() {
     let svc = ServiceSpec::new(

@@ -2,8 +2,9 @@
 //! same run, on the same kernel, QEMU flags and VM shape (4096 MiB, 2 vCPUs,
 //! user networking with the apiserver forwarded to the host):
 //!
-//! - `boot_to_node_ready`: QEMU start → the Node `cp-1` is Ready, as the
-//!   host's kubectl sees it through the forwarded apiserver port. Ours
+//! - `boot_to_node_ready`: QEMU start → the Node `cp-1` is Ready with the
+//!   pod CIDR the controller-manager allocated (see `Kubectl::node_ready`),
+//!   as the host's kubectl sees it through the forwarded apiserver port. Ours
 //!   boots the node image, applies the signed control-plane config and
 //!   bootstraps, as `tests/kubernetes.rs` does. The floor (the peer) boots
 //!   the same kernel and the SAME initramfs (same modules, same read-only
@@ -55,6 +56,9 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 const NODE: &str = "cp-1";
+/// The first node's pod CIDR: the first /24 of the config's pod subnet
+/// (kube-controller-manager's default node mask for IPv4).
+const FLOOR_POD_CIDR: &str = "10.244.0.0/24";
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
 /// What tests/kubernetes.rs boots the one-node story with.
 const MEMORY_MIB: u32 = 4096;
@@ -102,15 +106,21 @@ struct Kubectl {
 }
 
 impl Kubectl {
+    /// Ready, with the pod CIDR the controller-manager allocated. Ours is
+    /// Ready only after that allocation (machined writes the bridge config
+    /// for it); the floor's script cannot ask the API, so its CNI config is
+    /// written up front for the CIDR the allocation always gives, and its
+    /// kubelet may report Ready before the controller-manager has run. The
+    /// end point waits for the allocation in both, so both did that work.
     fn node_ready(&self, port: u16) -> bool {
         let out = Command::new(&self.binary)
             .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
             .arg(format!("--server=https://127.0.0.1:{port}"))
             .args(["--request-timeout=5s", "get", "node", NODE, "-o"])
-            .arg("jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
+            .arg("jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.spec.podCIDR}")
             .output()
             .expect("running kubectl");
-        out.status.success() && out.stdout == b"True"
+        out.status.success() && out.stdout == format!("True {FLOOR_POD_CIDR}").as_bytes()
     }
 
     /// Poll once a second until the Node is Ready; QEMU start is `t0`.
@@ -298,7 +308,7 @@ fn floor_files(cfg: &MachineConfig, root: &Path) -> Vec<(&'static str, ServiceSp
     // subnet (kube-controller-manager's default node mask for IPv4).
     write(
         &cni.join(components::BRIDGE_CONFLIST).display().to_string(),
-        &comps.bridge_conflist("10.244.0.0/24"),
+        &comps.bridge_conflist(FLOOR_POD_CIDR),
     );
     write(
         machined::containerd::CONFIG,
@@ -552,6 +562,7 @@ fn run_ours(
             vm.console_tail(30)
         )
     })?;
+    save_logs(&admin, vm.dir());
     eprintln!(
         "ours @{memory_mib}MiB: API {:.1}s, bootstrap sent {:.1}s, Ready {:.1}s",
         api.as_secs_f64(),
@@ -589,6 +600,23 @@ fn run_ours(
         ready,
         memory,
     })
+}
+
+/// Every service's log ring, next to the console (`<service>.log`): what a
+/// slow run is read by (the components' own timestamps).
+fn save_logs(admin: &NodeClient, dir: &Path) {
+    let services: Vec<ServiceStatus> = admin.get("/v1/services").expect("services");
+    for s in services {
+        let text = admin
+            .send("GET", &format!("/v1/logs/{}", s.name), vec![])
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.text().map_err(|e| e.to_string()));
+        match text {
+            Ok(t) => std::fs::write(dir.join(format!("{}.log", s.name)), t)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display())),
+            Err(e) => eprintln!("logs of {}: {e}", s.name),
+        }
+    }
 }
 
 struct FloorRun {

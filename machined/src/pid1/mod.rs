@@ -14,11 +14,11 @@ use crate::state::StateStore;
 use crate::supervisor::{self, Supervisor, SupervisorConfig};
 use crate::tls::Identity;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use std::sync::Arc;
-use std::time::Duration;
 
 pub const STATE_MOUNT: &str = "/var/lib/basalt/state";
 pub const RAM_STATE: &str = "/run/basalt/state";

@@ -52,13 +52,15 @@ fn the_control_plane_is_started_in_order_only_once_bootstrapped() {
         );
         let api = c.apiserver();
         assert_eq!(api.depends_on, [ETCD]);
-        // Started once the apiserver listens, not after its readiness.
+        // The kubelet starts once the apiserver listens; the controllers
+        // once it is ready.
         let listens = Some(Readiness::Tcp("127.0.0.1:6443".parse().unwrap()));
-        for spec in [c.controller_manager(), c.scheduler(), c.kubelet()] {
-            assert_eq!(spec.start_when, listens, "{}", spec.name);
+        assert_eq!(c.kubelet().start_when, listens);
+        assert_eq!(c.kubelet().depends_on, [CONTAINERD]);
+        for spec in [c.controller_manager(), c.scheduler()] {
+            assert_eq!(spec.depends_on, [APISERVER], "{}", spec.name);
+            assert_eq!(spec.start_when, None, "{}", spec.name);
         }
-        assert_eq!(c.controller_manager().depends_on, [ETCD]);
-        assert_eq!(c.scheduler().depends_on, [ETCD]);
         assert_eq!(flag(&api, "anonymous-auth"), Some("false"));
         assert_eq!(flag(&api, "authorization-mode"), Some("Node,RBAC"));
         assert_eq!(
