@@ -562,7 +562,7 @@ fn run_ours(
             vm.console_tail(30)
         )
     })?;
-    save_logs(&admin, vm.dir());
+    qemu_tests::cluster::save_logs(&admin, vm.dir());
     eprintln!(
         "ours @{memory_mib}MiB: API {:.1}s, bootstrap sent {:.1}s, Ready {:.1}s",
         api.as_secs_f64(),
@@ -600,23 +600,6 @@ fn run_ours(
         ready,
         memory,
     })
-}
-
-/// Every service's log ring, next to the console (`<service>.log`): what a
-/// slow run is read by (the components' own timestamps).
-fn save_logs(admin: &NodeClient, dir: &Path) {
-    let services: Vec<ServiceStatus> = admin.get("/v1/services").expect("services");
-    for s in services {
-        let text = admin
-            .send("GET", &format!("/v1/logs/{}", s.name), vec![])
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.text().map_err(|e| e.to_string()));
-        match text {
-            Ok(t) => std::fs::write(dir.join(format!("{}.log", s.name)), t)
-                .unwrap_or_else(|e| panic!("{}: {e}", dir.display())),
-            Err(e) => eprintln!("logs of {}: {e}", s.name),
-        }
-    }
 }
 
 struct FloorRun {

@@ -8,6 +8,7 @@ use crate::{admin_key, image, statedisk};
 use basalt_api::config::{CniName, Role};
 use basalt_api::rpc::{
     ApplyMode, ApplyRequest, ApplyResponse, HealthReport, KubeconfigRequest, KubeconfigResponse,
+    ServiceStatus,
 };
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::NodeClient;
@@ -155,4 +156,44 @@ pub fn kubeconfig(admin: &NodeClient, server: &str, dir: &Path) -> PathBuf {
     let path = dir.join("kubeconfig");
     std::fs::write(&path, &minted.kubeconfig).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     path
+}
+
+/// Every service's log ring into `dir` (`<service>.log`, beside the VM's
+/// console): the components' own account of a slow or failed run.
+pub fn save_logs(admin: &NodeClient, dir: &Path) {
+    let services: Vec<ServiceStatus> = match admin.get("/v1/services") {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("saving logs into {}: services: {e}", dir.display());
+            return;
+        }
+    };
+    for s in services {
+        let text = admin
+            .send("GET", &format!("/v1/logs/{}", s.name), vec![])
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.text().map_err(|e| e.to_string()));
+        let path = dir.join(format!("{}.log", s.name));
+        match text.map(|t| std::fs::write(&path, t)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("{}: {e}", path.display()),
+            Err(e) => eprintln!("logs of {}: {e}", s.name),
+        }
+    }
+    eprintln!("service logs saved in {}", dir.display());
+}
+
+/// Saves a node's service logs beside its console if the story panics
+/// while this lives (a failed story is read by them).
+pub struct LogsOnFailure<'a> {
+    pub admin: &'a NodeClient,
+    pub dir: PathBuf,
+}
+
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            save_logs(self.admin, &self.dir);
+        }
+    }
 }

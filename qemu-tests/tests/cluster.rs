@@ -240,6 +240,14 @@ fn a_worker_joins_and_runs_a_pod_that_answers() {
         .expect("control-plane API");
     let fp = worker.fingerprint(1, BOOT).expect("worker fingerprint");
     let worker_api = worker.client(&fp, admin_key(), BOOT).expect("worker API");
+    let _cp_logs = cluster::LogsOnFailure {
+        admin: &cp_api,
+        dir: cp.dir().to_path_buf(),
+    };
+    let _worker_logs = cluster::LogsOnFailure {
+        admin: &worker_api,
+        dir: worker.dir().to_path_buf(),
+    };
     eprintln!("both APIs up after {:?}", t0.elapsed());
 
     assert_eq!(apply(&cp_api, &cp_doc).generation, 1);
