@@ -155,12 +155,22 @@ fn http_through_port_forward(kubeconfig: &Path, pod: &str) -> Result<String, Str
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // kubectl's stdout stays open and drained until it is killed: it says
+    // "Handling connection for …" there per connection, and a Go program
+    // writing to a closed stdout dies of SIGPIPE (which reset the
+    // connection it was handling).
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
     let result = (|| {
         // "Forwarding from 127.0.0.1:NNNNN -> 8080"
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .map_err(|e| format!("port-forward printed no address: {e}"))?;
         let port = line
             .strip_prefix("Forwarding from 127.0.0.1:")
             .and_then(|r| r.split_whitespace().next())
