@@ -94,15 +94,29 @@ fn check_build_info(name: &str) {
         assert!(out.status.success(), "go version -m {}", b.name);
         let info = gosum::parse_build_info(&String::from_utf8_lossy(&out.stdout));
         assert_eq!(info.path, b.package);
-        let main = info.main_module.as_ref().expect("a mod line");
-        assert_eq!(
-            (main.module.as_str(), main.version.as_str()),
-            (r.module.as_str(), r.version.as_str()),
-            "{}: built from the wrong module",
-            b.name
-        );
+        let main = info.main_module.clone().expect("a mod line");
+        let mut checked = info.clone();
+        if r.overlays.is_empty() {
+            assert_eq!(
+                (main.module.as_str(), main.version.as_str()),
+                (r.module.as_str(), r.version.as_str()),
+                "{}: built from the wrong module",
+                b.name
+            );
+        } else {
+            // Built from the patched copy, and the binary says so; the record
+            // names each replaced file and the upstream hash it replaced.
+            assert_eq!(
+                (main.module.as_str(), main.version.as_str(), main.hash),
+                ("./upstream", "(devel)", None),
+                "{}: overlaid, so built from ./upstream",
+                b.name
+            );
+            assert_eq!(built.record.overlays.len(), r.overlays.len());
+            checked.main_module = None;
+        }
         assert!(!info.deps.is_empty(), "{}: no modules recorded", b.name);
-        let problems = gosum::check_against_lock(&info, &lock);
+        let problems = gosum::check_against_lock(&checked, &lock);
         assert!(problems.is_empty(), "{}: {problems:#?}", b.name);
         assert_eq!(
             info.settings.get("CGO_ENABLED").map(String::as_str),
@@ -277,4 +291,119 @@ fn recipe_and_go_mod_must_name_the_same_version() {
         ),
         "{e}"
     );
+}
+
+/// A copy of cni-plugins whose recipe replaces the file that formats the
+/// plugins' version line, pinned to `upstream_sha256`.
+fn cni_plugins_with_overlay(to: &Path, upstream_sha256: &str) -> PathBuf {
+    let dir = copy_component("cni-plugins", to);
+    let file = "pkg/utils/buildversion/buildversion.go";
+    std::fs::create_dir_all(dir.join("overlays")).unwrap();
+    std::fs::write(
+        dir.join("overlays/buildversion.go"),
+        "package buildversion\n\nimport \"fmt\"\n\nvar BuildVersion = \"version unknown\"\n\n\
+         func BuildString(pluginName string) string {\n\
+         \treturn fmt.Sprintf(\"CNI %s plugin %s, overlaid\", pluginName, BuildVersion)\n}\n",
+    )
+    .unwrap();
+    let mut recipe = std::fs::read_to_string(dir.join("package.toml")).unwrap();
+    // Array tables go after the recipe's last table.
+    recipe.push_str(&format!(
+        "\n[[overlays]]\nfile = \"{file}\"\nupstream_sha256 = \"{upstream_sha256}\"\n\
+         with = \"overlays/buildversion.go\"\n"
+    ));
+    std::fs::write(dir.join("package.toml"), recipe).unwrap();
+    dir
+}
+
+fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// The pinned module's copy of a file, from Go's module cache.
+fn upstream_file(component: &str, file: &str) -> PathBuf {
+    let r = recipe(component);
+    let out = Command::new(go())
+        .current_dir(&r.dir)
+        .args(["mod", "download", "-json", &r.module])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    PathBuf::from(v["Dir"].as_str().unwrap()).join(file)
+}
+
+#[test]
+fn an_overlay_replaces_an_upstream_file_in_the_binaries_and_the_record_says_so() {
+    let file = "pkg/utils/buildversion/buildversion.go";
+    let upstream = sha256_file(&upstream_file("cni-plugins", file));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = cni_plugins_with_overlay(tmp.path(), &upstream);
+    let opts = BuildOptions {
+        cache_dir: tmp.path().join("cache"),
+        go_cache: None,
+        progress: false,
+    };
+    let built =
+        package::build(&Recipe::load(&dir).unwrap(), &opts).unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(built.binary("loopback").unwrap())
+        .env_remove("CNI_COMMAND")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("CNI loopback plugin v1.9.1, overlaid"),
+        "{text}"
+    );
+    assert_eq!(built.record.overlays.len(), 1);
+    assert_eq!(built.record.overlays[0].file, file);
+    assert_eq!(built.record.overlays[0].upstream_sha256, upstream);
+    assert_eq!(
+        built.record.overlays[0].sha256,
+        sha256_file(&dir.join("overlays/buildversion.go"))
+    );
+    // The replacement is part of the cache key: a changed one rebuilds.
+    let again = package::build(&Recipe::load(&dir).unwrap(), &opts).unwrap();
+    assert!(again.cached);
+    std::fs::write(
+        dir.join("overlays/buildversion.go"),
+        std::fs::read_to_string(dir.join("overlays/buildversion.go"))
+            .unwrap()
+            .replace("overlaid", "overlaid twice"),
+    )
+    .unwrap();
+    let changed = package::build(&Recipe::load(&dir).unwrap(), &opts).unwrap();
+    assert!(!changed.cached);
+    assert_ne!(changed.dir, built.dir);
+}
+
+#[test]
+fn an_overlay_whose_upstream_file_changed_is_refused_and_caches_nothing() {
+    let wrong = "0".repeat(64);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = cni_plugins_with_overlay(tmp.path(), &wrong);
+    let opts = BuildOptions {
+        cache_dir: tmp.path().join("cache"),
+        go_cache: None,
+        progress: false,
+    };
+    let e = package::build(&Recipe::load(&dir).unwrap(), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("package.toml: overlays: upstream pkg/utils/buildversion/buildversion.go"),
+        "{e}"
+    );
+    assert!(e.contains(&format!("the recipe pins {wrong}")), "{e}");
+    assert!(
+        e.contains("port the replacement overlays/buildversion.go"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&opts.cache_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "a refused build left {left:?}");
 }

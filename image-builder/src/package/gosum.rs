@@ -46,6 +46,8 @@ pub struct BuildInfo {
 /// Parse `go version -m` output (tab-separated, one binary).
 pub fn parse_build_info(text: &str) -> BuildInfo {
     let mut info = BuildInfo::default();
+    // A `=>` line replaces the `mod` or `dep` line just before it.
+    let mut last_was_main = false;
     for line in text.lines() {
         if !line.starts_with('\t') {
             if let Some((_, v)) = line.split_once(": ") {
@@ -57,24 +59,21 @@ pub fn parse_build_info(text: &str) -> BuildInfo {
         match f.as_slice() {
             ["path", p, ..] => info.path = (*p).to_owned(),
             ["mod", m, v, rest @ ..] => {
-                info.main_module = Some(Dep {
-                    module: (*m).to_owned(),
-                    version: (*v).to_owned(),
-                    hash: rest.first().map(|h| (*h).to_owned()),
-                })
+                info.main_module = Some(dep(m, v, rest));
+                last_was_main = true;
             }
-            ["dep", m, v, rest @ ..] => info.deps.push(Dep {
-                module: (*m).to_owned(),
-                version: (*v).to_owned(),
-                hash: rest.first().map(|h| (*h).to_owned()),
-            }),
+            ["dep", m, v, rest @ ..] => {
+                info.deps.push(dep(m, v, rest));
+                last_was_main = false;
+            }
             ["=>", m, v, rest @ ..] => {
-                if let Some(last) = info.deps.last_mut() {
-                    *last = Dep {
-                        module: (*m).to_owned(),
-                        version: (*v).to_owned(),
-                        hash: rest.first().map(|h| (*h).to_owned()),
-                    };
+                let replaced = if last_was_main {
+                    info.main_module.as_mut()
+                } else {
+                    info.deps.last_mut()
+                };
+                if let Some(last) = replaced {
+                    *last = dep(m, v, rest);
                 }
             }
             ["build", kv, ..] => {
@@ -86,6 +85,18 @@ pub fn parse_build_info(text: &str) -> BuildInfo {
         }
     }
     info
+}
+
+fn dep(module: &str, version: &str, rest: &[&str]) -> Dep {
+    Dep {
+        module: module.to_owned(),
+        version: version.to_owned(),
+        // `(devel)` replacements end in an empty hash field.
+        hash: rest
+            .first()
+            .filter(|h| !h.is_empty())
+            .map(|h| (*h).to_owned()),
+    }
 }
 
 /// Every module in `info` (the main package's and each dependency) must be
@@ -140,6 +151,26 @@ mod tests {
         assert_eq!(info.deps.len(), 2);
         assert_eq!(info.deps[1].module, "github.com/e/d");
         assert_eq!(info.settings["CGO_ENABLED"], "1");
+    }
+
+    #[test]
+    fn a_replaced_main_module_is_the_replacement() {
+        // What Go records for a component built with overlays.
+        let text = "/tmp/loopback: go1.26.8
+\tpath\tgithub.com/containernetworking/plugins/plugins/main/loopback
+\tmod\tgithub.com/containernetworking/plugins\tv1.9.1
+\t=>\t./upstream\t(devel)\t
+\tdep\tgithub.com/pkg/errors\tv0.9.1\th1:FEB=
+";
+        let info = parse_build_info(text);
+        let main = info.main_module.unwrap();
+        assert_eq!(
+            (main.module.as_str(), main.version.as_str()),
+            ("./upstream", "(devel)")
+        );
+        assert_eq!(main.hash, None);
+        assert_eq!(info.deps.len(), 1);
+        assert_eq!(info.deps[0].module, "github.com/pkg/errors");
     }
 
     #[test]

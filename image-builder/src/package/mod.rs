@@ -111,6 +111,20 @@ pub struct BuildRecord {
     /// Directories copied out of the module's sources (relative to the entry).
     #[serde(default)]
     pub trees: Vec<String>,
+    /// Upstream files replaced at build time (the recipe's overlays).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlays: Vec<OverlaidFile>,
+}
+
+/// One upstream file the build replaced, as the record and manifest show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlaidFile {
+    /// Relative to the module's root.
+    pub file: String,
+    pub upstream_sha256: String,
+    /// sha256 of the replacement that was compiled instead.
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +185,7 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions) -> Result<Built, PackageError
     });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
+        let _ = std::fs::remove_dir_all(work_dir(recipe, opts));
     }
     Ok(Built {
         dir: entry,
@@ -275,6 +290,9 @@ fn cache_key(recipe: &Recipe, go: &Toolchain) -> Result<String, PackageError> {
     for file in ["go.mod", "go.sum", recipe::RECIPE_FILE] {
         field(file, &read(&recipe.dir.join(file))?);
     }
+    for overlay in &recipe.overlays {
+        field(&overlay.with, &read(&recipe.dir.join(&overlay.with))?);
+    }
     Ok(hex::encode(h.finalize()))
 }
 
@@ -319,13 +337,14 @@ fn build_into(
 ) -> Result<BuildRecord, PackageError> {
     let bin = staging.join("bin");
     std::fs::create_dir_all(&bin).map_err(io_err("create", &bin))?;
+    let source = source_tree(recipe, go, opts)?;
     let bar = progress_bar(opts.progress);
     let started = Instant::now();
     let mut binaries = Vec::new();
     for b in &recipe.binaries {
         let out = bin.join(&b.name);
         bar.set_prefix(format!("{} {}: {}", recipe.name, recipe.version, b.name));
-        go_build(recipe, go, b, &out, opts, &bar)?;
+        go_build(recipe, go, b, &out, &source.dir, opts, &bar)?;
         let bytes = read(&out)?;
         binaries.push(BuiltBinary {
             name: b.name.clone(),
@@ -333,6 +352,9 @@ fn build_into(
             sha256: sha256_hex(&bytes),
             size: bytes.len() as u64,
         });
+    }
+    if let Some(work) = &source.work {
+        remove_dir_if_present(work)?;
     }
     let trees = copy_trees(recipe, go, staging)?;
     bar.finish_and_clear();
@@ -351,6 +373,7 @@ fn build_into(
         key: key.to_owned(),
         binaries,
         trees,
+        overlays: source.overlays,
     };
     let path = staging.join(RECORD_FILE);
     let json = serde_json::to_vec_pretty(&record).map_err(|e| PackageError::Output {
@@ -393,12 +416,13 @@ fn go_build(
     go: &Toolchain,
     binary: &recipe::Binary,
     out: &Path,
+    dir: &Path,
     opts: &BuildOptions,
     bar: &ProgressBar,
 ) -> Result<(), PackageError> {
     let package = binary.package.as_str();
     let mut cmd = go.command();
-    cmd.current_dir(&recipe.dir)
+    cmd.current_dir(dir)
         .env("CGO_ENABLED", if recipe.cgo { "1" } else { "0" })
         .args(["build", "-v", "-ldflags", &ldflags(recipe)]);
     let tags: Vec<&str> = recipe
@@ -460,6 +484,120 @@ fn is_package_line(line: &str) -> bool {
     !line.is_empty() && !line.contains(char::is_whitespace) && !line.contains(':')
 }
 
+/// Where Go keeps the recipe's module sources (the read-only module cache),
+/// downloaded and checked against `go.sum` first if need be (`go list -m`
+/// alone reports no directory for a module not yet downloaded).
+fn module_dir(recipe: &Recipe, go: &Toolchain) -> Result<PathBuf, PackageError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Download {
+        dir: Option<PathBuf>,
+        error: Option<String>,
+    }
+    let out = go.run_in(&recipe.dir, &["mod", "download", "-json", &recipe.module])?;
+    let parsed: Download = serde_json::from_str(&out).map_err(|e| PackageError::Pin {
+        component: recipe.name.clone(),
+        message: format!("go mod download -json: {e}"),
+    })?;
+    match parsed {
+        Download { dir: Some(dir), .. } => Ok(dir),
+        Download { error, .. } => Err(PackageError::Pin {
+            component: recipe.name.clone(),
+            message: format!(
+                "go mod download {}: {}",
+                recipe.module,
+                error.unwrap_or_else(|| "no source directory".into())
+            ),
+        }),
+    }
+}
+
+/// The directory `go build` runs in. Without overlays, the component
+/// folder. With them, a work copy: the wrapper's `go.mod`/`go.sum` plus the
+/// upstream module copied to `./upstream` with the overlaid files replaced
+/// (each upstream file checked against its pinned hash first), and a
+/// `replace` to it. Go cannot overlay files in its module cache, and the
+/// relative path keeps the build info the same wherever the copy lives.
+/// Every other module still comes from the module cache, checked by go.sum.
+struct SourceTree {
+    dir: PathBuf,
+    overlays: Vec<OverlaidFile>,
+    /// Removed when the build is done.
+    work: Option<PathBuf>,
+}
+
+const UPSTREAM_COPY: &str = "upstream";
+
+fn work_dir(recipe: &Recipe, opts: &BuildOptions) -> PathBuf {
+    opts.cache_dir.join(format!(".src-{}", recipe.name))
+}
+
+fn source_tree(
+    recipe: &Recipe,
+    go: &Toolchain,
+    opts: &BuildOptions,
+) -> Result<SourceTree, PackageError> {
+    if recipe.overlays.is_empty() {
+        return Ok(SourceTree {
+            dir: recipe.dir.clone(),
+            overlays: Vec::new(),
+            work: None,
+        });
+    }
+    // One fixed place per component (the caller holds its lock), so Go's
+    // build cache recognises the copy's packages from the last build.
+    let work = work_dir(recipe, opts);
+    remove_dir_if_present(&work)?;
+    std::fs::create_dir_all(&work).map_err(io_err("create", &work))?;
+    for file in ["go.mod", "go.sum"] {
+        let (from, to) = (recipe.dir.join(file), work.join(file));
+        std::fs::copy(&from, &to).map_err(io_err("copy", &from))?;
+    }
+    let upstream = work.join(UPSTREAM_COPY);
+    copy_dir(&module_dir(recipe, go)?, &upstream)?;
+    let mut overlays = Vec::new();
+    for overlay in &recipe.overlays {
+        let target = upstream.join(&overlay.file);
+        let found = sha256_hex(&read(&target)?);
+        if found != overlay.upstream_sha256 {
+            return Err(PackageError::Recipe {
+                path: recipe.dir.join(recipe::RECIPE_FILE),
+                message: format!(
+                    "overlays: upstream {} of {} {} has sha256 {found}, the recipe pins {}: \
+                     upstream changed the file; port the replacement {} to the new text, \
+                     then pin the new hash",
+                    overlay.file,
+                    recipe.module,
+                    recipe.version,
+                    overlay.upstream_sha256,
+                    overlay.with
+                ),
+            });
+        }
+        let with = recipe.dir.join(&overlay.with);
+        let bytes = read(&with)?;
+        std::fs::write(&target, &bytes).map_err(io_err("write", &target))?;
+        overlays.push(OverlaidFile {
+            file: overlay.file.clone(),
+            upstream_sha256: found,
+            sha256: sha256_hex(&bytes),
+        });
+    }
+    go.run_in(
+        &work,
+        &[
+            "mod",
+            "edit",
+            &format!("-replace={}=./{UPSTREAM_COPY}", recipe.module),
+        ],
+    )?;
+    Ok(SourceTree {
+        dir: work.clone(),
+        overlays,
+        work: Some(work),
+    })
+}
+
 /// Copy each recipe tree out of the module's (read-only) source directory,
 /// with normalised permissions.
 fn copy_trees(
@@ -470,13 +608,7 @@ fn copy_trees(
     if recipe.trees.is_empty() {
         return Ok(Vec::new());
     }
-    let module_dir = PathBuf::from(
-        go.run_in(
-            &recipe.dir,
-            &["list", "-m", "-f", "{{.Dir}}", &recipe.module],
-        )?
-        .trim(),
-    );
+    let module_dir = module_dir(recipe, go)?;
     let mut done = Vec::new();
     for tree in &recipe.trees {
         let from = module_dir.join(&tree.from);

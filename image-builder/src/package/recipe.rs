@@ -28,6 +28,8 @@ struct RawRecipe {
     ldflags: BTreeMap<String, String>,
     #[serde(default)]
     trees: Vec<Tree>,
+    #[serde(default)]
+    overlays: Vec<Overlay>,
 }
 
 /// One main package and the file name it is installed as.
@@ -52,6 +54,21 @@ pub struct Tree {
     pub to: String,
 }
 
+/// One file of the upstream module replaced at build time (`go build
+/// -overlay`), for the rare change upstream offers no flag for. The upstream
+/// file's hash is pinned, so a version bump that changes the file fails the
+/// build instead of silently dropping upstream's new text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overlay {
+    /// The upstream file, relative to the module's root.
+    pub file: String,
+    /// sha256 (lowercase hex) of the upstream file this replaces.
+    pub upstream_sha256: String,
+    /// The replacement, relative to the component folder.
+    pub with: String,
+}
+
 /// A parsed, checked recipe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipe {
@@ -70,6 +87,7 @@ pub struct Recipe {
     /// `-X importpath.name=value` stamps, values with `{version}` etc. expanded.
     pub ldflags: BTreeMap<String, String>,
     pub trees: Vec<Tree>,
+    pub overlays: Vec<Overlay>,
 }
 
 impl Recipe {
@@ -135,16 +153,10 @@ impl Recipe {
         }
         for tree in &raw.trees {
             for (key, p) in [("from", &tree.from), ("to", &tree.to)] {
-                if p.is_empty()
-                    || p.starts_with('/')
-                    || p.split('/').any(|c| c == ".." || c.is_empty())
-                {
-                    return Err(bad(format!(
-                        "trees.{key}: `{p}` must be a relative path without `..`"
-                    )));
-                }
+                check_relative(&format!("trees.{key}"), p).map_err(bad)?;
             }
         }
+        check_overlays(&raw.overlays).map_err(bad)?;
         let mut ldflags = BTreeMap::new();
         for (var, value) in &raw.ldflags {
             if !var.contains('.') || var.contains(char::is_whitespace) {
@@ -178,6 +190,7 @@ impl Recipe {
             binaries: raw.binaries,
             ldflags,
             trees: raw.trees,
+            overlays: raw.overlays,
         })
     }
 }
@@ -201,6 +214,34 @@ fn check_binaries(raw: &RawRecipe) -> Result<(), String> {
                 "binaries.{}: package `{}` is not inside module `{}`",
                 b.name, b.package, raw.module
             ));
+        }
+    }
+    Ok(())
+}
+
+fn check_relative(key: &str, p: &str) -> Result<(), String> {
+    if p.is_empty() || p.starts_with('/') || p.split('/').any(|c| c == ".." || c.is_empty()) {
+        return Err(format!("{key}: `{p}` must be a relative path without `..`"));
+    }
+    Ok(())
+}
+
+/// Each overlay: relative paths, a real sha256, each upstream file once.
+fn check_overlays(overlays: &[Overlay]) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for o in overlays {
+        check_relative("overlays.file", &o.file)?;
+        check_relative("overlays.with", &o.with)?;
+        let hex = &o.upstream_sha256;
+        if hex.len() != 64 || !hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+            return Err(format!(
+                "overlays.upstream_sha256 of `{}`: `{hex}` is not a sha256 in lowercase hex \
+                 (`sha256sum` of the upstream file)",
+                o.file
+            ));
+        }
+        if !seen.insert(&o.file) {
+            return Err(format!("overlays: `{}` is replaced twice", o.file));
         }
     }
     Ok(())
@@ -319,6 +360,59 @@ binaries = [{ name = "tool", package = "example.com/tool/cmd/tool" }]
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(want), "{edit:?}: {e}");
+        }
+    }
+
+    const SHA: &str = "4f2d1e0c9b8a7f6e5d4c3b2a19080706f5e4d3c2b1a09f8e7d6c5b4a39281706";
+
+    fn with_overlay(file: &str, sha: &str, with: &str) -> String {
+        format!(
+            "{GOOD}\n[[overlays]]\nfile = \"{file}\"\nupstream_sha256 = \"{sha}\"\nwith = \"{with}\"\n"
+        )
+    }
+
+    #[test]
+    fn overlays_are_parsed() {
+        let r = parse(&with_overlay("pkg/api/const.go", SHA, "overlays/const.go")).unwrap();
+        assert_eq!(
+            r.overlays,
+            vec![Overlay {
+                file: "pkg/api/const.go".into(),
+                upstream_sha256: SHA.into(),
+                with: "overlays/const.go".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn refuses_bad_overlays() {
+        for (text, want) in [
+            (
+                with_overlay("../x.go", SHA, "o.go"),
+                "overlays.file: `../x.go` must be a relative path",
+            ),
+            (
+                with_overlay("x.go", SHA, "/etc/o.go"),
+                "overlays.with: `/etc/o.go` must be a relative path",
+            ),
+            (
+                with_overlay("x.go", &SHA.to_uppercase(), "o.go"),
+                "is not a sha256 in lowercase hex",
+            ),
+            (
+                with_overlay("x.go", &SHA[..63], "o.go"),
+                "is not a sha256 in lowercase hex",
+            ),
+            (
+                format!(
+                    "{}[[overlays]]\nfile = \"x.go\"\nupstream_sha256 = \"{SHA}\"\nwith = \"p.go\"\n",
+                    with_overlay("x.go", SHA, "o.go")
+                ),
+                "overlays: `x.go` is replaced twice",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
         }
     }
 }
