@@ -7,8 +7,8 @@
 //! shows its logs and answers HTTP through `kubectl port-forward`: logs and
 //! port-forward go apiserver → worker kubelet over TLS the apiserver
 //! verifies with the cluster CA, so they prove the serving certificate.
-//! With feature `cilium-pods` both nodes run Cilium and a pod on the
-//! control plane reaches the pod on the worker through the VXLAN tunnel.
+//! Both nodes run Cilium, and a pod on the control plane reaches the pod on
+//! the worker through the VXLAN tunnel.
 //!
 //! The slow tier: two TCG VMs on a small machine take many minutes, so this
 //! runs only with `cargo test -p qemu-tests --features cluster --test cluster`
@@ -28,15 +28,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The bridge by default; Cilium with `cilium-pods` (which also checks pod
-/// → pod across the VXLAN tunnel): Cilium's pods cannot start under TCG
-/// (Cargo.toml, `cilium-pods`).
-const CNI: CniName = if cfg!(feature = "cilium-pods") {
-    CniName::Cilium
-} else {
-    CniName::Bridge
-};
-
+/// Cilium, the default CNI: pod → pod across the VXLAN tunnel is checked.
+const CNI: CniName = CniName::Cilium;
 /// Unpacking the node image's initramfs under TCG, two VMs at once.
 const BOOT: Duration = Duration::from_secs(900);
 /// Go programs under TCG with two VMs sharing the cores.
@@ -390,9 +383,7 @@ fn a_worker_joins_and_runs_a_pod_that_answers() {
     assert!(response.contains(&format!("hostname: {POD}")), "{response}");
     eprintln!("pod answered {:?} after it was created", t_pod.elapsed(),);
 
-    if CNI == CniName::Cilium {
-        pod_to_pod_across_nodes(&kubeconfig, &dir);
-    }
+    pod_to_pod_across_nodes(&kubeconfig, &dir);
     eprintln!("the story took {:?}", t0.elapsed());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,6 +19,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The kubelet's CRI call timeout on a Cilium node (sandboxes get twice
+/// this): above Cilium's 330 s limit on building an endpoint, so the agent's
+/// limit is the one that bounds a pod's first start.
+pub const CILIUM_RUNTIME_REQUEST_TIMEOUT: &str = "4m";
+
 pub const ETCD: &str = "etcd";
 pub const APISERVER: &str = "kube-apiserver";
 pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
@@ -393,6 +398,8 @@ impl Components<'_> {
     }
 
     /// `KubeletConfiguration` (JSON is YAML; the kubelet reads either).
+    ///
+    /// [`CILIUM_RUNTIME_REQUEST_TIMEOUT`] on Cilium nodes.
     pub fn kubelet_config(&self) -> String {
         let l = self.layout;
         let c = &self.config.cluster;
@@ -432,6 +439,14 @@ impl Components<'_> {
             "resolvConf": "/etc/resolv.conf",
             "staticPodPath": "",
         });
+        if super::cilium::enabled(self.config) {
+            // The first pod on a Cilium node waits, inside RunPodSandbox,
+            // for the agent to compile the pods' BPF program on the node
+            // (the agent then bounds it at 330 s). The kubelet gives a
+            // sandbox twice this (default 2m, so 4 min), and cancelling
+            // cancels the compile; each retry would start it over.
+            cfg["runtimeRequestTimeout"] = json!(CILIUM_RUNTIME_REQUEST_TIMEOUT);
+        }
         match self.config.machine.role {
             Role::Controlplane => {
                 let (cert, key) = self.pair(&l.kubelet_serving);

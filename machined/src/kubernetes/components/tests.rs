@@ -176,3 +176,13 @@ fn workers_ask_for_their_serving_certificate_and_control_planes_are_issued_one()
             .ends_with("kubelet-serving.crt")
     );
 }
+
+#[test]
+fn a_cilium_kubelet_waits_out_the_agents_bpf_compile_and_a_bridge_one_keeps_the_default() {
+    let doc = include_str!("../../../../configs/controlplane.toml");
+    assert!(doc.contains("name = \"cilium\""));
+    let cilium = kubelet_config(doc);
+    assert_eq!(cilium["runtimeRequestTimeout"], "4m");
+    let bridge = kubelet_config(&doc.replace("name = \"cilium\"", "name = \"bridge\""));
+    assert!(bridge.get("runtimeRequestTimeout").is_none());
+}
