@@ -66,9 +66,8 @@ pub async fn start(opts: DevOptions) -> Result<RunningNode> {
     let state = StateStore::open(host.path(STATE_DIR), false)?;
     let identity = Identity::load_or_create(&state.dir().join("tls"), &host.hostname())?;
     let fingerprint = identity.fingerprint();
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("binding {}", opts.listen))?;
+    let listener =
+        crate::listen::bind(opts.listen).with_context(|| format!("binding {}", opts.listen))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = mpsc::unbounded_channel();
     let nonces = crate::auth::Nonces::new(opts.limits.nonce_ttl)

@@ -16,6 +16,7 @@ pub mod controllers;
 pub mod devmode;
 pub mod host;
 pub mod kubernetes;
+pub mod listen;
 pub mod lock;
 pub mod network;
 pub mod node;

@@ -8,9 +8,15 @@
 //! the requests it may make without a verified signature (`GET /v1/nonce`,
 //! and requests whose signature fails). Everything here is bookkeeping on an
 //! explicit clock, so it is tested without sockets.
+//!
+//! A peer is an IPv4 address, or an IPv6 /64: one host (or one customer of
+//! a provider) is normally given a whole /64 and can pick any address in
+//! it, so counting IPv6 addresses one by one would give a stranger 2⁶⁴
+//! shares. IPv4 peers reaching the dual-stack listener as `::ffff:a.b.c.d`
+//! count as the IPv4 address they are.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -44,6 +50,17 @@ impl Default for PeerLimits {
             unauthenticated_burst: 256.0,
             tracked_peers: 4096,
         }
+    }
+}
+
+/// The share `ip` counts against (see the module docs).
+pub fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !(u128::MAX >> 64);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
     }
 }
 
@@ -83,6 +100,7 @@ impl Peers {
     /// A new connection from `ip`. Refused when the peer holds its share of
     /// connections, or when too many peers are tracked.
     pub fn admit(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Admission, Refusal> {
+        let ip = peer_key(ip);
         let mut table = self.table();
         if !table.contains_key(&ip) && table.len() >= self.limits.tracked_peers {
             self.forget_idle(&mut table, now);
@@ -109,6 +127,7 @@ impl Peers {
 
     /// Take one unauthenticated request from `ip`'s bucket; false when empty.
     pub fn allow_unauthenticated(&self, ip: IpAddr, now: Instant) -> bool {
+        let ip = peer_key(ip);
         let mut table = self.table();
         let Some(peer) = table.get_mut(&ip) else {
             // Requests only arrive on admitted connections, which keep

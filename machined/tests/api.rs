@@ -49,7 +49,7 @@ fn trust_roots_with(root: &Path, threshold: usize) {
 }
 
 fn boot_at(rt: &tokio::runtime::Runtime, root: &Path, limits: Limits) -> RunningNode {
-    boot_with(rt, root, limits, Vec::new())
+    boot_with(rt, root, limits, Vec::new(), "127.0.0.1:0")
 }
 
 fn boot_with(
@@ -57,10 +57,11 @@ fn boot_with(
     root: &Path,
     limits: Limits,
     services: Vec<ServiceSpec>,
+    listen: &str,
 ) -> RunningNode {
     rt.block_on(devmode::start(DevOptions {
         root: root.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: listen.parse().unwrap(),
         limits,
         services,
     }))
@@ -72,6 +73,10 @@ fn dev(limits: Limits) -> Dev {
 }
 
 fn dev_with(limits: Limits, services: Vec<ServiceSpec>) -> Dev {
+    dev_on(limits, services, "127.0.0.1:0")
+}
+
+fn dev_on(limits: Limits, services: Vec<ServiceSpec>, listen: &str) -> Dev {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -79,7 +84,7 @@ fn dev_with(limits: Limits, services: Vec<ServiceSpec>) -> Dev {
         .unwrap();
     let root = tempfile::tempdir().unwrap();
     trust_roots(root.path());
-    let node = boot_with(&rt, root.path(), limits, services);
+    let node = boot_with(&rt, root.path(), limits, services, listen);
     Dev {
         node: Some(node),
         rt,
@@ -960,4 +965,59 @@ fn kubernetes_endpoints_are_authorised_and_say_why_they_cannot_serve_yet() {
             "{text}"
         );
     });
+}
+
+/// A node on an IPv6-only network must be configurable, one on IPv4 too:
+/// the API's wildcard socket takes both (machined binds `[::]:50443` the
+/// same way, through `machined::listen`), and so does a metrics listener
+/// configured as `[::]:port`.
+#[test]
+fn signed_calls_and_metrics_work_over_ipv6_and_ipv4_on_one_socket() {
+    let d = dev_on(Limits::default(), Vec::new(), "[::]:0");
+    let n = d.node();
+    let client = |host: &str| {
+        NodeClient::new(
+            &format!("{host}:{}", n.addr.port()),
+            Some(n.fingerprint.clone()),
+            Arc::new(key(1)),
+        )
+        .unwrap()
+    };
+    for host in ["[::1]", "127.0.0.1"] {
+        let status: Status = client(host).get("/v1/status").unwrap();
+        assert_eq!(status.mode, NodeMode::Maintenance, "over {host}");
+    }
+    let port = std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let doc = edit(
+        &worker(),
+        "listen = \"127.0.0.1:9100\"",
+        &format!("listen = \"[::]:{port}\""),
+    );
+    client("[::1]")
+        .post::<_, ApplyResponse>(
+            "/v1/apply",
+            &apply_req(&doc, &sign(1, &doc), ApplyMode::Auto),
+        )
+        .unwrap();
+    for host in ["::1", "127.0.0.1"] {
+        use std::io::{Read, Write};
+        let ip: std::net::IpAddr = host.parse().unwrap();
+        let mut s = std::net::TcpStream::connect((ip, port)).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(
+            out.contains("basalt_config_generation 1"),
+            "over {host}: {out}"
+        );
+    }
+    d.rt.block_on(d.node().node.supervisor().stop_all());
 }

@@ -36,7 +36,7 @@ impl MetricsController {
             task.abort();
         }
         let Some(addr) = want else { return };
-        match tokio::net::TcpListener::bind(addr).await {
+        match crate::listen::bind(addr) {
             Ok(l) => {
                 let task = tokio::spawn(crate::server::serve_metrics(l, Arc::clone(node)));
                 *crate::lock::lock(&self.listener) = Some((addr, task));

@@ -83,3 +83,29 @@ fn the_table_is_bounded_and_forgets_only_idle_peers() {
     let _d = peers.admit(ip(4), later).unwrap();
     assert_eq!(peers.tracked(), 2);
 }
+
+#[test]
+fn an_ipv6_slash_64_is_one_peer_and_a_mapped_ipv4_address_is_its_ipv4_self() {
+    let peers = small();
+    let now = Instant::now();
+    // Three addresses in one /64 share its three connections.
+    let in_64 = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
+    let _held: Vec<_> = (1..=3)
+        .map(|i| peers.admit(in_64(i), now).unwrap())
+        .collect();
+    assert_eq!(
+        peers.admit(in_64(0xffff), now).unwrap_err(),
+        Refusal::TooManyConnections
+    );
+    // The next /64 is someone else (the table holds two peers).
+    let _other = peers
+        .admit(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]), now)
+        .unwrap();
+    // 10.0.0.1 seen through the dual-stack listener is 10.0.0.1.
+    let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+    assert_eq!(peer_key(mapped), ip(1));
+    assert_eq!(
+        peer_key(in_64(7)),
+        IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, 0])
+    );
+}

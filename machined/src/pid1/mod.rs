@@ -13,7 +13,6 @@ use crate::server::{self, Limits};
 use crate::state::StateStore;
 use crate::supervisor::{self, Supervisor, SupervisorConfig};
 use crate::tls::Identity;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -182,12 +181,16 @@ async fn start_network() -> Option<NetworkController> {
 
 /// Step 6: serve the API until the listener fails (bind retried).
 async fn serve_api(identity: &Identity, node: &Arc<Node>) {
-    let addr = SocketAddr::from(([0, 0, 0, 0], basalt_api::request::API_PORT));
+    let port = basalt_api::request::API_PORT;
     let listener = loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => break l,
+        match crate::listen::bind_any(port) {
+            Ok((l, None)) => break l,
+            Ok((l, Some(v6))) => {
+                tracing::warn!("API on IPv4 only: [::]:{port}: {v6}");
+                break l;
+            }
             Err(e) => {
-                tracing::error!("binding {addr}: {e}; retrying");
+                tracing::error!("binding the API's port {port}: {e}; retrying");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
