@@ -44,17 +44,37 @@ let
         + " -ldflags=${lib.escapeShellArg (lib.concatStringsSep " " ldflags)}"
         + " -o $out/bin/${bin.name} ${bin.package}\n";
       trees = recipe.trees or [ ];
+      # Upstream files the recipe replaces, as image-builder does it
+      # (image-builder/src/package/mod.rs, `source_tree`): a writable copy
+      # of the module at ./upstream, each upstream file checked against its
+      # pinned sha256, the replacement copied in, and a relative `replace`.
+      overlays = recipe.overlays or [ ];
+      applyOverlays = lib.optionalString (overlays != [ ]) ''
+        upstream_dir="$(go mod download -json ${recipe.module} | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+        cp -r "$upstream_dir" upstream
+        chmod -R u+w upstream
+        ${lib.concatMapStrings (o: ''
+          echo "${o.upstream_sha256}  upstream/${o.file}" | sha256sum -c --quiet - \
+            || { echo "overlays: upstream ${o.file} changed; port ${o.with}, then pin its new hash" >&2; exit 1; }
+          cp ${o.with} upstream/${o.file}
+        '') overlays}
+        go mod edit -replace=${recipe.module}=./upstream
+      '';
     in
     buildGoModule {
       pname = "basalt-${name}";
       version = bare;
-      # The wrapper module alone: the sources come from the vendored modules.
+      # The wrapper module and its overlay replacements: the sources come
+      # from the vendored modules.
       src = lib.fileset.toSource {
         root = dir;
-        fileset = lib.fileset.unions [
-          (dir + "/go.mod")
-          (dir + "/go.sum")
-        ];
+        fileset = lib.fileset.unions (
+          [
+            (dir + "/go.mod")
+            (dir + "/go.sum")
+          ]
+          ++ map (o: dir + "/${o.with}") overlays
+        );
       };
       vendorHash = vendorHashes.${name};
       proxyVendor = true;
@@ -69,6 +89,7 @@ let
       # wrapper has none, so build the recipe's binaries by import path.
       buildPhase = ''
         runHook preBuild
+        ${applyOverlays}
         mkdir -p $out/bin
         ${lib.concatMapStrings goBuild recipe.binaries}
         runHook postBuild

@@ -353,10 +353,12 @@ fn build_into(
             size: bytes.len() as u64,
         });
     }
+    // Trees come from the same sources as the binaries: with overlays, the
+    // patched copy (as the Nix build has it).
+    let trees = copy_trees(recipe, go, source.work.as_deref(), staging)?;
     if let Some(work) = &source.work {
         remove_dir_if_present(work)?;
     }
-    let trees = copy_trees(recipe, go, staging)?;
     bar.finish_and_clear();
     tracing::info!(
         component = %recipe.name,
@@ -603,12 +605,16 @@ fn source_tree(
 fn copy_trees(
     recipe: &Recipe,
     go: &Toolchain,
+    work: Option<&Path>,
     staging: &Path,
 ) -> Result<Vec<String>, PackageError> {
     if recipe.trees.is_empty() {
         return Ok(Vec::new());
     }
-    let module_dir = module_dir(recipe, go)?;
+    let module_dir = match work {
+        Some(work) => work.join(UPSTREAM_COPY),
+        None => module_dir(recipe, go)?,
+    };
     let mut done = Vec::new();
     for tree in &recipe.trees {
         let from = module_dir.join(&tree.from);
