@@ -55,8 +55,8 @@ let
         chmod -R u+w upstream
         ${lib.concatMapStrings (o: ''
           echo "${o.upstream_sha256}  upstream/${o.file}" | sha256sum -c --quiet - \
-            || { echo "overlays: upstream ${o.file} changed; port ${o.with}, then pin its new hash" >&2; exit 1; }
-          cp ${o.with} upstream/${o.file}
+            || { echo "overlays: upstream ${o.file} changed; port ${o.replacement}, then pin its new hash" >&2; exit 1; }
+          cp ${o.replacement} upstream/${o.file}
         '') overlays}
         go mod edit -replace=${recipe.module}=./upstream
       '';
@@ -73,7 +73,7 @@ let
             (dir + "/go.mod")
             (dir + "/go.sum")
           ]
-          ++ map (o: dir + "/${o.with}") overlays
+          ++ map (o: dir + "/${o.replacement}") overlays
         );
       };
       vendorHash = vendorHashes.${name};

@@ -310,7 +310,7 @@ fn cni_plugins_with_overlay(to: &Path, upstream_sha256: &str) -> PathBuf {
     // Array tables go after the recipe's last table.
     recipe.push_str(&format!(
         "\n[[overlays]]\nfile = \"{file}\"\nupstream_sha256 = \"{upstream_sha256}\"\n\
-         with = \"overlays/buildversion.go\"\n"
+         replacement = \"overlays/buildversion.go\"\n"
     ));
     std::fs::write(dir.join("package.toml"), recipe).unwrap();
     dir

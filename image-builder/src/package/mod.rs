@@ -291,7 +291,10 @@ fn cache_key(recipe: &Recipe, go: &Toolchain) -> Result<String, PackageError> {
         field(file, &read(&recipe.dir.join(file))?);
     }
     for overlay in &recipe.overlays {
-        field(&overlay.with, &read(&recipe.dir.join(&overlay.with))?);
+        field(
+            &overlay.replacement,
+            &read(&recipe.dir.join(&overlay.replacement))?,
+        );
     }
     Ok(hex::encode(h.finalize()))
 }
@@ -572,11 +575,11 @@ fn source_tree(
                     recipe.module,
                     recipe.version,
                     overlay.upstream_sha256,
-                    overlay.with
+                    overlay.replacement
                 ),
             });
         }
-        let with = recipe.dir.join(&overlay.with);
+        let with = recipe.dir.join(&overlay.replacement);
         let bytes = read(&with)?;
         std::fs::write(&target, &bytes).map_err(io_err("write", &target))?;
         overlays.push(OverlaidFile {

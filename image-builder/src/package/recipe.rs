@@ -66,7 +66,7 @@ pub struct Overlay {
     /// sha256 (lowercase hex) of the upstream file this replaces.
     pub upstream_sha256: String,
     /// The replacement, relative to the component folder.
-    pub with: String,
+    pub replacement: String,
 }
 
 /// A parsed, checked recipe.
@@ -231,7 +231,7 @@ fn check_overlays(overlays: &[Overlay]) -> Result<(), String> {
     let mut seen = std::collections::BTreeSet::new();
     for o in overlays {
         check_relative("overlays.file", &o.file)?;
-        check_relative("overlays.with", &o.with)?;
+        check_relative("overlays.replacement", &o.replacement)?;
         let hex = &o.upstream_sha256;
         if hex.len() != 64 || !hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
             return Err(format!(
@@ -367,7 +367,7 @@ binaries = [{ name = "tool", package = "example.com/tool/cmd/tool" }]
 
     fn with_overlay(file: &str, sha: &str, with: &str) -> String {
         format!(
-            "{GOOD}\n[[overlays]]\nfile = \"{file}\"\nupstream_sha256 = \"{sha}\"\nwith = \"{with}\"\n"
+            "{GOOD}\n[[overlays]]\nfile = \"{file}\"\nupstream_sha256 = \"{sha}\"\nreplacement = \"{with}\"\n"
         )
     }
 
@@ -379,7 +379,7 @@ binaries = [{ name = "tool", package = "example.com/tool/cmd/tool" }]
             vec![Overlay {
                 file: "pkg/api/const.go".into(),
                 upstream_sha256: SHA.into(),
-                with: "overlays/const.go".into(),
+                replacement: "overlays/const.go".into(),
             }]
         );
     }
@@ -393,7 +393,7 @@ binaries = [{ name = "tool", package = "example.com/tool/cmd/tool" }]
             ),
             (
                 with_overlay("x.go", SHA, "/etc/o.go"),
-                "overlays.with: `/etc/o.go` must be a relative path",
+                "overlays.replacement: `/etc/o.go` must be a relative path",
             ),
             (
                 with_overlay("x.go", &SHA.to_uppercase(), "o.go"),
@@ -405,7 +405,7 @@ binaries = [{ name = "tool", package = "example.com/tool/cmd/tool" }]
             ),
             (
                 format!(
-                    "{}[[overlays]]\nfile = \"x.go\"\nupstream_sha256 = \"{SHA}\"\nwith = \"p.go\"\n",
+                    "{}[[overlays]]\nfile = \"x.go\"\nupstream_sha256 = \"{SHA}\"\nreplacement = \"p.go\"\n",
                     with_overlay("x.go", SHA, "o.go")
                 ),
                 "overlays: `x.go` is replaced twice",
