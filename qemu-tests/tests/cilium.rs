@@ -8,9 +8,9 @@
 //! Then what users rely on, read from pods' own logs (the echo image
 //! fetches once a second with `$FETCH` set): pods addressed from the
 //! node's pod CIDR, pod→pod, pod→ClusterIP and pod→NodePort HTTP with no
-//! kube-proxy, pod→a server outside the cluster, CiliumEndpoints, a default-deny NetworkPolicy and an allow
-//! rule for one label, and traffic that keeps flowing while the agent is
-//! killed and restarted.
+//! kube-proxy, pod→a server outside the cluster, CiliumEndpoints, a
+//! default-deny NetworkPolicy and an allow rule for one label, and traffic
+//! that keeps flowing while the agent is killed and restarted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
