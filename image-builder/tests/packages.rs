@@ -215,6 +215,25 @@ fn a_rebuild_is_a_cache_hit_in_well_under_a_second() {
     assert!(took < Duration::from_millis(500), "cache hit took {took:?}");
 }
 
+/// A cache of its own under `dir` (Go's build cache stays shared).
+fn private_cache(dir: &Path) -> BuildOptions {
+    BuildOptions {
+        cache_dir: dir.join("cache"),
+        go_cache: None,
+        progress: false,
+    }
+}
+
+/// What a cache holds besides its lock files.
+fn cache_entries(opts: &BuildOptions) -> Vec<String> {
+    std::fs::read_dir(&opts.cache_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect()
+}
+
 fn copy_component(name: &str, to: &Path) -> PathBuf {
     let dir = to.join(name);
     std::fs::create_dir_all(&dir).unwrap();
@@ -252,23 +271,14 @@ fn a_tampered_lock_fails_with_gos_checksum_error_and_caches_nothing() {
         sum.replace(line, &format!("{head} h1:{flipped}")),
     )
     .unwrap();
-    let opts = BuildOptions {
-        cache_dir: tmp.path().join("cache"),
-        go_cache: None,
-        progress: false,
-    };
+    let opts = private_cache(tmp.path());
     let e = package::build(&Recipe::load(&dir).unwrap(), &opts)
         .unwrap_err()
         .to_string();
     assert!(e.contains("checksum mismatch"), "{e}");
     assert!(e.contains("github.com/containernetworking/cni"), "{e}");
     assert!(e.contains("Restore go.sum"), "{e}");
-    let left: Vec<_> = std::fs::read_dir(&opts.cache_dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(".lock"))
-        .collect();
+    let left = cache_entries(&opts);
     assert!(left.is_empty(), "a failed build left {left:?}");
 }
 
@@ -339,11 +349,7 @@ fn an_overlay_replaces_an_upstream_file_in_the_binaries_and_the_record_says_so()
     let upstream = sha256_file(&upstream_file("cni-plugins", file));
     let tmp = tempfile::tempdir().unwrap();
     let dir = cni_plugins_with_overlay(tmp.path(), &upstream);
-    let opts = BuildOptions {
-        cache_dir: tmp.path().join("cache"),
-        go_cache: None,
-        progress: false,
-    };
+    let opts = private_cache(tmp.path());
     let built =
         package::build(&Recipe::load(&dir).unwrap(), &opts).unwrap_or_else(|e| panic!("{e}"));
     let out = Command::new(built.binary("loopback").unwrap())
@@ -382,11 +388,7 @@ fn an_overlay_whose_upstream_file_changed_is_refused_and_caches_nothing() {
     let wrong = "0".repeat(64);
     let tmp = tempfile::tempdir().unwrap();
     let dir = cni_plugins_with_overlay(tmp.path(), &wrong);
-    let opts = BuildOptions {
-        cache_dir: tmp.path().join("cache"),
-        go_cache: None,
-        progress: false,
-    };
+    let opts = private_cache(tmp.path());
     let e = package::build(&Recipe::load(&dir).unwrap(), &opts)
         .unwrap_err()
         .to_string();
@@ -399,11 +401,6 @@ fn an_overlay_whose_upstream_file_changed_is_refused_and_caches_nothing() {
         e.contains("port the replacement overlays/buildversion.go"),
         "{e}"
     );
-    let left: Vec<_> = std::fs::read_dir(&opts.cache_dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(".lock"))
-        .collect();
+    let left = cache_entries(&opts);
     assert!(left.is_empty(), "a refused build left {left:?}");
 }
