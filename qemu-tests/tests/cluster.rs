@@ -34,6 +34,10 @@ const CNI: CniName = CniName::Cilium;
 const BOOT: Duration = Duration::from_secs(900);
 /// Go programs under TCG with two VMs sharing the cores.
 const HEALTHY: Duration = Duration::from_secs(2400);
+/// A node's first pod: under TCG its agent compiles bpf_host, bpf_overlay
+/// and bpf_lxc first (minutes each, two VMs sharing the cores), and
+/// reinitialises its datapath once more on a first boot (README, "Cilium").
+const FIRST_POD: Duration = Duration::from_secs(1800);
 const APISERVER_PORT: u16 = 6443;
 const CP_IP: &str = "192.168.77.10";
 const WORKER_IP: &str = "192.168.77.11";
@@ -346,7 +350,7 @@ fn a_worker_joins_and_runs_a_pod_that_answers() {
     .unwrap();
     kubectl(&kubeconfig, &["apply", "-f", manifest.to_str().unwrap()]).unwrap();
     let t_pod = Instant::now();
-    eventually("pod Running on worker-1", Duration::from_secs(900), || {
+    eventually("pod Running on worker-1", FIRST_POD, || {
         let out = kubectl(
             &kubeconfig,
             &[
@@ -421,7 +425,7 @@ fn pod_to_pod_across_nodes(kubeconfig: &Path, dir: &Path) {
     kubectl(kubeconfig, &["apply", "-f", client.to_str().unwrap()]).unwrap();
     let answered = eventually(
         "the control plane's pod reached the worker's pod",
-        Duration::from_secs(900),
+        FIRST_POD,
         || {
             let log = kubectl(kubeconfig, &["logs", "client-on-cp", "--tail=3"])?;
             log.lines()

@@ -19,10 +19,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The kubelet's CRI call timeout on a Cilium node (sandboxes get twice
-/// this): above Cilium's 330 s limit on building an endpoint, so the agent's
-/// limit is the one that bounds a pod's first start.
-pub const CILIUM_RUNTIME_REQUEST_TIMEOUT: &str = "4m";
+/// The kubelet's CRI call timeout on a Cilium node; a sandbox gets twice
+/// this, 20 min, the one bound on a pod's first start (the agent compiling
+/// the pods' BPF program: a second on real hardware, minutes under
+/// emulation, more with two emulated nodes sharing the cores). The cost: a
+/// runtime that hangs is given up on after 10 min instead of 2.
+pub const CILIUM_RUNTIME_REQUEST_TIMEOUT: &str = "10m";
 
 pub const ETCD: &str = "etcd";
 pub const APISERVER: &str = "kube-apiserver";
@@ -442,9 +444,10 @@ impl Components<'_> {
         if super::cilium::enabled(self.config) {
             // The first pod on a Cilium node waits, inside RunPodSandbox,
             // for the agent to compile the pods' BPF program on the node
-            // (the agent then bounds it at 330 s). The kubelet gives a
-            // sandbox twice this (default 2m, so 4 min), and cancelling
-            // cancels the compile; each retry would start it over.
+            // (Cilium's own bounds on that are raised in its package). The
+            // kubelet gives a sandbox twice this (default 2m, so 4 min),
+            // and cancelling cancels the compile; each retry would start
+            // it over.
             cfg["runtimeRequestTimeout"] = json!(CILIUM_RUNTIME_REQUEST_TIMEOUT);
         }
         match self.config.machine.role {

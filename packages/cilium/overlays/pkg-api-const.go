@@ -19,7 +19,7 @@ const (
 	// bound, for the agent to compile the pods' BPF program on the node on
 	// the first pod, which takes longer than 90 s on a slow (for example,
 	// emulated) machine; on timeout the compile is cancelled and the next
-	// attempt starts over. 6 min leaves the agent's own 330 s
-	// EndpointGenerationTimeout as the bound.
-	ClientTimeout = 6 * time.Minute
+	// attempt starts over. 30 min, as the agent's EndpointGenerationTimeout
+	// (also raised): the kubelet's sandbox timeout is the one bound.
+	ClientTimeout = 30 * time.Minute
 )

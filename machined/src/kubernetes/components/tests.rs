@@ -182,7 +182,7 @@ fn a_cilium_kubelet_waits_out_the_agents_bpf_compile_and_a_bridge_one_keeps_the_
     let doc = include_str!("../../../../configs/controlplane.toml");
     assert!(doc.contains("name = \"cilium\""));
     let cilium = kubelet_config(doc);
-    assert_eq!(cilium["runtimeRequestTimeout"], "4m");
+    assert_eq!(cilium["runtimeRequestTimeout"], "10m");
     let bridge = kubelet_config(&doc.replace("name = \"cilium\"", "name = \"bridge\""));
     assert!(bridge.get("runtimeRequestTimeout").is_none());
 }
