@@ -347,7 +347,7 @@ fn build_into(
     for b in &recipe.binaries {
         let out = bin.join(&b.name);
         bar.set_prefix(format!("{} {}: {}", recipe.name, recipe.version, b.name));
-        go_build(recipe, go, b, &out, &source.dir, opts, &bar)?;
+        go_build(recipe, go, b, &out, source.dir(recipe), opts, &bar)?;
         let bytes = read(&out)?;
         binaries.push(BuiltBinary {
             name: b.name.clone(),
@@ -525,10 +525,15 @@ fn module_dir(recipe: &Recipe, go: &Toolchain) -> Result<PathBuf, PackageError> 
 /// relative path keeps the build info the same wherever the copy lives.
 /// Every other module still comes from the module cache, checked by go.sum.
 struct SourceTree {
-    dir: PathBuf,
     overlays: Vec<OverlaidFile>,
-    /// Removed when the build is done.
+    /// The work copy, removed when the build is done; `None` without overlays.
     work: Option<PathBuf>,
+}
+
+impl SourceTree {
+    fn dir<'a>(&'a self, recipe: &'a Recipe) -> &'a Path {
+        self.work.as_deref().unwrap_or(&recipe.dir)
+    }
 }
 
 const UPSTREAM_COPY: &str = "upstream";
@@ -544,7 +549,6 @@ fn source_tree(
 ) -> Result<SourceTree, PackageError> {
     if recipe.overlays.is_empty() {
         return Ok(SourceTree {
-            dir: recipe.dir.clone(),
             overlays: Vec::new(),
             work: None,
         });
@@ -597,7 +601,6 @@ fn source_tree(
         ],
     )?;
     Ok(SourceTree {
-        dir: work.clone(),
         overlays,
         work: Some(work),
     })
