@@ -9,6 +9,10 @@ pub const INIT: &str = "/init";
 /// (read with [`crate::trust::TrustRoots::from_toml`]).
 pub const TRUST_ROOTS: &str = "/etc/basalt/trust.toml";
 
+/// The image's floor for configs, a [`crate::scope::ImagePolicy`] in TOML:
+/// the lowest generation it accepts and its build time.
+pub const IMAGE_POLICY: &str = "/etc/basalt/image-policy.toml";
+
 /// An optional config baked into the image, applied at first boot.
 pub const BAKED_CONFIG: &str = "/etc/basalt/config.toml";
 

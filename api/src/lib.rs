@@ -9,6 +9,7 @@ pub mod image_layout;
 pub mod request;
 pub mod route;
 pub mod rpc;
+pub mod scope;
 pub mod secret;
 pub mod signed;
 pub mod sshkey;

@@ -4,6 +4,7 @@
 //! fields, so an older basaltctl can read a newer node.
 
 use crate::config::{Cidr, FileOp, MacAddr};
+use crate::scope::{NodeIdentity, TrustedTime};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -115,6 +116,15 @@ pub struct Status {
     /// kernel modules, a live BPF probe), each with what was seen.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_checks: Vec<HealthCheck>,
+    /// The ids a config's `[scope]` selector is matched against.
+    #[serde(default)]
+    pub identity: NodeIdentity,
+    /// The time the node knows it is at least, which `scope.not_after`
+    /// is checked against, and where that comes from.
+    pub trusted_time: TrustedTime,
+    /// The image's lowest acceptable config generation.
+    #[serde(default)]
+    pub min_generation: u64,
 }
 
 /// The body of a POST that carries no parameters (`confirm`, `reboot`, …):

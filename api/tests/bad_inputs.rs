@@ -5,7 +5,7 @@
 mod cases;
 
 use basalt_api::config::MachineConfig;
-use basalt_api::signed::verify_and_parse;
+use basalt_api::signed::{Admission, verify_and_parse};
 use cases::*;
 
 fn line_of(doc: &str, needle: &str) -> usize {
@@ -101,7 +101,11 @@ fn secrets_never_print() {
 fn bad_signatures_are_rejected() {
     let mut failures = Vec::new();
     for c in sig_cases() {
-        match verify_and_parse(c.doc.as_bytes(), &c.sig, &c.policy, c.current) {
+        match verify_and_parse(
+            c.doc.as_bytes(),
+            &c.sig,
+            &Admission::offline(&c.policy, c.current),
+        ) {
             Ok(_) => failures.push(format!("{}: accepted", c.name)),
             Err(e) if !e.to_string().contains(&c.message) => {
                 failures.push(format!("{}: expected …{}…, got: {e}", c.name, c.message))
@@ -116,7 +120,13 @@ fn bad_signatures_are_rejected() {
 fn threshold_of_distinct_admins_is_met() {
     let doc = worker();
     let two = sign(1, &doc) + &sign(2, &doc);
-    let v = verify_and_parse(doc.as_bytes(), two.as_bytes(), &policy(&[1, 2], &[], 2), 0).unwrap();
+    let two_of_two = policy(&[1, 2], &[], 2);
+    let v = verify_and_parse(
+        doc.as_bytes(),
+        two.as_bytes(),
+        &Admission::offline(&two_of_two, 0),
+    )
+    .unwrap();
     assert_eq!(v.signers.len(), 2);
     assert_eq!(v.signers[0].fingerprint, key(1).public().fingerprint());
     // An extra signature by an untrusted key does not spoil a met threshold.
@@ -124,8 +134,7 @@ fn threshold_of_distinct_admins_is_met() {
     verify_and_parse(
         doc.as_bytes(),
         three.as_bytes(),
-        &policy(&[1, 2], &[], 2),
-        0,
+        &Admission::offline(&two_of_two, 0),
     )
     .unwrap();
 }

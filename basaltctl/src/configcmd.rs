@@ -3,7 +3,7 @@
 use crate::keys::{load_private, write_new};
 use anyhow::{Context, Result, bail};
 use basalt_api::config::{CniName, MachineConfig, Role};
-use basalt_api::signed::{SignedConfigError, verify_and_parse};
+use basalt_api::signed::{Admission, SignedConfigError, verify_and_parse};
 use basalt_api::sshkey::{PublicKey, parse_key_list};
 use basalt_api::trust::TrustRoots;
 use basalt_api::{CONFIG_NAMESPACE, MAX_DOCUMENT_BYTES, sshsig};
@@ -143,7 +143,11 @@ pub fn verify(
     let doc = read_capped(file)?;
     let sig_file = sig.map(Path::to_path_buf).unwrap_or_else(|| sig_path(file));
     let sigs = read_capped(&sig_file)?;
-    match verify_and_parse(&doc, &sigs, &policy, current_generation) {
+    match verify_and_parse(
+        &doc,
+        &sigs,
+        &Admission::offline(&policy, current_generation),
+    ) {
         Ok(v) => {
             println!("{}: OK, generation {}", file.display(), v.config.generation);
             for s in v.signers {

@@ -250,7 +250,7 @@ pub fn status_text(st: &Status) -> String {
         (false, None) => "no".to_string(),
     };
     format!(
-        "hostname     {}\nmode         {}\nready        {}\ngeneration   {}\nconfig       {}\nsigners      {}\nstate        {}\nboot id      {}\nstaged       {}\ntry pending  {}\ntls          {}\nversion      {}\n",
+        "hostname     {}\nmode         {}\nready        {}\ngeneration   {}\nconfig       {}\nsigners      {}\nstate        {}\nboot id      {}\nstaged       {}\ntry pending  {}\ntls          {}\nversion      {}\nidentity     {}\ntime         at least {} ({})\nmin gen      {}\n",
         st.hostname,
         st.mode,
         ready,
@@ -270,6 +270,10 @@ pub fn status_text(st: &Status) -> String {
             .map_or("-".into(), |s| format!("{s}s left")),
         st.tls_fingerprint,
         st.version,
+        st.identity,
+        basalt_api::scope::rfc3339(st.trusted_time.at_least),
+        st.trusted_time.source,
+        st.min_generation,
     ) + &host_checks_text(&st.host_checks)
 }
 
@@ -801,9 +805,25 @@ mod tests {
             try_pending_secs: None,
             tls_fingerprint: "SHA256:x".into(),
             host_checks: vec![],
+            identity: basalt_api::scope::NodeIdentity::from_firmware(
+                Some("3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
+                None,
+                vec!["52:54:00:12:34:56".parse().unwrap()],
+            ),
+            trusted_time: basalt_api::scope::TrustedTime::new(1_764_547_200, 0, false),
+            min_generation: 3,
         };
         assert!(
             status_text(&st).contains("\nready        no: no config yet (maintenance mode)\n"),
+            "{}",
+            status_text(&st)
+        );
+        assert!(
+            status_text(&st).contains(
+                "\nidentity     system_uuid 3f2504e0-4f89-11d3-9a0c-0305e82c3301, serial (none), macs [\"52:54:00:12:34:56\"]\n\
+                 time         at least 2025-12-01T00:00:00Z (its image's build time; its clock is not synchronized)\n\
+                 min gen      3\n"
+            ),
             "{}",
             status_text(&st)
         );

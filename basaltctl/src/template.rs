@@ -133,6 +133,16 @@ version = 1
 # Raise it on every change you apply.
 generation = 1
 
+# Optional limits that survive a reset (STATE's generation guard does not):
+# a node refuses this config after `not_after` (judged by a time it knows has
+# come: README, "Operator workflow") and on machines not listed here (any one
+# id matches; `basaltctl status` shows a node's ids).
+# [scope]
+# not_after = 2027-03-01T00:00:00Z
+# system_uuids = ["4c4c4544-0042-3510-8052-b4c04f4e4232"]
+# serials = ["CZ1234ABCD"]
+# macs = ["52:54:00:12:34:56"]
+
 [machine]
 # controlplane | worker
 role = "{role}"

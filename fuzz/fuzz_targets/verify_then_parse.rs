@@ -6,18 +6,20 @@
 //! parser and validator; with one, the fuzzer controls the signature file too.
 //!
 //! Properties:
-//! - signed here: the document verifies exactly when it parses and its
-//!   generation is newer than the node's (0), and then verification returns
-//!   the parser's config; every other outcome is the parser's own error or
-//!   the replay refusal, never a signature failure (except an oversized
-//!   document, which both refuse);
+//! - signed here: the document verifies exactly when it parses, its
+//!   generation is newer than the node's (0) and its `[scope]` admits this
+//!   node at this time, and then verification returns the parser's config;
+//!   every other outcome is the parser's own error or the replay or scope
+//!   refusal that the parsed config explains, never a signature failure
+//!   (except an oversized document, which both refuse);
 //! - fuzzer-signed: whatever verifies also parses, to the same config, with a
 //!   valid generation;
 //! - rendering parse errors never panics and every error is located.
 #![no_main]
 
 use basalt_api::config::MachineConfig;
-use basalt_api::signed::{SignedConfigError, verify_and_parse};
+use basalt_api::scope::{ImagePolicy, NodeIdentity, TrustedTime};
+use basalt_api::signed::{Admission, SignedConfigError, verify_and_parse};
 use basalt_api::sshkey::PrivateKey;
 use basalt_api::trust::{TrustRoots, VerifyError};
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
@@ -26,6 +28,8 @@ use libfuzzer_sys::fuzz_target;
 const SEPARATOR: &[u8] = b"\n\0SIG\0\n";
 /// The node's current generation in this target: a fresh node.
 const CURRENT: u64 = 0;
+/// The node's trusted time: 2026-12-01T00:00:00Z.
+const NOW: i64 = 1_796_083_200;
 
 fuzz_target!(|data: &[u8]| {
     let admin = PrivateKey::from_seed(&[1; 32], "fuzz-admin");
@@ -42,7 +46,22 @@ fuzz_target!(|data: &[u8]| {
             true,
         ),
     };
-    let verified = verify_and_parse(doc, &sigs, &roots, CURRENT);
+    let node = NodeIdentity::from_firmware(
+        Some("4c4c4544-0042-3510-8052-b4c04f4e4232"),
+        Some("CZ1234ABCD"),
+        vec![basalt_api::config::MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56])],
+    );
+    let now = TrustedTime::new(NOW, NOW, true);
+    let admission = Admission {
+        trust: &roots,
+        current_generation: CURRENT,
+        image: ImagePolicy {
+            min_generation: 0,
+            built_at: NOW,
+        },
+        node: Some((&node, now)),
+    };
+    let verified = verify_and_parse(doc, &sigs, &admission);
     let parsed = MachineConfig::parse(doc);
 
     if let Ok(v) = &verified {
@@ -55,7 +74,16 @@ fuzz_target!(|data: &[u8]| {
     }
     if signed_here {
         match (&verified, &parsed) {
-            (Ok(_), Ok(_)) => {}
+            (Ok(_), Ok(c)) => {
+                assert!(c.scope.selects(&node), "accepted a config for other nodes");
+                assert!(c.scope.not_after_unix().is_none_or(|t| t >= NOW), "accepted an expired config");
+            }
+            (Err(SignedConfigError::NotThisNode { .. }), Ok(c)) => {
+                assert!(!c.scope.selects(&node), "refused a config that selects this node");
+            }
+            (Err(SignedConfigError::Expired { .. }), Ok(c)) => {
+                assert!(c.scope.not_after_unix().is_some_and(|t| t < NOW), "refused a valid config");
+            }
             (Err(SignedConfigError::Replay { generation, .. }), Ok(c)) => {
                 assert_eq!(*generation, c.generation);
                 assert!(c.generation <= CURRENT, "refused a newer generation");

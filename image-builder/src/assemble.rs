@@ -15,9 +15,11 @@ use crate::profile::{Artifact, Install, Profile, is_nix_path};
 use crate::tree::{Node, Tree};
 use crate::{initrd, kernel, rootfs, shells};
 use basalt_api::image_layout::{
-    BAKED_CONFIG, BAKED_CONFIG_SIGNATURES, INIT, MODULES_LIST, MODULES_ROOT, ROOT_IMAGE,
-    ROOT_IMAGE_NAME, TRUST_ROOTS,
+    BAKED_CONFIG, BAKED_CONFIG_SIGNATURES, IMAGE_POLICY, INIT, MODULES_LIST, MODULES_ROOT,
+    ROOT_IMAGE, ROOT_IMAGE_NAME, TRUST_ROOTS,
 };
+use basalt_api::scope::ImagePolicy;
+use basalt_api::signed::Admission;
 use std::path::{Path, PathBuf};
 use tracing::{debug, info};
 
@@ -86,7 +88,7 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
     step("resolving kernel modules");
     let modules = plan_modules(profile)?;
     let modules_load = modules_load_list(&modules.release, &modules.plan);
-    let etc = etc_basalt_files(profile, &modules_load)?;
+    let etc = etc_basalt_files(profile, &modules_load, epoch)?;
 
     // Kept until both images are packed: the trees read the unpacked files.
     let mut nix_inputs = Vec::new();
@@ -400,9 +402,14 @@ struct Generated {
     mode: u32,
 }
 
-/// trust.toml, the optional signed config (checked against those trust
-/// roots now, not at first boot), and modules.load.
-fn etc_basalt_files(profile: &Profile, modules_load: &str) -> Result<Vec<Generated>> {
+/// trust.toml, image-policy.toml, the optional signed config (checked
+/// against those trust roots and that floor now, not at first boot), and
+/// modules.load.
+fn etc_basalt_files(profile: &Profile, modules_load: &str, epoch: u32) -> Result<Vec<Generated>> {
+    let policy = ImagePolicy {
+        min_generation: profile.min_generation,
+        built_at: i64::from(epoch),
+    };
     let trust_toml = profile
         .trust
         .to_toml()
@@ -411,6 +418,11 @@ fn etc_basalt_files(profile: &Profile, modules_load: &str) -> Result<Vec<Generat
         Generated {
             path: TRUST_ROOTS,
             data: trust_toml.into_bytes(),
+            mode: 0o644,
+        },
+        Generated {
+            path: IMAGE_POLICY,
+            data: policy.to_toml().into_bytes(),
             mode: 0o644,
         },
         Generated {
@@ -424,15 +436,17 @@ fn etc_basalt_files(profile: &Profile, modules_load: &str) -> Result<Vec<Generat
             std::fs::read(&config.document).map_err(Error::io("reading", &config.document))?;
         let signature =
             std::fs::read(&config.signature).map_err(Error::io("reading", &config.signature))?;
-        basalt_api::signed::verify_and_parse(&document, &signature, &profile.trust, 0).map_err(
-            |e| {
-                Error::Trust(format!(
-                    "baked config {} with {}: {e}",
-                    config.document.display(),
-                    config.signature.display()
-                ))
-            },
-        )?;
+        let admission = Admission {
+            image: policy,
+            ..Admission::offline(&profile.trust, 0)
+        };
+        basalt_api::signed::verify_and_parse(&document, &signature, &admission).map_err(|e| {
+            Error::Trust(format!(
+                "baked config {} with {}: {e}",
+                config.document.display(),
+                config.signature.display()
+            ))
+        })?;
         // The config may carry secrets (e.g. join tokens): root-only.
         out.push(Generated {
             path: BAKED_CONFIG,

@@ -672,6 +672,14 @@ fn trust_roots_are_in_both_images() {
     let key =
         basalt_api::sshkey::PublicKey::from_openssh(v["admins"][0].as_str().unwrap()).unwrap();
     assert!(key.same_key(&fixture().admin.public()));
+    // The image's floor, next to its roots: no minimum generation in this
+    // profile, and SOURCE_DATE_EPOCH as the build time.
+    let a = std::fs::read_to_string(b.initramfs_dir.join("etc/basalt/image-policy.toml")).unwrap();
+    let r = std::fs::read_to_string(b.rootfs_dir.join("etc/basalt/image-policy.toml")).unwrap();
+    assert_eq!(a, r);
+    let policy = basalt_api::scope::ImagePolicy::from_toml(&a).unwrap();
+    assert_eq!(policy.min_generation, 0);
+    assert_eq!(policy.built_at, EPOCH.parse::<i64>().unwrap());
 }
 
 #[test]

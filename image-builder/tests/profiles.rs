@@ -523,6 +523,56 @@ fn baked_config_must_be_signed_by_the_trust_roots() {
     }
 }
 
+/// `[trust] min_generation` and `SOURCE_DATE_EPOCH` become the image's
+/// floor (`/etc/basalt/image-policy.toml`), which a baked config must clear
+/// like any config applied later.
+#[test]
+fn the_image_floor_is_written_and_binds_the_baked_config() {
+    let dir = scratch("ib-floor-");
+    let doc = std::fs::read(repo_root().join("configs/worker.toml")).unwrap();
+    let config = dir.join("worker.toml");
+    std::fs::write(&config, &doc).unwrap();
+    std::fs::write(
+        dir.join("worker.toml.sig"),
+        basalt_api::sshsig::sign(&fixture().admin, basalt_api::CONFIG_NAMESPACE, &doc),
+    )
+    .unwrap();
+    let profile = |min: u64| {
+        mini_profile(
+            &dir,
+            &format!(
+                "min_generation = {min}\n\n[config]\npath = \"{}\"\n",
+                config.display()
+            ),
+        )
+    };
+    let err = build_fails(&profile(2), &dir.join("out"));
+    assert!(
+        err.contains("baked config")
+            && err.contains("generation 1 is below this image's minimum generation 2"),
+        "{err}"
+    );
+    let out = dir.join("out");
+    build_ok(&mut cli(), &profile(1), &out);
+    let want = basalt_api::scope::ImagePolicy {
+        min_generation: 1,
+        built_at: EPOCH.parse().unwrap(),
+    }
+    .to_toml();
+    let m = manifest(&out);
+    for files in [&m.initramfs.files, &m.rootfs.files] {
+        let rec = files
+            .iter()
+            .find(|f| f.path == basalt_api::image_layout::IMAGE_POLICY)
+            .expect("image policy in both images");
+        assert_eq!(
+            rec.sha256.as_deref(),
+            Some(image_builder::hash::bytes(want.as_bytes()).as_str())
+        );
+        assert_eq!(rec.mode, "0644");
+    }
+}
+
 #[test]
 fn every_command_has_help() {
     for args in [

@@ -3,7 +3,9 @@
 //! → converge. One apply at a time.
 
 use crate::auth::Nonces;
-use crate::controllers::config::{BAKED_CONFIG, BAKED_CONFIG_SIG, ConfigController, ConfigState};
+use crate::controllers::config::{
+    BAKED_CONFIG, BAKED_CONFIG_SIG, ConfigController, ConfigState, admission,
+};
 use crate::controllers::dns::DnsController;
 use crate::controllers::files::{FilesController, FilesError};
 use crate::controllers::images::{ImageImporter, ImagesController};
@@ -51,7 +53,12 @@ impl ApplyError {
         match self {
             ApplyError::Config(SignedConfigError::Signature(_)) => 403,
             ApplyError::Config(SignedConfigError::Invalid(_)) => 400,
-            ApplyError::Config(SignedConfigError::Replay { .. }) => 409,
+            ApplyError::Config(
+                SignedConfigError::Replay { .. }
+                | SignedConfigError::BelowImageMinimum { .. }
+                | SignedConfigError::NotThisNode { .. }
+                | SignedConfigError::Expired { .. },
+            ) => 409,
             ApplyError::Conflict(_)
             | ApplyError::Kernel(_)
             | ApplyError::Files(_)
@@ -102,7 +109,11 @@ impl Node {
     /// Load STATE (promoting a staged config first) and converge to it.
     pub fn boot(parts: BootParts) -> Arc<Node> {
         let host = parts.host;
-        let config = ConfigController::new(parts.state, parts.image_trust);
+        let config = ConfigController::new(
+            parts.state,
+            parts.image_trust,
+            admission::image_policy(&host),
+        );
         let applied = config.load_at_boot();
         let current = applied.current.as_ref().map(|a| a.config.clone());
         // The STATE directory as a node path (below the dev root in dev mode).
@@ -326,9 +337,14 @@ impl Node {
     pub async fn apply(self: &Arc<Self>, req: ApplyRequest) -> Result<ApplyResponse, ApplyError> {
         let mut applied = self.applied.lock().await;
         // Verify.
-        let verified =
-            self.config
-                .verify(&applied, req.config.as_bytes(), req.signatures.as_bytes())?;
+        let identity = admission::identity(&self.host);
+        let time = admission::trusted_time(&self.host, &self.config.image_policy);
+        let verified = self.config.verify(
+            &applied,
+            req.config.as_bytes(),
+            req.signatures.as_bytes(),
+            (&identity, time),
+        )?;
         let new = verified.config;
         let signers: Vec<String> = verified.signers.iter().map(|s| s.to_string()).collect();
         // Plan.
@@ -489,6 +505,9 @@ impl Node {
                 .map(|(_, at)| at.saturating_duration_since(Instant::now()).as_secs()),
             tls_fingerprint: self.tls_fingerprint.clone(),
             host_checks: self.kubernetes.host_checks(cur.map(|c| &c.config)),
+            identity: admission::identity(&self.host),
+            trusted_time: admission::trusted_time(&self.host, &self.config.image_policy),
+            min_generation: self.config.image_policy.min_generation,
         }
     }
 

@@ -1021,3 +1021,120 @@ fn signed_calls_and_metrics_work_over_ipv6_and_ipv4_on_one_socket() {
     }
     d.rt.block_on(d.node().node.supervisor().stop_all());
 }
+
+/// Old signed configs cannot be replayed where they do not belong. The
+/// image's floor (`image-policy.toml`) holds on an empty STATE, as after a
+/// reset or a fresh install; `[scope]` pins a config to machines and to a
+/// time. Each refusal names its reason and leaves STATE as it was, and
+/// `status` shows what a scope is matched against.
+#[test]
+fn old_configs_are_refused_by_the_image_floor_and_their_scope() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    trust_roots(root.path());
+    let write = |p: &str, text: &str| {
+        let p = root.path().join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    // Built 2026-06-01; refuses generations below 3.
+    const BUILT_AT: i64 = 1_780_272_000;
+    write(
+        "etc/basalt/image-policy.toml",
+        &format!("min_generation = 3\nbuilt_at = {BUILT_AT}\n"),
+    );
+    write(
+        "sys/class/dmi/id/product_uuid",
+        "3F2504E0-4F89-11D3-9A0C-0305E82C3301\n",
+    );
+    write("sys/class/dmi/id/product_serial", "CZ1234ABCD\n");
+    write("sys/class/net/eth0/address", "52:54:00:ab:cd:ef\n");
+    write("sys/class/net/eth0/device/vendor", "0x1af4\n");
+    let node = boot_at(&rt, root.path(), Limits::default());
+    let d = Dev {
+        node: Some(node),
+        rt,
+        root,
+    };
+    let admin = d.client(1);
+
+    let s: Status = admin.get("/v1/status").unwrap();
+    assert_eq!(
+        s.identity.to_string(),
+        "system_uuid 3f2504e0-4f89-11d3-9a0c-0305e82c3301, serial CZ1234ABCD, macs [\"52:54:00:ab:cd:ef\"]"
+    );
+    assert_eq!(s.min_generation, 3);
+    assert!(s.trusted_time.at_least >= BUILT_AT, "{:?}", s.trusted_time);
+
+    let scoped = |g: u64, scope: &str| {
+        let doc = with_generation(&worker(), g);
+        edit(
+            &doc,
+            &format!("generation = {g}\n"),
+            &format!("generation = {g}\n\n[scope]\n{scope}\n"),
+        )
+    };
+    let before = d.state_snapshot();
+    for (name, doc, message) in [
+        (
+            "a generation below the image's floor",
+            with_generation(&worker(), 2),
+            "generation 2 is below this image's minimum generation 3",
+        ),
+        (
+            "another machine's UUID",
+            scoped(
+                3,
+                "system_uuids = [\"3f2504e0-4f89-11d3-9a0c-0305e82c3302\"]",
+            ),
+            "this config is not for this node: it selects system_uuids",
+        ),
+        (
+            "another serial and MAC",
+            scoped(
+                3,
+                "serials = [\"CZ1234ABCE\"]\nmacs = [\"52:54:00:ab:cd:00\"]",
+            ),
+            "has system_uuid 3f2504e0-4f89-11d3-9a0c-0305e82c3301, serial CZ1234ABCD",
+        ),
+        (
+            "expired before the image was built",
+            scoped(3, "not_after = 2026-01-01T00:00:00Z"),
+            "scope.not_after 2026-01-01T00:00:00Z has passed: the node's time is at least 2026-",
+        ),
+        (
+            "not an instant",
+            scoped(3, "not_after = 2099-01-01"),
+            "scope.not_after",
+        ),
+    ] {
+        let e = admin
+            .post::<_, ApplyResponse>(
+                "/v1/apply",
+                &apply_req(&doc, &sign(1, &doc), ApplyMode::Auto),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains(message), "{name}: {e}");
+        assert!(matches!(e.status(), Some(400 | 409)), "{name}: {e}");
+        assert_eq!(d.state_snapshot(), before, "{name}: STATE changed");
+    }
+    let s: Status = admin.get("/v1/status").unwrap();
+    assert_eq!((s.mode.as_str(), s.generation), ("maintenance", 0));
+
+    // Its own machine, in time (an offset is an instant too).
+    let doc = scoped(
+        3,
+        "not_after = 2099-01-01T00:00:00+01:00\nserials = [\"CZ1234ABCD\"]",
+    );
+    let r: ApplyResponse = admin
+        .post(
+            "/v1/apply",
+            &apply_req(&doc, &sign(1, &doc), ApplyMode::Auto),
+        )
+        .unwrap();
+    assert_eq!(r.generation, 3);
+}

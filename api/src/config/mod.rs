@@ -16,6 +16,7 @@ pub use validate::{KUBELET_EXTRA_ARGS, KUBELET_PROTECTED_ARGS, KubeletArg, Kubel
 pub use values::{Cidr, MacAddr};
 
 use crate::MAX_DOCUMENT_BYTES;
+use crate::scope::Scope;
 use crate::secret::Secret;
 use crate::trust::{TrustRoots, TrustRootsError};
 use serde::{Deserialize, Serialize};
@@ -33,9 +34,16 @@ pub const WRITABLE_PREFIXES: &[&str] = &["/var/", "/etc/cri/conf.d/", "/etc/cni/
 pub struct MachineConfig {
     pub version: u32,
     pub generation: u64,
+    /// Where and until when this config may be applied ([`crate::scope`]).
+    #[serde(default, skip_serializing_if = "is_unscoped")]
+    pub scope: Scope,
     pub machine: Machine,
     pub cluster: Cluster,
     pub trust: Trust,
+}
+
+fn is_unscoped(s: &Scope) -> bool {
+    *s == Scope::default()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -24,6 +24,10 @@ pub(super) fn validate(c: &MachineConfig) -> Problems {
     if c.generation == 0 {
         out.push((p(&["generation"]), "must be at least 1".into()));
     }
+    for (key, index, problem) in crate::scope::validate(&c.scope) {
+        let at = p(&["scope", key]);
+        out.push((index.map_or(at.clone(), |i| at.index(i)), problem));
+    }
     machine(c, &mut out);
     cluster(&c.cluster, c.machine.role, &mut out);
     trust(c, &mut out);

@@ -43,6 +43,7 @@
 //! readers = []
 //! reader_files = []
 //! threshold = 1                   # default 1; at most the number of admins
+//! min_generation = 0              # refuse configs below this generation, even after a reset
 //!
 //! [config]                        # optional baked config, checked against [trust]
 //! path = "worker.toml"            # → /etc/basalt/config.toml
@@ -93,6 +94,9 @@ pub struct Profile {
     /// [`basalt_api::image_layout::OCI_IMAGES_DIR`].
     pub oci_images: Vec<crate::oci::OciImage>,
     pub trust: TrustRoots,
+    /// `[trust] min_generation`: configs below it are refused by nodes of
+    /// this image even with an empty STATE (→ `/etc/basalt/image-policy.toml`).
+    pub min_generation: u64,
     pub config: Option<BakedConfig>,
     /// Nix store paths to put under `/nix/store` in the root image.
     pub nix: Option<NixSettings>,

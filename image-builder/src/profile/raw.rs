@@ -89,6 +89,8 @@ pub(super) struct RawTrust {
     #[serde(default)]
     pub(super) reader_files: Vec<Spanned<String>>,
     pub(super) threshold: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(super) min_generation: u64,
 }
 
 #[derive(Debug, Deserialize)]

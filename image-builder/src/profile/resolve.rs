@@ -94,6 +94,7 @@ pub(super) fn resolve(
         files,
         oci_images,
         trust,
+        min_generation: raw.trust.min_generation,
         config,
         nix,
         rootfs: RootfsSettings {

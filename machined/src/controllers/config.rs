@@ -3,10 +3,13 @@
 //! timer, and who may sign the next one. Apply's verify and persist
 //! steps live here; planning and converging are the other controllers'.
 
+pub mod admission;
+
 use super::resources::{Concern, Resource, ResourceState};
 use crate::state::{SignedDoc, Slot, StateError, StateStore};
 use basalt_api::config::MachineConfig;
-use basalt_api::signed::{SignedConfigError, VerifiedConfig, verify_and_parse};
+use basalt_api::scope::{ImagePolicy, NodeIdentity, TrustedTime};
+use basalt_api::signed::{Admission, SignedConfigError, VerifiedConfig, verify_and_parse};
 use basalt_api::trust::TrustRoots;
 use sha2::{Digest, Sha256};
 use std::time::Instant;
@@ -57,11 +60,17 @@ pub struct ConfigState {
 pub struct ConfigController {
     pub store: StateStore,
     image_trust: TrustRoots,
+    /// The image's floor: lowest generation, build time.
+    pub image_policy: ImagePolicy,
 }
 
 impl ConfigController {
-    pub fn new(store: StateStore, image_trust: TrustRoots) -> Self {
-        Self { store, image_trust }
+    pub fn new(store: StateStore, image_trust: TrustRoots, image_policy: ImagePolicy) -> Self {
+        Self {
+            store,
+            image_trust,
+            image_policy,
+        }
     }
 
     /// At boot: promote a staged config, then load the current one. A
@@ -100,16 +109,24 @@ impl ConfigController {
             .unwrap_or_else(|| self.image_trust.clone())
     }
 
-    /// Verify a signed document against the running trust policy and
-    /// generation (anti-replay, anti-rollback).
+    /// Verify a signed document against the running trust policy, the
+    /// generation (anti-replay, anti-rollback), the image's floor, and its
+    /// `[scope]` (this node, this time).
     pub fn verify(
         &self,
         state: &ConfigState,
         config: &[u8],
         signatures: &[u8],
+        node: (&NodeIdentity, TrustedTime),
     ) -> Result<VerifiedConfig, SignedConfigError> {
-        let current_gen = state.current.as_ref().map_or(0, |c| c.config.generation);
-        verify_and_parse(config, signatures, &self.policy(state), current_gen)
+        let trust = self.policy(state);
+        let admission = Admission {
+            trust: &trust,
+            current_generation: state.current.as_ref().map_or(0, |c| c.config.generation),
+            image: self.image_policy,
+            node: Some(node),
+        };
+        verify_and_parse(config, signatures, &admission)
     }
 
     /// Persist `doc` as the current generation.

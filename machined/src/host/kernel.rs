@@ -22,6 +22,8 @@ pub trait Kernel: Send + Sync + std::fmt::Debug {
     fn bpf_probe(&self) -> super::bpf::BpfProbe;
     /// `statfs(2)` `f_type` of the filesystem at `path` (a node path).
     fn filesystem_magic(&self, path: &str) -> Option<u64>;
+    /// The wall clock and whether it is synchronized.
+    fn clock(&self) -> super::clock::Clock;
 }
 
 fn statfs_magic(path: &std::path::Path) -> Option<u64> {
@@ -81,6 +83,10 @@ impl Kernel for Linux {
     fn filesystem_magic(&self, path: &str) -> Option<u64> {
         statfs_magic(std::path::Path::new(path))
     }
+
+    fn clock(&self) -> super::clock::Clock {
+        super::clock::read()
+    }
 }
 
 /// A dev root's stand-in kernel: the host name and sysctls are files under
@@ -138,5 +144,10 @@ impl Kernel for DevKernel {
 
     fn filesystem_magic(&self, path: &str) -> Option<u64> {
         statfs_magic(&self.root.join(path.trim_start_matches('/')))
+    }
+
+    /// A dev node keeps the host's time.
+    fn clock(&self) -> super::clock::Clock {
+        super::clock::read()
     }
 }

@@ -11,6 +11,7 @@
 //! - [`kmsg`] and [`console`]: the kernel log, read and written.
 //! - [`power`]: sync and reboot(2) ([`power::Power`]).
 //! - [`bpf`]: the live BPF probe (`bpf(2)`), one of Cilium's prerequisites.
+//! - [`clock`]: the wall clock and whether it is synchronized (`adjtimex(2)`).
 //! - [`signals`]: signals to a service's process group ([`signals::Signals`]).
 //! - [`inspect`]: the API's read-only views of /proc, /sys and files.
 //! - [`recording`]: the recording fake of [`kernel::Kernel`],
@@ -26,6 +27,7 @@
 
 pub mod blockdev;
 pub mod bpf;
+pub mod clock;
 pub mod console;
 pub mod inspect;
 pub mod kernel;
@@ -264,6 +266,10 @@ impl Host {
     }
 
     /// Load a trivial BPF program: does this kernel accept and JIT it?
+    pub fn clock(&self) -> clock::Clock {
+        self.kernel.clock()
+    }
+
     pub fn bpf_probe(&self) -> bpf::BpfProbe {
         self.kernel.bpf_probe()
     }

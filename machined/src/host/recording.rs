@@ -3,6 +3,7 @@
 //! log the test can assert on (youki's `Syscall` test double is the model).
 
 use super::bpf::BpfProbe;
+use super::clock::Clock;
 use super::kernel::Kernel;
 use super::modules::ModuleLoader;
 use super::mounts::{MountSpec, Mounter};
@@ -39,6 +40,8 @@ struct State {
     bpf: Option<BpfProbe>,
     /// `statfs` magic by mount point.
     filesystems: BTreeMap<String, u64>,
+    /// The clock (the epoch, unsynchronized, until set).
+    clock: Option<Clock>,
 }
 
 /// Cheap to clone; clones share the record.
@@ -76,6 +79,11 @@ impl RecordingKernel {
     /// A filesystem with `statfs` magic `magic` mounted at `path`.
     pub fn with_filesystem(self, path: &str, magic: u64) -> Self {
         self.state().filesystems.insert(path.into(), magic);
+        self
+    }
+
+    pub fn with_clock(self, clock: Clock) -> Self {
+        self.state().clock = Some(clock);
         self
     }
 
@@ -153,6 +161,13 @@ impl Kernel for RecordingKernel {
 
     fn filesystem_magic(&self, path: &str) -> Option<u64> {
         self.state().filesystems.get(path).copied()
+    }
+
+    fn clock(&self) -> Clock {
+        self.state().clock.unwrap_or(Clock {
+            unix: 0,
+            synchronized: false,
+        })
     }
 }
 
