@@ -337,7 +337,7 @@ impl Node {
     pub async fn apply(self: &Arc<Self>, req: ApplyRequest) -> Result<ApplyResponse, ApplyError> {
         let mut applied = self.applied.lock().await;
         // Verify.
-        let identity = admission::identity(&self.host);
+        let identity = crate::host::identity::read(&self.host);
         let time = admission::trusted_time(&self.host, &self.config.image_policy);
         let verified = self.config.verify(
             &applied,
@@ -505,7 +505,7 @@ impl Node {
                 .map(|(_, at)| at.saturating_duration_since(Instant::now()).as_secs()),
             tls_fingerprint: self.tls_fingerprint.clone(),
             host_checks: self.kubernetes.host_checks(cur.map(|c| &c.config)),
-            identity: admission::identity(&self.host),
+            identity: crate::host::identity::read(&self.host),
             trusted_time: admission::trusted_time(&self.host, &self.config.image_policy),
             min_generation: self.config.image_policy.min_generation,
         }

@@ -44,6 +44,16 @@ pub struct VmOptions {
     pub mac: Option<String>,
     /// A second NIC on a private link to another VM (see [`LinkNic`]).
     pub link: Option<LinkNic>,
+    /// SMBIOS ids the firmware reports; QEMU's defaults otherwise.
+    pub firmware: Option<FirmwareIds>,
+}
+
+/// SMBIOS type 1 (system) ids: the guest kernel shows them in
+/// `/sys/class/dmi/id/product_{uuid,serial}`.
+#[derive(Debug, Clone)]
+pub struct FirmwareIds {
+    pub uuid: String,
+    pub serial: String,
 }
 
 /// One end of a point-to-point Ethernet link between two VMs: QEMU's
@@ -156,6 +166,10 @@ impl Vm {
                 "-device",
                 &format!("virtio-net-pci,netdev=n1,mac={}", link.mac),
             ]);
+        }
+        if let Some(ids) = &opts.firmware {
+            cmd.args(["-uuid", &ids.uuid])
+                .args(["-smbios", &format!("type=1,serial={}", ids.serial)]);
         }
         if accel == "tcg" {
             cmd.args(["-cpu", "max"]);

@@ -5,7 +5,7 @@ use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::NodeClient;
 use qemu_tests::image;
-use qemu_tests::vm::{FINGERPRINT_LINE, Vm, VmOptions, console_message};
+use qemu_tests::vm::{FINGERPRINT_LINE, FirmwareIds, Vm, VmOptions, console_message};
 use qemu_tests::{admin_key, reader_key, stranger_key};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,12 @@ fn worker(generation: u64) -> String {
             &format!("readers = [\"{}\"]", reader_key().public().to_openssh()),
         )
         .replace("generation = 1", &format!("generation = {generation}"))
+}
+
+/// `doc` with a `[scope]` table holding `body`.
+fn scoped(doc: &str, body: &str) -> String {
+    let at = doc.find("\n[machine]\n").expect("a [machine] table");
+    format!("{}\n[scope]\n{body}\n{}", &doc[..at], &doc[at..])
 }
 
 fn apply(
@@ -137,8 +143,28 @@ fn boots_into_maintenance_and_pins_the_console_fingerprint() {
 
 #[test]
 fn applies_a_signed_worker_config_and_refuses_bad_ones() {
-    let (_vm, _fp, admin) = boot("apply", &VmOptions::default());
-    let doc = worker(1);
+    let (_vm, _fp, admin) = boot(
+        "apply",
+        &VmOptions {
+            firmware: Some(FirmwareIds {
+                uuid: "3F2504E0-4F89-11D3-9A0C-0305E82C3301".into(),
+                serial: "BASALT-QEMU-1".into(),
+            }),
+            ..VmOptions::default()
+        },
+    );
+    // The ids a `[scope]` selector matches, as the guest kernel reads them
+    // from QEMU's SMBIOS tables and its NIC (QEMU's default MAC).
+    let s: Status = admin.get("/v1/status").unwrap();
+    assert_eq!(
+        s.identity.to_string(),
+        "system_uuid 3f2504e0-4f89-11d3-9a0c-0305e82c3301, serial BASALT-QEMU-1, macs [\"52:54:00:12:34:56\"]"
+    );
+    // Scoped to this machine by its serial, valid until 2099.
+    let doc = scoped(
+        &worker(1),
+        "not_after = 2099-01-01T00:00:00Z\nserials = [\"BASALT-QEMU-1\"]",
+    );
     let r = apply(&admin, &doc, &sign(&admin_key(), &doc)).unwrap();
     assert_eq!(r.generation, 1);
     let s: Status = admin.get("/v1/status").unwrap();
@@ -208,6 +234,22 @@ fn applies_a_signed_worker_config_and_refuses_bad_ones() {
             sign(&admin_key(), &doc),
             409,
             "is not newer",
+        ),
+        (
+            "for another machine",
+            scoped(
+                &next,
+                "system_uuids = [\"3f2504e0-4f89-11d3-9a0c-0305e82c3302\"]",
+            ),
+            sign(
+                &admin_key(),
+                &scoped(
+                    &next,
+                    "system_uuids = [\"3f2504e0-4f89-11d3-9a0c-0305e82c3302\"]",
+                ),
+            ),
+            409,
+            "this config is not for this node",
         ),
     ];
     for (name, d, s, status, msg) in cases {

@@ -12,6 +12,7 @@
 //! - [`power`]: sync and reboot(2) ([`power::Power`]).
 //! - [`bpf`]: the live BPF probe (`bpf(2)`), one of Cilium's prerequisites.
 //! - [`clock`]: the wall clock and whether it is synchronized (`adjtimex(2)`).
+//! - [`identity`]: the node's SMBIOS ids and physical links' addresses.
 //! - [`signals`]: signals to a service's process group ([`signals::Signals`]).
 //! - [`inspect`]: the API's read-only views of /proc, /sys and files.
 //! - [`recording`]: the recording fake of [`kernel::Kernel`],
@@ -29,6 +30,7 @@ pub mod blockdev;
 pub mod bpf;
 pub mod clock;
 pub mod console;
+pub mod identity;
 pub mod inspect;
 pub mod kernel;
 pub mod kmsg;
