@@ -321,3 +321,102 @@ fn static_config_applies_and_reconciles() {
         serde_json::to_string(&st).unwrap();
     });
 }
+
+/// A hostile DHCP server (a raw responder on the other end of a veth):
+/// a /0 mask, an off-link default gateway, 200 DNS servers, a domain name
+/// and a search entry that carry a resolv.conf line, a host name of 300
+/// bytes with `/` and a control character, a 0 s lease, an MTU of 100.
+/// The client installs what is sound (clamped), nothing else, and the
+/// resolv.conf it would produce has no line of the server's making. Then
+/// the server NAKs every REQUEST: the client drops the lease and asks
+/// again on its backoff, not at the rate NAKs arrive.
+#[test]
+fn a_hostile_dhcp_server_is_clamped_and_its_nak_storm_backed_off() {
+    require_root("a_hostile_dhcp_server_is_clamped_and_its_nak_storm_backed_off");
+    let srv = Netns::new("hostile-srv");
+    let cli = Netns::new("hostile-cli");
+    run(&[
+        "ip", "-n", &cli.0, "link", "add", "vA", "type", "veth", "peer", "name", "vB", "netns",
+        &srv.0,
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &srv.0,
+        "addr",
+        "add",
+        "10.77.0.1/24",
+        "dev",
+        "vB",
+    ]);
+    run(&["ip", "-n", &srv.0, "link", "set", "vB", "up"]);
+    let server = HostileDhcp::start(&srv.0, "vB", Ipv4Addr::new(10, 77, 0, 60));
+    let (answer, discovers) = (server.answer.clone(), server.discovers.clone());
+    let ns = cli.0.clone();
+    in_netns(&cli.0, move || async move {
+        let opts = ControllerOptions {
+            dhcp_links: LinkSelector::Named(vec!["vA".into()]),
+            dhcp_timing: fast_timing(),
+            ..ControllerOptions::default()
+        };
+        let net = NetworkController::start(opts).await.unwrap();
+        net.apply(None).await.unwrap();
+        let lease = wait_for("a lease", Duration::from_secs(20), || {
+            net.status()
+                .links
+                .iter()
+                .find_map(|l| l.dhcp.as_ref()?.lease.clone())
+        })
+        .await;
+        assert_eq!(lease.address, Ipv4Addr::new(10, 77, 0, 60));
+        assert_eq!(
+            lease.prefix_len, 8,
+            "the /0 mask gives way to the classful /8"
+        );
+        assert_eq!(lease.lease_secs, 60);
+        assert!(lease.routers.is_empty(), "{:?}", lease.routers);
+        assert_eq!(lease.dns.len(), 8);
+        assert_eq!(
+            (lease.hostname.as_deref(), lease.domain_name.as_deref()),
+            (None, None)
+        );
+        assert_eq!(lease.search, ["good.test"]);
+        assert_eq!(lease.mtu, None, "an MTU below 576 is ignored");
+        assert!(lease.refused.len() >= 6, "{:?}", lease.refused);
+        // As `ip` sees it: the address, no default route, the MTU kept.
+        assert!(addrs(&ns, "vA").contains(&"10.77.0.60/8".to_string()));
+        assert!(ip_json(&ns, &["route", "show", "default"]).is_empty());
+        assert_eq!(link(&ns, "vA")["mtu"], 1500);
+        // The resolv.conf the DNS controller writes from these leases.
+        let text = machined::controllers::dns::ResolvConf::merge(None, &net.lease_dns()).render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(
+            lines[1..4]
+                .iter()
+                .all(|l| l.starts_with("nameserver 10.77.1.")),
+            "{text}"
+        );
+        assert_eq!(lines[4], "search good.test");
+
+        // The NAK storm: renew, and every REQUEST from now on is NAKed.
+        *answer.lock().unwrap() = Answer::Nak;
+        let from = std::time::Instant::now();
+        assert!(net.renew_now("vA").await);
+        wait_for("the NAKed lease to go", Duration::from_secs(10), || {
+            (!addrs(&ns, "vA").contains(&"10.77.0.60/8".to_string())).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let count = discovers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| **t >= from)
+            .count();
+        // Backoff 0.5 s doubling to 2 s (fast timing): about six in 8 s;
+        // without it, one per round trip (hundreds).
+        assert!((3..=12).contains(&count), "{count} DISCOVERs in the storm");
+    });
+    drop(server);
+}

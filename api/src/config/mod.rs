@@ -12,6 +12,9 @@ mod values;
 
 pub use locate::{ConfigError, ConfigErrors, PathSeg, TomlPath};
 pub use registries::{DEFAULT_HOST, Registries, RegistryMirror, check_endpoint, check_upstream};
+/// RFC 1123 host name check, for every name that comes from elsewhere
+/// (DHCP's host and domain names, search lists).
+pub use validate::hostname as dns_name;
 pub use validate::{KUBELET_EXTRA_ARGS, KUBELET_PROTECTED_ARGS, KubeletArg, KubeletArgValue};
 pub use values::{Cidr, MacAddr};
 

@@ -558,7 +558,7 @@ fn label_value(v: &str) -> bool {
 
 /// RFC 1123 host name: dot-separated labels of 1–63 letters, digits and
 /// hyphens, not starting or ending with a hyphen; at most 253 characters.
-pub(crate) fn hostname(h: &str) -> Result<(), String> {
+pub fn hostname(h: &str) -> Result<(), String> {
     let ok = !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|l| {

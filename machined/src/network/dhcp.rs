@@ -12,6 +12,8 @@
 //! INIT when the lease expires. A NAK anywhere drops the lease and restarts.
 //! [`Client::release`] sends RELEASE and stops.
 
+pub mod limits;
+
 use super::netlink::v4_cidr;
 use basalt_api::config::Cidr;
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
@@ -74,6 +76,9 @@ pub struct Lease {
     pub lease_secs: u32,
     pub t1_secs: u32,
     pub t2_secs: u32,
+    /// What the server sent that was not taken, and why ([`limits`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 impl Lease {
@@ -97,6 +102,8 @@ impl Lease {
 pub enum LeaseError {
     #[error("no address offered (yiaddr is 0.0.0.0)")]
     NoAddress,
+    #[error("address {0} offered: not a unicast address")]
+    NotUnicast(Ipv4Addr),
     #[error("no server identifier (option 54)")]
     NoServerId,
     #[error("no lease time (option 51)")]
@@ -109,25 +116,47 @@ pub enum LeaseError {
 /// and common clients do: no subnet mask → the classful prefix; no T1/T2 →
 /// 50 % / 87.5 % of the lease (also when they are out of order); no server
 /// identifier → `fallback_server` (the server of the OFFER being requested).
-/// The address and the lease time are required.
+/// The address and the lease time are required. Values are held to
+/// [`limits`]: what breaks them is dropped (and listed in `refused`), a
+/// lease shorter than [`limits::MIN_LEASE_SECS`] is lengthened, a prefix
+/// wider than [`limits::MIN_PREFIX`] is replaced by the classful one.
 pub fn parse_lease(msg: &Message, fallback_server: Option<Ipv4Addr>) -> Result<Lease, LeaseError> {
     let address = msg.yiaddr();
     if address.is_unspecified() {
         return Err(LeaseError::NoAddress);
     }
+    if !limits::unicast(address) {
+        return Err(LeaseError::NotUnicast(address));
+    }
+    let mut refused = Vec::new();
     let opts = msg.opts();
     let server = match opts.get(OptionCode::ServerIdentifier) {
         Some(DhcpOption::ServerIdentifier(s)) => *s,
         _ => fallback_server.ok_or(LeaseError::NoServerId)?,
     };
-    let lease_secs = match opts.get(OptionCode::AddressLeaseTime) {
+    let mut lease_secs = match opts.get(OptionCode::AddressLeaseTime) {
         Some(DhcpOption::AddressLeaseTime(t)) => *t,
         _ => return Err(LeaseError::NoLeaseTime),
     };
-    let prefix_len = match opts.get(OptionCode::SubnetMask) {
+    if lease_secs < limits::MIN_LEASE_SECS {
+        refused.push(format!(
+            "lease time {lease_secs} s: raised to {} s",
+            limits::MIN_LEASE_SECS
+        ));
+        lease_secs = limits::MIN_LEASE_SECS;
+    }
+    let mut prefix_len = match opts.get(OptionCode::SubnetMask) {
         Some(DhcpOption::SubnetMask(m)) => mask_prefix(*m).ok_or(LeaseError::BadMask(*m))?,
         _ => classful_prefix(address),
     };
+    if prefix_len < limits::MIN_PREFIX {
+        let classful = classful_prefix(address);
+        refused.push(format!(
+            "subnet mask /{prefix_len}: wider than /{}, the classful /{classful} used",
+            limits::MIN_PREFIX
+        ));
+        prefix_len = classful;
+    }
     let (mut t1, mut t2) = (lease_secs / 2, (u64::from(lease_secs) * 7 / 8) as u32);
     if lease_secs != INFINITE {
         let got_t1 = match opts.get(OptionCode::Renewal) {
@@ -158,21 +187,31 @@ pub fn parse_lease(msg: &Message, fallback_server: Option<Ipv4Addr>) -> Result<L
         Some(DhcpOption::Router(v)) | Some(DhcpOption::DomainNameServer(v)) => v.clone(),
         _ => Vec::new(),
     };
-    let text = |code| match opts.get(code) {
+    let mut text = |code, what| match opts.get(code) {
         Some(DhcpOption::DomainName(s)) | Some(DhcpOption::Hostname(s)) => {
-            let s = s.trim_end_matches(['\0', '.']).trim();
-            (!s.is_empty()).then(|| s.to_string())
+            limits::dns_name(what, s, &mut refused)
         }
         _ => None,
     };
+    let domain_name = text(OptionCode::DomainName, "domain name");
+    let hostname = text(OptionCode::Hostname, "host name");
     let search = match opts.get(OptionCode::DomainSearch) {
         Some(DhcpOption::DomainSearch(names)) => names
             .iter()
-            .map(|n| n.to_utf8().trim_end_matches('.').to_string())
-            .filter(|n| !n.is_empty())
+            .filter_map(|n| limits::dns_name("search domain", &n.to_ascii(), &mut refused))
             .collect(),
         _ => Vec::new(),
     };
+    let search = limits::capped("search domains", search, limits::MAX_SEARCH, &mut refused);
+    let routers = limits::unicast_only("router", list(OptionCode::Router), &mut refused);
+    let routers = limits::on_link(routers, v4_cidr(address, prefix_len), &mut refused);
+    let routers = limits::capped("routers", routers, limits::MAX_ROUTERS, &mut refused);
+    let dns = limits::unicast_only(
+        "DNS server",
+        list(OptionCode::DomainNameServer),
+        &mut refused,
+    );
+    let dns = limits::capped("DNS servers", dns, limits::MAX_DNS, &mut refused);
     let mtu = match opts.get(OptionCode::InterfaceMtu) {
         Some(DhcpOption::InterfaceMtu(m)) if *m >= 576 => Some(*m),
         _ => None,
@@ -181,15 +220,16 @@ pub fn parse_lease(msg: &Message, fallback_server: Option<Ipv4Addr>) -> Result<L
         address,
         prefix_len,
         server,
-        routers: list(OptionCode::Router),
-        dns: list(OptionCode::DomainNameServer),
-        domain_name: text(OptionCode::DomainName),
+        routers,
+        dns,
+        domain_name,
         search,
-        hostname: text(OptionCode::Hostname),
+        hostname,
         mtu,
         lease_secs,
         t1_secs: t1,
         t2_secs: t2,
+        refused,
     })
 }
 
@@ -288,6 +328,10 @@ pub struct Client {
     timing: Timing,
     rng: u64,
     state: State,
+    /// NAKs since the last lease: a server that NAKs every REQUEST (a NAK
+    /// storm) is answered with DISCOVERs on the retransmit backoff, not at
+    /// the rate it can send.
+    naks: u32,
 }
 
 const REQUESTED: &[OptionCode] = &[
@@ -319,6 +363,7 @@ impl Client {
             timing,
             rng: seed | 1,
             state: State::Init { at: now },
+            naks: 0,
         }
     }
 
@@ -491,6 +536,17 @@ impl Client {
         false
     }
 
+    /// When to start over after a NAK: at once after the first since the
+    /// last lease, then on the retransmit backoff.
+    fn after_nak(&mut self, now: Instant) -> Instant {
+        let wait = match self.naks {
+            0 => Duration::ZERO,
+            n => self.delay(n - 1),
+        };
+        self.naks = self.naks.saturating_add(1);
+        now + wait
+    }
+
     fn expire(&mut self, lease: Lease, now: Instant, out: &mut Vec<Action>) -> bool {
         tracing::warn!(address = %lease.address, "dhcp: lease expired");
         out.push(Action::Unbind(lease));
@@ -549,6 +605,7 @@ impl Client {
             {
                 match parse_lease(msg, Some(offer.server)) {
                     Ok(lease) => {
+                        self.naks = 0;
                         out.push(Action::Bind(lease.clone()));
                         State::Bound { lease, at: ex.sent }
                     }
@@ -566,6 +623,7 @@ impl Client {
                     if lease.address != old.address {
                         out.push(Action::Unbind(old));
                     }
+                    self.naks = 0;
                     out.push(Action::Bind(lease.clone()));
                     State::Bound { lease, at: ex.sent }
                 }
@@ -577,13 +635,15 @@ impl Client {
             (State::Requesting { offer, .. }, MessageType::Nak)
                 if server_id.is_none_or(|s| s == offer.server) =>
             {
-                tracing::info!(server = %offer.server, "dhcp: NAK; starting over");
-                State::Init { at: now }
+                let at = self.after_nak(now);
+                tracing::info!(server = %offer.server, naks = self.naks, "dhcp: NAK; starting over");
+                State::Init { at }
             }
             (State::Renewing { lease, .. } | State::Rebinding { lease, .. }, MessageType::Nak) => {
-                tracing::info!(address = %lease.address, "dhcp: NAK; dropping the lease and starting over");
+                let at = self.after_nak(now);
+                tracing::info!(address = %lease.address, naks = self.naks, "dhcp: NAK; dropping the lease and starting over");
                 out.push(Action::Unbind(lease));
-                State::Init { at: now }
+                State::Init { at }
             }
             (other, _) => other,
         };

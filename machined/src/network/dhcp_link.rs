@@ -321,6 +321,9 @@ impl Driver {
             link = %link.name, address = %cidr, routers = ?lease.routers, dns = ?lease.dns,
             lease_secs = lease.lease_secs, renewal, "dhcp: bound"
         );
+        for r in &lease.refused {
+            tracing::warn!(link = %link.name, server = %lease.server, "dhcp: not taken from the server: {r}");
+        }
         let error = (!errors.is_empty()).then(|| errors.join("; "));
         if let Some(e) = &error {
             tracing::warn!("dhcp: installing the lease: {e}");

@@ -225,3 +225,142 @@ impl Dnsmasq {
             .collect()
     }
 }
+
+/// What [`HostileDhcp`] answers a REQUEST with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// An ACK with every option [`hostile_options`] holds.
+    HostileAck,
+    /// A NAK, every time (a NAK storm).
+    Nak,
+}
+
+/// A small raw DHCP server for hostile replies: port 67 on `dev` in `ns`,
+/// every reply broadcast to port 68. It OFFERs and ACKs `yiaddr` with
+/// [`hostile_options`], or NAKs every REQUEST, and notes when each
+/// DISCOVER arrived.
+pub struct HostileDhcp {
+    pub answer: std::sync::Arc<std::sync::Mutex<Answer>>,
+    pub discovers: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub const HOSTILE_SERVER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 77, 0, 1);
+
+/// What a hostile server puts in its OFFER and ACK (with its id and a
+/// message type).
+pub fn hostile_options() -> Vec<dhcproto::v4::DhcpOption> {
+    use dhcproto::v4::DhcpOption as O;
+    use std::net::Ipv4Addr;
+    let injected =
+        dhcproto::Name::from_labels(vec![b"x\nnameserver 6".to_vec(), b"6".to_vec()]).unwrap();
+    vec![
+        // /0: every destination on the link.
+        O::SubnetMask(Ipv4Addr::UNSPECIFIED),
+        // The default route via a gateway off the link.
+        O::Router(vec![Ipv4Addr::new(192, 0, 2, 1)]),
+        O::DomainNameServer((0..200u8).map(|i| Ipv4Addr::new(10, 77, 1, i)).collect()),
+        O::DomainName("corp.test\nnameserver 6.6.6.6".into()),
+        O::Hostname(format!("../{}\u{7}", "h".repeat(300))),
+        O::DomainSearch(vec![injected, "good.test.".parse().unwrap()]),
+        O::AddressLeaseTime(0),
+        O::InterfaceMtu(100),
+    ]
+}
+
+impl HostileDhcp {
+    pub fn start(ns: &str, dev: &str, yiaddr: std::net::Ipv4Addr) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let answer = Arc::new(Mutex::new(Answer::HostileAck));
+        let discovers = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, d, s) = (answer.clone(), discovers.clone(), stop.clone());
+        let (path, dev) = (format!("/run/netns/{ns}"), dev.to_string());
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).unwrap();
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&fd),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .unwrap();
+            let sock = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::DGRAM,
+                Some(socket2::Protocol::UDP),
+            )
+            .unwrap();
+            sock.set_broadcast(true).unwrap();
+            sock.bind_device(Some(dev.as_bytes())).unwrap();
+            sock.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], 67)).into())
+                .unwrap();
+            let sock: std::net::UdpSocket = sock.into();
+            sock.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let mut buf = [0u8; 1500];
+            while !s.load(Ordering::Relaxed) {
+                let Ok((n, _)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some(reply) = hostile_reply(&buf[..n], *a.lock().unwrap(), yiaddr, &d) {
+                    let _ = sock.send_to(&reply, ("255.255.255.255", 68));
+                }
+            }
+        });
+        ready.recv_timeout(Duration::from_secs(5)).unwrap();
+        Self {
+            answer,
+            discovers,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+fn hostile_reply(
+    bytes: &[u8],
+    answer: Answer,
+    yiaddr: std::net::Ipv4Addr,
+    discovers: &std::sync::Mutex<Vec<Instant>>,
+) -> Option<Vec<u8>> {
+    use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode};
+    use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+    let msg = Message::decode(&mut Decoder::new(bytes)).ok()?;
+    let kind = match msg.opts().msg_type()? {
+        MessageType::Discover => {
+            discovers.lock().unwrap().push(Instant::now());
+            MessageType::Offer
+        }
+        MessageType::Request if answer == Answer::Nak => MessageType::Nak,
+        MessageType::Request => MessageType::Ack,
+        _ => return None,
+    };
+    let u = std::net::Ipv4Addr::UNSPECIFIED;
+    let given = if kind == MessageType::Nak { u } else { yiaddr };
+    let mut m = Message::new_with_id(msg.xid(), u, given, u, u, msg.chaddr());
+    m.set_opcode(Opcode::BootReply);
+    m.set_flags(msg.flags());
+    m.opts_mut().insert(DhcpOption::MessageType(kind));
+    m.opts_mut()
+        .insert(DhcpOption::ServerIdentifier(HOSTILE_SERVER));
+    if kind != MessageType::Nak {
+        for o in hostile_options() {
+            m.opts_mut().insert(o);
+        }
+    }
+    let mut out = Vec::new();
+    m.encode(&mut Encoder::new(&mut out)).ok()?;
+    Some(out)
+}
+
+impl Drop for HostileDhcp {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

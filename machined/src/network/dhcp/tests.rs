@@ -385,6 +385,7 @@ fn lease_parsing_full() {
             lease_secs: 3600,
             t1_secs: 1000,
             t2_secs: 2000,
+            refused: vec![],
         }
     );
     assert_eq!(l.cidr().unwrap().to_string(), "10.0.0.50/24");
@@ -516,4 +517,151 @@ fn mask_prefixes() {
     assert_eq!(mask_prefix(Ipv4Addr::new(0, 0, 0, 0)), Some(0));
     assert_eq!(mask_prefix(Ipv4Addr::new(255, 255, 128, 0)), Some(17));
     assert_eq!(mask_prefix(Ipv4Addr::new(0, 255, 255, 0)), None);
+}
+
+/// A hostile server's reply, through the wire codec: every value is either
+/// what it claims to be or dropped (and listed), lists are capped, the
+/// lease time and prefix are clamped. Nothing it sends can put a line into
+/// resolv.conf.
+#[test]
+fn hostile_replies_are_clamped_and_sanitised() {
+    use dhcproto::{Decodable, Decoder, Encodable, Encoder, Name};
+    let req = Message::default();
+    let addr = Ipv4Addr::new(10, 0, 0, 50);
+    let dns: Vec<Ipv4Addr> = (0..200u8)
+        .map(|i| Ipv4Addr::new(10, 1, 0, i))
+        .chain([Ipv4Addr::BROADCAST, Ipv4Addr::new(224, 0, 0, 1)])
+        .collect();
+    let injected = Name::from_labels(vec![b"x\nnameserver 6".to_vec(), b"6".to_vec()]).unwrap();
+    let opts = vec![
+        DhcpOption::SubnetMask(Ipv4Addr::new(0, 0, 0, 0)),
+        // Off-link (the /0 mask is refused: the classful /8 applies), and
+        // not unicast.
+        DhcpOption::Router(vec![Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::UNSPECIFIED]),
+        DhcpOption::DomainNameServer(dns),
+        DhcpOption::DomainName("corp.test\nnameserver 6.6.6.6".into()),
+        DhcpOption::Hostname(format!("../../etc/{}", "a".repeat(300))),
+        DhcpOption::DomainSearch(vec![
+            injected,
+            "ok.test.".parse().unwrap(),
+            "a.test.".parse().unwrap(),
+            "b.test.".parse().unwrap(),
+            "c.test.".parse().unwrap(),
+            "d.test.".parse().unwrap(),
+            "e.test.".parse().unwrap(),
+            "f.test.".parse().unwrap(),
+        ]),
+        DhcpOption::AddressLeaseTime(0),
+    ];
+    let mut m = reply(&req, MessageType::Ack, addr, &opts);
+    let mut buf = Vec::new();
+    m.encode(&mut Encoder::new(&mut buf)).unwrap();
+    m = Message::decode(&mut Decoder::new(&buf)).unwrap();
+    let l = parse_lease(&m, None).unwrap();
+    assert_eq!(
+        l.prefix_len, 8,
+        "a /0 mask falls back to the classful prefix"
+    );
+    assert_eq!(l.lease_secs, limits::MIN_LEASE_SECS);
+    assert!(l.t1_secs <= l.t2_secs && l.t2_secs <= l.lease_secs);
+    assert!(l.routers.is_empty(), "{:?}", l.routers);
+    assert_eq!(l.dns.len(), limits::MAX_DNS);
+    assert!(l.dns.iter().all(|d| limits::unicast(*d)));
+    assert_eq!(l.domain_name, None);
+    assert_eq!(l.hostname, None);
+    assert_eq!(
+        l.search,
+        ["ok.test", "a.test", "b.test", "c.test", "d.test", "e.test"]
+    );
+    let refused = l.refused.join("\n");
+    for want in [
+        "lease time 0 s: raised to 60 s",
+        "subnet mask /0",
+        "router 0.0.0.0: not a unicast address",
+        "router 192.0.2.1: outside 10.0.0.50/8 (off-link)",
+        "DNS server 255.255.255.255: not a unicast address",
+        "DNS servers: 200 offered, the first 8 kept",
+        "domain name \"corp.test\\nnameserver 6.6.6.6\": not a DNS name",
+        "host name \"../../etc/aaaa",
+        "(310 bytes)",
+        "search domain",
+        "search domains: 7 offered, the first 6 kept",
+    ] {
+        assert!(refused.contains(want), "{want:?} not in:\n{refused}");
+    }
+    // Every refusal is one printable line.
+    assert!(l.refused.iter().all(|r| !r.chars().any(char::is_control)));
+}
+
+#[test]
+fn a_lease_for_a_non_unicast_address_is_refused() {
+    let req = Message::default();
+    for a in [
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(239, 1, 1, 1),
+    ] {
+        let m = reply(&req, MessageType::Ack, a, &full_opts(600));
+        assert_eq!(parse_lease(&m, None), Err(LeaseError::NotUnicast(a)));
+    }
+}
+
+/// A server that NAKs every REQUEST gets DISCOVERs on the retransmit
+/// backoff, not as fast as it can send NAKs; a lease resets the count.
+#[test]
+fn a_nak_storm_is_met_with_backoff() {
+    let t0 = Instant::now();
+    let mut c = Client::new(MAC, None, timing(), 7, t0);
+    let mut now = t0;
+    let mut discover = sent(&c.poll(now)).remove(0).2;
+    let addr = Ipv4Addr::new(10, 0, 0, 50);
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        let r = sent(&c.handle(
+            &reply(&discover, MessageType::Offer, addr, &full_opts(600)),
+            now,
+        ));
+        let request = r[0].2.clone();
+        let after = c.handle(&reply(&request, MessageType::Nak, addr, &[]), now);
+        // Nothing goes out until the client's wakeup.
+        let (wait, d) = match sent(&after).pop() {
+            Some(d) => (Duration::ZERO, d),
+            None => {
+                let at = c.next_wakeup().unwrap();
+                let wait = at - now;
+                now = at;
+                (wait, sent(&c.poll(now)).remove(0))
+            }
+        };
+        waits.push(wait);
+        assert_eq!(d.0, MessageType::Discover);
+        discover = d.2;
+    }
+    let secs: Vec<u64> = waits.iter().map(|w| w.as_secs()).collect();
+    assert_eq!(secs, [0, 4, 8, 16, 32, 64, 64, 64], "{waits:?}");
+}
+
+/// Option overload (52) asks the client to read options from the `sname`
+/// and `file` fields; this client does not, so a server cannot smuggle
+/// options past it there.
+#[test]
+fn overloaded_fields_are_not_read_as_options() {
+    use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+    let req = Message::default();
+    let mut m = reply(
+        &req,
+        MessageType::Ack,
+        Ipv4Addr::new(10, 0, 0, 50),
+        &full_opts(600),
+    );
+    m.opts_mut().insert(DhcpOption::OptionOverload(3));
+    // Option 6 (DNS 6.6.6.6) and an end, in both fields.
+    let smuggled = [6u8, 4, 6, 6, 6, 6, 255];
+    m.set_sname(&smuggled);
+    m.set_fname(&smuggled);
+    let mut buf = Vec::new();
+    m.encode(&mut Encoder::new(&mut buf)).unwrap();
+    let back = Message::decode(&mut Decoder::new(&buf)).unwrap();
+    let l = parse_lease(&back, None).unwrap();
+    assert!(!l.dns.contains(&Ipv4Addr::new(6, 6, 6, 6)), "{:?}", l.dns);
 }
