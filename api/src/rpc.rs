@@ -120,8 +120,10 @@ pub struct Status {
     #[serde(default)]
     pub identity: NodeIdentity,
     /// The time the node knows it is at least, which `scope.not_after`
-    /// is checked against, and where that comes from.
-    pub trusted_time: TrustedTime,
+    /// is checked against, and where that comes from (absent from nodes
+    /// older than `[scope]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_time: Option<TrustedTime>,
     /// The image's lowest acceptable config generation.
     #[serde(default)]
     pub min_generation: u64,

@@ -250,7 +250,7 @@ pub fn status_text(st: &Status) -> String {
         (false, None) => "no".to_string(),
     };
     format!(
-        "hostname     {}\nmode         {}\nready        {}\ngeneration   {}\nconfig       {}\nsigners      {}\nstate        {}\nboot id      {}\nstaged       {}\ntry pending  {}\ntls          {}\nversion      {}\nidentity     {}\ntime         at least {} ({})\nmin gen      {}\n",
+        "hostname     {}\nmode         {}\nready        {}\ngeneration   {}\nconfig       {}\nsigners      {}\nstate        {}\nboot id      {}\nstaged       {}\ntry pending  {}\ntls          {}\nversion      {}\nidentity     {}\ntime         {}\nmin gen      {}\n",
         st.hostname,
         st.mode,
         ready,
@@ -271,8 +271,11 @@ pub fn status_text(st: &Status) -> String {
         st.tls_fingerprint,
         st.version,
         st.identity,
-        basalt_api::scope::rfc3339(st.trusted_time.at_least),
-        st.trusted_time.source,
+        st.trusted_time.map_or("-".to_string(), |t| format!(
+            "at least {} ({})",
+            basalt_api::scope::rfc3339(t.at_least),
+            t.source
+        )),
         st.min_generation,
     ) + &host_checks_text(&st.host_checks)
 }
@@ -810,7 +813,7 @@ mod tests {
                 None,
                 vec!["52:54:00:12:34:56".parse().unwrap()],
             ),
-            trusted_time: basalt_api::scope::TrustedTime::new(1_764_547_200, 0, false),
+            trusted_time: Some(basalt_api::scope::TrustedTime::new(1_764_547_200, 0, false)),
             min_generation: 3,
         };
         assert!(

@@ -506,7 +506,10 @@ impl Node {
             tls_fingerprint: self.tls_fingerprint.clone(),
             host_checks: self.kubernetes.host_checks(cur.map(|c| &c.config)),
             identity: crate::host::identity::read(&self.host),
-            trusted_time: admission::trusted_time(&self.host, &self.config.image_policy),
+            trusted_time: Some(admission::trusted_time(
+                &self.host,
+                &self.config.image_policy,
+            )),
             min_generation: self.config.image_policy.min_generation,
         }
     }

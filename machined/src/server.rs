@@ -276,14 +276,16 @@ async fn handle(
     );
     match route {
         Ok(Route::Nonce) => error(500, "nonce route reached the authenticated router"),
-        Ok(r) if r.method() == basalt_api::route::Method::Get => read_route(&node, r).await,
+        Ok(r) if r.method() == basalt_api::route::Method::Get => {
+            read_route(&node, r, caller.role).await
+        }
         Ok(r) => write_route(&node, r, &body).await,
         Err(e) => error(e.status(), e.to_string()),
     }
 }
 
-/// `GET` endpoints: readers and admins.
-async fn read_route(node: &Arc<Node>, route: Route) -> Response<Body> {
+/// `GET` endpoints: readers and admins (files: see [`inspect::read_allowed`]).
+async fn read_route(node: &Arc<Node>, route: Route, role: Role) -> Response<Body> {
     match route {
         Route::Version => json(
             StatusCode::OK,
@@ -303,10 +305,16 @@ async fn read_route(node: &Arc<Node>, route: Route) -> Response<Body> {
             report.controller = node.network_status().as_ref().map(Into::into);
             json(StatusCode::OK, &report)
         }
-        Route::Read { path } => match inspect::read_file(&node.host, node.state().dir(), &path) {
-            Ok(data) => json(StatusCode::OK, &data),
-            Err(e) => error(e.status(), e.to_string()),
-        },
+        Route::Read { path } => {
+            let who = match role {
+                Role::Admin => inspect::Reader::Admin,
+                Role::Reader => inspect::Reader::Reader,
+            };
+            match inspect::read_file(&node.host, node.state().dir(), who, &path) {
+                Ok(data) => json(StatusCode::OK, &data),
+                Err(e) => error(e.status(), e.to_string()),
+            }
+        }
         Route::Resources => json(StatusCode::OK, &node.resources().await),
         Route::Metrics => text(metrics::render(&node.status().await)),
         Route::Services => {

@@ -1068,7 +1068,8 @@ fn old_configs_are_refused_by_the_image_floor_and_their_scope() {
         "system_uuid 3f2504e0-4f89-11d3-9a0c-0305e82c3301, serial CZ1234ABCD, macs [\"52:54:00:ab:cd:ef\"]"
     );
     assert_eq!(s.min_generation, 3);
-    assert!(s.trusted_time.at_least >= BUILT_AT, "{:?}", s.trusted_time);
+    let time = s.trusted_time.unwrap();
+    assert!(time.at_least >= BUILT_AT, "{time:?}");
 
     let scoped = |g: u64, scope: &str| {
         let doc = with_generation(&worker(), g);
@@ -1137,4 +1138,79 @@ fn old_configs_are_refused_by_the_image_floor_and_their_scope() {
         )
         .unwrap();
     assert_eq!(r.generation, 3);
+}
+
+/// Secrets cannot be read through the API however the path is spelled: a
+/// symlink into them, a `/proc` magic link, a bind mount of STATE; a reader
+/// key reads only its allow-list.
+#[test]
+fn secrets_are_not_readable_however_the_path_is_spelled() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test bind-mounts: run it as root, as scripts/test and CI do"
+    );
+    let d = dev(Limits::default());
+    let (admin, reader) = (d.client(1), d.client(3));
+    let doc = worker_with_reader();
+    admin
+        .post::<_, ApplyResponse>(
+            "/v1/apply",
+            &apply_req(&doc, &sign(1, &doc), ApplyMode::Auto),
+        )
+        .unwrap();
+    let root = d.root.path();
+    let write = |p: &str, text: &str| {
+        let p = root.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(
+        "var/lib/kubelet/pki/kubelet-client-current.pem",
+        "KUBELET-KEY",
+    );
+    write("var/log/boot.log", "not a secret");
+    write("etc/motd", "hello");
+    std::os::unix::fs::symlink(
+        "../var/lib/kubelet/pki/kubelet-client-current.pem",
+        root.join("etc/innocent"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("mnt/copy")).unwrap();
+    let state = root.join("var/lib/basalt/state");
+    let status = std::process::Command::new("mount")
+        .args(["--bind"])
+        .arg(&state)
+        .arg(root.join("mnt/copy"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount --bind");
+    let stored: Vec<String> = std::fs::read_dir(root.join("mnt/copy"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let read = |c: &NodeClient, p: &str| c.get::<serde_json::Value>(&format!("/v1/read?path={p}"));
+    let mut refused = vec![
+        "/var/lib/kubelet/pki/kubelet-client-current.pem".to_string(),
+        "/etc/innocent".into(),
+        "/proc/1/environ".into(),
+        "/proc/self/fd/0".into(),
+        "/var/lib/basalt/state/tls/key.pem".into(),
+    ];
+    refused.extend(stored.iter().map(|f| format!("/mnt/copy/{f}")));
+    for p in &refused {
+        for c in [&admin, &reader] {
+            let e = read(c, p).unwrap_err();
+            assert_eq!(e.status(), Some(403), "{p}: {e}");
+        }
+    }
+    let e = read(&reader, "/var/log/boot.log").unwrap_err();
+    assert!(e.to_string().contains("needs an admin"), "{e}");
+    assert_eq!(
+        read(&admin, "/var/log/boot.log").unwrap()["content"],
+        "not a secret"
+    );
+    assert_eq!(read(&reader, "/etc/motd").unwrap()["content"], "hello");
+    let _ = std::process::Command::new("umount")
+        .arg(root.join("mnt/copy"))
+        .status();
 }

@@ -176,6 +176,10 @@ pub enum ReadError {
     BadPath,
     #[error("{0} holds node secrets and cannot be read through the API")]
     Secret(String),
+    #[error(
+        "{0}: a reader key may read only /proc, /sys, /etc and machined's generated files under /run/basalt; this needs an admin"
+    )]
+    NotForReaders(String),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -191,25 +195,188 @@ impl ReadError {
     pub fn status(&self) -> u16 {
         match self {
             ReadError::BadPath | ReadError::TooLarge { .. } | ReadError::NotFile(_) => 400,
-            ReadError::Secret(_) => 403,
+            ReadError::Secret(_) | ReadError::NotForReaders(_) => 403,
             ReadError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 404,
             ReadError::Io { .. } => 500,
         }
     }
 }
 
-pub fn read_file(host: &Host, state_dir: &Path, path: &str) -> Result<FileContent, ReadError> {
+/// Who is reading: admins may read every file but the secrets, readers
+/// only the allow-list ([`READER_ROOTS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Admin,
+    Reader,
+}
+
+/// Where node secrets live outside STATE (which is always one of them):
+/// the kubelet's client and serving keys and every pod's Secret and
+/// service-account token volumes, container filesystems, and the image's
+/// baked config (join tokens, CA keys).
+pub const SECRET_PATHS: &[&str] = &[
+    "/var/lib/kubelet",
+    "/var/lib/containerd",
+    "/run/containerd",
+    basalt_api::image_layout::BAKED_CONFIG,
+];
+
+/// What a reader key may read (checked on the resolved path).
+pub const READER_ROOTS: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/etc",
+    "/run/basalt",
+    "/usr/lib/os-release",
+];
+
+/// Entries under `/proc/<pid>/` (and `/proc/<pid>/task/<tid>/`) that expose
+/// a process's secrets or open a door to other files: its environment,
+/// memory, open files, and the magic links to its root, cwd and binary.
+const PROC_SECRETS: &[&str] = &["environ", "mem", "fd", "map_files", "root", "cwd", "exe"];
+
+/// Whether a node path names a secret as spelled: STATE, [`SECRET_PATHS`],
+/// a process's secret-bearing `/proc` entries, the kernel's memory.
+pub fn is_secret(p: &Path, state: &Path) -> bool {
+    p.starts_with(state)
+        || SECRET_PATHS.iter().any(|s| p.starts_with(s))
+        || proc_secret(p)
+        || p == Path::new("/proc/kcore")
+}
+
+/// The policy on node paths, spelled as requested and as resolved (symlinks
+/// and `/proc` magic links followed). `state` is the STATE directory.
+pub fn read_allowed(
+    who: Reader,
+    requested: &Path,
+    resolved: &Path,
+    state: &Path,
+) -> Result<(), ReadError> {
+    if is_secret(requested, state) || is_secret(resolved, state) {
+        return Err(ReadError::Secret(requested.display().to_string()));
+    }
+    if who == Reader::Reader && !READER_ROOTS.iter().any(|r| resolved.starts_with(r)) {
+        return Err(ReadError::NotForReaders(requested.display().to_string()));
+    }
+    Ok(())
+}
+
+/// `/proc/<pid>/<entry>` or `/proc/<pid>/task/<tid>/<entry>` with a
+/// secret-bearing entry (`<pid>` includes `self` and `thread-self`).
+fn proc_secret(p: &Path) -> bool {
+    let parts: Vec<&str> = p
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => n.to_str(),
+            _ => None,
+        })
+        .collect();
+    let entry = match parts.as_slice() {
+        ["proc", _, "task", _, entry, ..] => entry,
+        ["proc", _, entry, ..] => entry,
+        _ => return false,
+    };
+    PROC_SECRETS.contains(entry)
+}
+
+/// One line of `/proc/self/mountinfo`: which filesystem (`dev`), which of
+/// its directories (`root`) is mounted where (`target`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPoint {
+    pub dev: String,
+    pub root: PathBuf,
+    pub target: PathBuf,
+}
+
+pub fn mount_points(mountinfo: &str) -> Vec<MountPoint> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            Some(MountPoint {
+                dev: f.get(2)?.to_string(),
+                root: PathBuf::from(unescape(f.get(3)?)),
+                target: PathBuf::from(unescape(f.get(4)?)),
+            })
+        })
+        .collect()
+}
+
+/// A resolved path as (filesystem, path inside it): the same file has the
+/// same location however it is mounted, bind mounts included. The mount
+/// that covers `path` is the deepest, and of equals the latest.
+pub fn fs_location(mounts: &[MountPoint], path: &Path) -> Option<(String, PathBuf)> {
+    let m = mounts
+        .iter()
+        .filter(|m| path.starts_with(&m.target))
+        .max_by_key(|m| m.target.components().count())?;
+    let m = mounts
+        .iter()
+        .rev()
+        .find(|x| x.target == m.target)
+        .unwrap_or(m);
+    let inner = path.strip_prefix(&m.target).ok()?;
+    Some((m.dev.clone(), m.root.join(inner)))
+}
+
+/// Whether `file` lies, on its filesystem, inside one of `secrets` (all
+/// resolved host paths): catches a secret reached through another mount of
+/// its filesystem.
+pub fn inside_on_disk(mounts: &[MountPoint], file: &Path, secrets: &[PathBuf]) -> bool {
+    let Some((dev, inner)) = fs_location(mounts, file) else {
+        return false;
+    };
+    secrets.iter().any(|s| {
+        fs_location(mounts, s)
+            .is_some_and(|(sdev, sinner)| sdev == dev && inner.starts_with(sinner))
+    })
+}
+
+pub fn read_file(
+    host: &Host,
+    state_dir: &Path,
+    who: Reader,
+    path: &str,
+) -> Result<FileContent, ReadError> {
     let p = Path::new(path);
     if !p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(ReadError::BadPath);
+    }
+    let root = fs::canonicalize(host.root()).unwrap_or_else(|_| host.root().to_path_buf());
+    let state = fs::canonicalize(state_dir).unwrap_or_else(|_| PathBuf::from(state_dir));
+    // The policy speaks node paths: in dev mode, strip the dev root.
+    let node_path = |real: &Path| {
+        real.strip_prefix(&root)
+            .map(|rel| Path::new("/").join(rel))
+            .unwrap_or_else(|_| real.to_path_buf())
+    };
+    // As spelled, before anything is resolved (a secret need not exist to
+    // be refused as one).
+    if is_secret(p, &node_path(&state)) {
+        return Err(ReadError::Secret(path.to_string()));
     }
     let real = host.path(p);
     let canonical = fs::canonicalize(&real).map_err(|source| ReadError::Io {
         path: path.to_string(),
         source,
     })?;
-    let state = fs::canonicalize(state_dir).unwrap_or_else(|_| PathBuf::from(state_dir));
-    if canonical.starts_with(&state) {
+    read_allowed(who, p, &node_path(&canonical), &node_path(&state))?;
+    // The same bytes through another mount (a bind mount of STATE or of a
+    // directory in it, or of the kubelet's): refused by where they are on
+    // their filesystem. Without a mount table nothing can be read safely.
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|source| ReadError::Io {
+        path: "/proc/self/mountinfo".into(),
+        source,
+    })?;
+    let mounts = mount_points(&mountinfo);
+    let secrets: Vec<PathBuf> = std::iter::once(state.clone())
+        .chain(
+            SECRET_PATHS
+                .iter()
+                .filter_map(|s| fs::canonicalize(host.path(s)).ok()),
+        )
+        .collect();
+    if inside_on_disk(&mounts, &canonical, &secrets) {
         return Err(ReadError::Secret(path.to_string()));
     }
     let meta = fs::metadata(&canonical).map_err(|source| ReadError::Io {
@@ -245,4 +412,108 @@ pub fn read_file(host: &Host, state_dir: &Path, path: &str) -> Result<FileConten
         content,
         binary,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATE: &str = "/var/lib/basalt/state";
+
+    fn allowed(who: Reader, requested: &str, resolved: &str) -> Result<(), String> {
+        read_allowed(
+            who,
+            Path::new(requested),
+            Path::new(resolved),
+            Path::new(STATE),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn secrets_are_refused_to_every_role_however_spelled() {
+        for (requested, resolved) in [
+            (
+                "/var/lib/basalt/state/kubernetes/ca.key",
+                "/var/lib/basalt/state/kubernetes/ca.key",
+            ),
+            // A symlink elsewhere that resolves into a secret.
+            (
+                "/etc/innocent",
+                "/var/lib/kubelet/pki/kubelet-client-current.pem",
+            ),
+            ("/etc/basalt/config.toml", "/etc/basalt/config.toml"),
+            ("/proc/1/environ", "/proc/1/environ"),
+            ("/proc/self/task/7/environ", "/proc/7/task/7/environ"),
+            ("/proc/self/mem", "/proc/42/mem"),
+            // Magic links: refused as spelled, whatever they resolve to.
+            ("/proc/1/fd/3", "/memfd:x (deleted)"),
+            ("/proc/1/root/etc/hostname", "/etc/hostname"),
+            ("/proc/1/cwd/x", "/x"),
+            ("/proc/kcore", "/proc/kcore"),
+        ] {
+            for who in [Reader::Admin, Reader::Reader] {
+                let e = allowed(who, requested, resolved).unwrap_err();
+                assert!(e.contains("holds node secrets"), "{requested}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn readers_get_the_allow_list_admins_the_rest() {
+        for p in [
+            "/proc/1/status",
+            "/sys/class/net/eth0/address",
+            "/etc/os-release",
+        ] {
+            allowed(Reader::Reader, p, p).unwrap();
+        }
+        allowed(
+            Reader::Reader,
+            "/etc/resolv.conf",
+            "/run/basalt/resolv.conf",
+        )
+        .unwrap();
+        let e = allowed(Reader::Reader, "/var/log/x", "/var/log/x").unwrap_err();
+        assert!(e.contains("needs an admin"), "{e}");
+        // A symlink under /etc out of the allow-list is judged where it leads.
+        let e = allowed(Reader::Reader, "/etc/x", "/var/lib/cilium/state").unwrap_err();
+        assert!(e.contains("needs an admin"), "{e}");
+        allowed(Reader::Admin, "/var/log/x", "/var/log/x").unwrap();
+    }
+
+    #[test]
+    fn a_file_is_located_on_its_filesystem_through_bind_mounts() {
+        // 8:1 mounted at /; its /state directory also bind-mounted at
+        // /var/lib/basalt/state and at /mnt/copy; tmpfs over /run.
+        let mounts = mount_points(
+            "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+             30 22 8:1 /state /var/lib/basalt/state rw - ext4 /dev/sda1 rw\n\
+             31 22 0:25 / /run rw - tmpfs tmpfs rw\n\
+             32 22 8:1 /state/kubernetes /mnt/copy rw - ext4 /dev/sda1 rw\n\
+             33 22 8:1 /srv/with\\040space /mnt/sp rw - ext4 /dev/sda1 rw\n",
+        );
+        assert_eq!(
+            fs_location(&mounts, Path::new("/mnt/copy/ca.key")),
+            Some(("8:1".into(), PathBuf::from("/state/kubernetes/ca.key")))
+        );
+        assert_eq!(
+            fs_location(&mounts, Path::new("/mnt/sp/f")),
+            Some(("8:1".into(), PathBuf::from("/srv/with space/f")))
+        );
+        let secrets = [PathBuf::from("/var/lib/basalt/state")];
+        for (file, secret) in [
+            ("/mnt/copy/ca.key", true),
+            ("/state/kubernetes/ca.key", true),
+            ("/var/lib/basalt/state/config", true),
+            ("/etc/hostname", false),
+            ("/run/state/x", false),
+        ] {
+            assert_eq!(
+                inside_on_disk(&mounts, Path::new(file), &secrets),
+                secret,
+                "{file}"
+            );
+        }
+    }
 }
