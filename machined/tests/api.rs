@@ -77,6 +77,17 @@ fn dev_with(limits: Limits, services: Vec<ServiceSpec>) -> Dev {
 }
 
 fn dev_on(limits: Limits, services: Vec<ServiceSpec>, listen: &str) -> Dev {
+    dev_prepared(limits, services, listen, |_| {})
+}
+
+/// A dev node whose root `prepare` fills (image files, firmware ids)
+/// before it boots.
+fn dev_prepared(
+    limits: Limits,
+    services: Vec<ServiceSpec>,
+    listen: &str,
+    prepare: impl FnOnce(&Path),
+) -> Dev {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -84,6 +95,7 @@ fn dev_on(limits: Limits, services: Vec<ServiceSpec>, listen: &str) -> Dev {
         .unwrap();
     let root = tempfile::tempdir().unwrap();
     trust_roots(root.path());
+    prepare(root.path());
     let node = boot_with(&rt, root.path(), limits, services, listen);
     Dev {
         node: Some(node),
@@ -1029,37 +1041,26 @@ fn signed_calls_and_metrics_work_over_ipv6_and_ipv4_on_one_socket() {
 /// `status` shows what a scope is matched against.
 #[test]
 fn old_configs_are_refused_by_the_image_floor_and_their_scope() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let root = tempfile::tempdir().unwrap();
-    trust_roots(root.path());
-    let write = |p: &str, text: &str| {
-        let p = root.path().join(p);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    };
     // Built 2026-06-01; refuses generations below 3.
     const BUILT_AT: i64 = 1_780_272_000;
-    write(
-        "etc/basalt/image-policy.toml",
-        &format!("min_generation = 3\nbuilt_at = {BUILT_AT}\n"),
-    );
-    write(
-        "sys/class/dmi/id/product_uuid",
-        "3F2504E0-4F89-11D3-9A0C-0305E82C3301\n",
-    );
-    write("sys/class/dmi/id/product_serial", "CZ1234ABCD\n");
-    write("sys/class/net/eth0/address", "52:54:00:ab:cd:ef\n");
-    write("sys/class/net/eth0/device/vendor", "0x1af4\n");
-    let node = boot_at(&rt, root.path(), Limits::default());
-    let d = Dev {
-        node: Some(node),
-        rt,
-        root,
-    };
+    let d = dev_prepared(Limits::default(), Vec::new(), "127.0.0.1:0", |root| {
+        let write = |p: &str, text: &str| {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write(
+            "etc/basalt/image-policy.toml",
+            &format!("min_generation = 3\nbuilt_at = {BUILT_AT}\n"),
+        );
+        write(
+            "sys/class/dmi/id/product_uuid",
+            "3F2504E0-4F89-11D3-9A0C-0305E82C3301\n",
+        );
+        write("sys/class/dmi/id/product_serial", "CZ1234ABCD\n");
+        write("sys/class/net/eth0/address", "52:54:00:ab:cd:ef\n");
+        write("sys/class/net/eth0/device/vendor", "0x1af4\n");
+    });
     let admin = d.client(1);
 
     let s: Status = admin.get("/v1/status").unwrap();

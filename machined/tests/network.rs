@@ -27,11 +27,9 @@ use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-#[test]
-fn dhcp_lease_renew_release_against_dnsmasq() {
-    require_root("dhcp_lease_renew_release_against_dnsmasq");
-    let srv = Netns::new("dhcp-srv");
-    let cli = Netns::new("dhcp-cli");
+/// A veth pair: `vA` in the client's namespace, `vB` (10.77.0.1/24, up)
+/// in the server's, where a DHCP server listens.
+fn server_link(srv: &Netns, cli: &Netns) {
     run(&[
         "ip", "-n", &cli.0, "link", "add", "vA", "type", "veth", "peer", "name", "vB", "netns",
         &srv.0,
@@ -47,6 +45,14 @@ fn dhcp_lease_renew_release_against_dnsmasq() {
         "vB",
     ]);
     run(&["ip", "-n", &srv.0, "link", "set", "vB", "up"]);
+}
+
+#[test]
+fn dhcp_lease_renew_release_against_dnsmasq() {
+    require_root("dhcp_lease_renew_release_against_dnsmasq");
+    let srv = Netns::new("dhcp-srv");
+    let cli = Netns::new("dhcp-cli");
+    server_link(&srv, &cli);
     let mac = link(&cli.0, "vA")["address"].as_str().unwrap().to_string();
     let dnsmasq = Dnsmasq::start(&srv.0, "vB");
 
@@ -335,21 +341,7 @@ fn a_hostile_dhcp_server_is_clamped_and_its_nak_storm_backed_off() {
     require_root("a_hostile_dhcp_server_is_clamped_and_its_nak_storm_backed_off");
     let srv = Netns::new("hostile-srv");
     let cli = Netns::new("hostile-cli");
-    run(&[
-        "ip", "-n", &cli.0, "link", "add", "vA", "type", "veth", "peer", "name", "vB", "netns",
-        &srv.0,
-    ]);
-    run(&[
-        "ip",
-        "-n",
-        &srv.0,
-        "addr",
-        "add",
-        "10.77.0.1/24",
-        "dev",
-        "vB",
-    ]);
-    run(&["ip", "-n", &srv.0, "link", "set", "vB", "up"]);
+    server_link(&srv, &cli);
     let server = HostileDhcp::start(&srv.0, "vB", Ipv4Addr::new(10, 77, 0, 60));
     let (answer, discovers) = (server.answer.clone(), server.discovers.clone());
     let ns = cli.0.clone();
