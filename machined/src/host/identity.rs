@@ -43,25 +43,12 @@ pub fn read(host: &Host) -> NodeIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::clock::Clock;
     use crate::host::recording::RecordingKernel;
-    use std::sync::Arc;
-
-    fn host(clock: Clock) -> (tempfile::TempDir, Host) {
-        let dir = tempfile::tempdir().unwrap();
-        let host = Host::with_kernel(
-            dir.path(),
-            Arc::new(RecordingKernel::new("n").with_clock(clock)),
-        );
-        (dir, host)
-    }
 
     #[test]
     fn identity_is_firmware_ids_and_physical_links() {
-        let (_d, host) = host(Clock {
-            unix: 0,
-            synchronized: false,
-        });
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::with_kernel(dir.path(), std::sync::Arc::new(RecordingKernel::new("n")));
         let w = |p: &str, t: &str| {
             let p = host.path(p);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();

@@ -157,32 +157,7 @@ pub fn parse_lease(msg: &Message, fallback_server: Option<Ipv4Addr>) -> Result<L
         ));
         prefix_len = classful;
     }
-    let (mut t1, mut t2) = (lease_secs / 2, (u64::from(lease_secs) * 7 / 8) as u32);
-    if lease_secs != INFINITE {
-        let got_t1 = match opts.get(OptionCode::Renewal) {
-            Some(DhcpOption::Renewal(t)) => Some(*t),
-            _ => None,
-        };
-        let got_t2 = match opts.get(OptionCode::Rebinding) {
-            Some(DhcpOption::Rebinding(t)) => Some(*t),
-            _ => None,
-        };
-        if let Some(x) = got_t2
-            && x < lease_secs
-        {
-            t2 = x;
-        }
-        if let Some(x) = got_t1
-            && x < t2
-        {
-            t1 = x;
-        }
-        if t1 > t2 {
-            t1 = t2;
-        }
-    } else {
-        (t1, t2) = (INFINITE, INFINITE);
-    }
+    let (t1, t2) = renewal_times(opts, lease_secs);
     let list = |code| match opts.get(code) {
         Some(DhcpOption::Router(v)) | Some(DhcpOption::DomainNameServer(v)) => v.clone(),
         _ => Vec::new(),
@@ -231,6 +206,26 @@ pub fn parse_lease(msg: &Message, fallback_server: Option<Ipv4Addr>) -> Result<L
         t2_secs: t2,
         refused,
     })
+}
+
+/// T1 and T2: the server's when they are in order and inside the lease,
+/// else 50 % and 87.5 % of it; both infinite for an infinite lease.
+fn renewal_times(opts: &dhcproto::v4::DhcpOptions, lease_secs: u32) -> (u32, u32) {
+    if lease_secs == INFINITE {
+        return (INFINITE, INFINITE);
+    }
+    let (mut t1, mut t2) = (lease_secs / 2, (u64::from(lease_secs) * 7 / 8) as u32);
+    if let Some(DhcpOption::Rebinding(x)) = opts.get(OptionCode::Rebinding)
+        && *x < lease_secs
+    {
+        t2 = *x;
+    }
+    if let Some(DhcpOption::Renewal(x)) = opts.get(OptionCode::Renewal)
+        && *x < t2
+    {
+        t1 = *x;
+    }
+    (t1.min(t2), t2)
 }
 
 fn mask_prefix(mask: Ipv4Addr) -> Option<u8> {
