@@ -82,6 +82,17 @@ impl Drop for Netns {
     }
 }
 
+/// Move the calling thread into network namespace `ns` (network
+/// namespaces are per thread).
+pub fn enter(ns: &str) {
+    let fd = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&fd),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .unwrap();
+}
+
 /// Run `f` on a thread inside network namespace `ns`, on a current-thread
 /// tokio runtime; a panic there fails the test.
 pub fn in_netns<F, Fut, T>(ns: &str, f: F) -> T
@@ -90,14 +101,9 @@ where
     Fut: std::future::Future<Output = T>,
     T: Send + 'static,
 {
-    let path = format!("/run/netns/{ns}");
+    let ns = ns.to_string();
     let t = std::thread::spawn(move || {
-        let fd = std::fs::File::open(&path).unwrap();
-        rustix::thread::move_into_link_name_space(
-            std::os::fd::AsFd::as_fd(&fd),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .unwrap();
+        enter(&ns);
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -277,15 +283,10 @@ impl HostileDhcp {
         let discovers = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (a, d, s) = (answer.clone(), discovers.clone(), stop.clone());
-        let (path, dev) = (format!("/run/netns/{ns}"), dev.to_string());
+        let (ns, dev) = (ns.to_string(), dev.to_string());
         let (ready_tx, ready) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let fd = std::fs::File::open(&path).unwrap();
-            rustix::thread::move_into_link_name_space(
-                std::os::fd::AsFd::as_fd(&fd),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .unwrap();
+            enter(&ns);
             let sock = socket2::Socket::new(
                 socket2::Domain::IPV4,
                 socket2::Type::DGRAM,
