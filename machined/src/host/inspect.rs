@@ -210,16 +210,29 @@ pub enum Reader {
     Reader,
 }
 
-/// Where node secrets live outside STATE (which is always one of them):
-/// the kubelet's client and serving keys and every pod's Secret and
-/// service-account token volumes, container filesystems, and the image's
-/// baked config (join tokens, CA keys).
+/// Where node secrets live outside STATE (which is always one of them, RAM
+/// or disk: the config with the join token and CA keys, the API's TLS key,
+/// the Kubernetes PKI and service-account key, the kubeconfigs, the
+/// kubelet's bootstrap token and certificates, etcd's data):
+/// the kubelet's root (pods' Secret and service-account token volumes),
+/// container filesystems, the image's baked config (join token, CA keys),
+/// and containerd's CRI drop-ins, where registry credentials go (the
+/// config's `machine.files` may write them; `/etc/cri/conf.d` is the
+/// image's symlink to the writable directory under /run/basalt).
 pub const SECRET_PATHS: &[&str] = &[
     "/var/lib/kubelet",
     "/var/lib/containerd",
     "/run/containerd",
     basalt_api::image_layout::BAKED_CONFIG,
+    "/etc/cri/conf.d",
+    "/run/basalt/etc/cri/conf.d",
 ];
+
+/// Kernel files that are secrets or a way around a policy: memory (as an
+/// ELF core, and a crashed kernel's), and the kernel log, which holds the
+/// services' captured output that readers' `dmesg` leaves out (and whose
+/// reads consume it and wait for more).
+const KERNEL_SECRETS: &[&str] = &["/proc/kcore", "/proc/vmcore", "/proc/kmsg"];
 
 /// What a reader key may read (checked on the resolved path).
 pub const READER_ROOTS: &[&str] = &[
@@ -236,12 +249,12 @@ pub const READER_ROOTS: &[&str] = &[
 const PROC_SECRETS: &[&str] = &["environ", "mem", "fd", "map_files", "root", "cwd", "exe"];
 
 /// Whether a node path names a secret as spelled: STATE, [`SECRET_PATHS`],
-/// a process's secret-bearing `/proc` entries, the kernel's memory.
+/// a process's secret-bearing `/proc` entries, [`KERNEL_SECRETS`].
 pub fn is_secret(p: &Path, state: &Path) -> bool {
     p.starts_with(state)
         || SECRET_PATHS.iter().any(|s| p.starts_with(s))
         || proc_secret(p)
-        || p == Path::new("/proc/kcore")
+        || KERNEL_SECRETS.iter().any(|k| p == Path::new(k))
 }
 
 /// The policy on node paths, spelled as requested and as resolved (symlinks
@@ -451,12 +464,35 @@ mod tests {
             ("/proc/1/root/etc/hostname", "/etc/hostname"),
             ("/proc/1/cwd/x", "/x"),
             ("/proc/kcore", "/proc/kcore"),
+            ("/proc/kmsg", "/proc/kmsg"),
+            // Registry credentials in a CRI drop-in, through the image's
+            // symlink and at its target.
+            (
+                "/etc/cri/conf.d/20-auth.toml",
+                "/run/basalt/etc/cri/conf.d/20-auth.toml",
+            ),
+            (
+                "/run/basalt/etc/cri/conf.d/20-auth.toml",
+                "/run/basalt/etc/cri/conf.d/20-auth.toml",
+            ),
         ] {
             for who in [Reader::Admin, Reader::Reader] {
                 let e = allowed(who, requested, resolved).unwrap_err();
                 assert!(e.contains("holds node secrets"), "{requested}: {e}");
             }
         }
+    }
+
+    #[test]
+    fn ram_state_under_the_readers_run_basalt_is_refused() {
+        let ram = Path::new("/run/basalt/state");
+        let key = Path::new("/run/basalt/state/kubernetes/pki/sa.key");
+        for who in [Reader::Admin, Reader::Reader] {
+            let e = read_allowed(who, key, key, ram).unwrap_err();
+            assert!(matches!(e, ReadError::Secret(_)), "{e}");
+        }
+        let resolv = Path::new("/run/basalt/resolv.conf");
+        read_allowed(Reader::Reader, resolv, resolv, ram).unwrap();
     }
 
     #[test]
