@@ -18,6 +18,7 @@ pub mod host;
 pub mod kubernetes;
 pub mod listen;
 pub mod lock;
+pub mod log_policy;
 pub mod network;
 pub mod node;
 pub mod peers;

@@ -17,6 +17,7 @@ use crate::controllers::plan::{self, PlanStep};
 use crate::controllers::resources::Resource;
 use crate::controllers::services::ServicesController;
 use crate::host::Host;
+use crate::log_policy;
 use crate::network::NetworkController;
 use crate::state::{SignedDoc, Slot, StateError, StateStore};
 use crate::supervisor::{ServiceSpec, Supervisor};
@@ -145,6 +146,7 @@ impl Node {
             applied: Mutex::new(applied),
             power: parts.power,
         });
+        node.learn_secrets(current.as_ref());
         match &current {
             Some(c) => {
                 node.converge_host(c);
@@ -158,6 +160,30 @@ impl Node {
 
     pub fn supervisor(&self) -> &Supervisor {
         self.services.supervisor()
+    }
+
+    /// Teach the log redaction ([`crate::log_policy`]) the secrets of `cfg`
+    /// and those in STATE: the PKI and kubeconfigs machined wrote, the
+    /// kubelet's keys, the API's TLS key (etcd's data is the cluster's,
+    /// not keys, and large).
+    fn learn_secrets(&self, cfg: Option<&MachineConfig>) {
+        let known = self.supervisor().known_secrets();
+        if let Some(cfg) = cfg {
+            known.learn(log_policy::config_secrets(cfg));
+        }
+        let state = self
+            .config
+            .store
+            .dir()
+            .strip_prefix(self.host.root())
+            .map(|p| std::path::Path::new("/").join(p))
+            .unwrap_or_else(|_| self.config.store.dir().to_path_buf());
+        let skip = [self.kubernetes.layout().etcd_data.display().to_string()];
+        known.learn(log_policy::secrets_below(
+            &self.host,
+            &state.display().to_string(),
+            &skip,
+        ));
     }
 
     pub fn state(&self) -> &StateStore {
@@ -204,6 +230,8 @@ impl Node {
                 node.kubernetes
                     .resync(cfg.as_ref(), &node.addresses())
                     .await;
+                // The keys this pass issued, and those the kubelet wrote.
+                node.learn_secrets(None);
                 node.kubernetes.wait().await;
             }
         });
@@ -346,6 +374,10 @@ impl Node {
             (&identity, time),
         )?;
         let new = verified.config;
+        // Before anything can print them (a dry run's too: they are secrets).
+        self.supervisor()
+            .known_secrets()
+            .learn(log_policy::config_secrets(&new));
         let signers: Vec<String> = verified.signers.iter().map(|s| s.to_string()).collect();
         // Plan.
         let mut steps = self.plan(applied.current.as_ref().map(|c| &c.config), &new);

@@ -5,7 +5,9 @@
 use crate::auth::{self, AuthError, Role};
 use crate::controllers::metrics;
 use crate::host::inspect;
+use crate::host::kmsg::Record;
 use crate::kubernetes::node_api::KubernetesApi;
+use crate::log_policy::{self, KnownSecrets};
 use crate::node::{Node, PowerEvent};
 use crate::peers::{PeerLimits, Peers};
 use basalt_api::request::{NONCE_HEADER, SIGNATURE_HEADER};
@@ -322,8 +324,8 @@ async fn read_route(node: &Arc<Node>, route: Route, role: Role) -> Response<Body
                 node.supervisor().list().iter().map(Into::into).collect();
             json(StatusCode::OK, &list)
         }
-        Route::Logs { service, follow } => logs(node, &service, follow),
-        Route::Dmesg { follow } => dmesg(follow),
+        Route::Logs { service, follow } => logs(node, role, &service, follow),
+        Route::Dmesg { follow } => dmesg(role, node.supervisor().known_secrets(), follow),
         Route::Health => json(StatusCode::OK, &node.health().await),
         other => error(405, format!("{} is not a read", other.path_and_query())),
     }
@@ -412,13 +414,23 @@ fn stream_response() -> (http_body_util::channel::Sender<Bytes>, Response<Body>)
     (tx, r)
 }
 
-fn log_line(l: &crate::supervisor::LogLine) -> Bytes {
-    Bytes::from(format!("{}\n", l.line))
+/// A log line as served: redacted again, for a secret learnt after the
+/// line was captured ([`log_policy`]).
+fn log_line(secrets: &KnownSecrets, l: &crate::supervisor::LogLine) -> Bytes {
+    Bytes::from(format!("{}\n", secrets.redact(&l.line)))
 }
 
 /// A service's ring buffer as text; with follow, then every new line until
-/// the client goes away.
-fn logs(node: &Arc<Node>, name: &str, follow: bool) -> Response<Body> {
+/// the client goes away. Who may read which log: [`log_policy`].
+fn logs(node: &Arc<Node>, role: Role, name: &str, follow: bool) -> Response<Body> {
+    if let Err(e) = log_policy::may_read_log(role, name) {
+        // Whether the service exists is no secret: it is in `services`.
+        return match node.supervisor().logs(name) {
+            Ok(_) => error(403, e.to_string()),
+            Err(e) => error(404, e.to_string()),
+        };
+    }
+    let secrets = Arc::clone(node.supervisor().known_secrets());
     let rx = if follow {
         node.supervisor().follow(name).ok()
     } else {
@@ -429,14 +441,14 @@ fn logs(node: &Arc<Node>, name: &str, follow: bool) -> Response<Body> {
         Err(e) => return error(404, e.to_string()),
     };
     let Some(mut rx) = rx else {
-        let text: String = lines.iter().map(|l| format!("{}\n", l.line)).collect();
-        return Response::new(full(text));
+        let text: Vec<Bytes> = lines.iter().map(|l| log_line(&secrets, l)).collect();
+        return Response::new(full(text.concat()));
     };
     let (mut tx, resp) = stream_response();
     let last = lines.last().map(|l| l.seq);
     tokio::spawn(async move {
         for l in &lines {
-            if tx.send_data(log_line(l)).await.is_err() {
+            if tx.send_data(log_line(&secrets, l)).await.is_err() {
                 return;
             }
         }
@@ -444,7 +456,7 @@ fn logs(node: &Arc<Node>, name: &str, follow: bool) -> Response<Body> {
             match rx.recv().await {
                 Ok(l) if last.is_some_and(|s| l.seq <= s) => {}
                 Ok(l) => {
-                    if tx.send_data(log_line(&l)).await.is_err() {
+                    if tx.send_data(log_line(&secrets, &l)).await.is_err() {
                         return;
                     }
                 }
@@ -460,8 +472,15 @@ fn logs(node: &Arc<Node>, name: &str, follow: bool) -> Response<Body> {
     resp
 }
 
-/// The kernel log from /dev/kmsg, one record per line.
-fn dmesg(follow: bool) -> Response<Body> {
+/// A kernel log record as `role` gets it ([`log_policy`]), if at all.
+fn kernel_line(role: Role, secrets: &KnownSecrets, rec: &Record) -> Option<String> {
+    log_policy::may_see_kernel_record(role, rec.facility)
+        .then(|| secrets.redact(&rec.line).into_owned())
+}
+
+/// The kernel log from /dev/kmsg, one record per line; for readers without
+/// the services' captured output ([`log_policy`]).
+fn dmesg(role: Role, secrets: &Arc<KnownSecrets>, follow: bool) -> Response<Body> {
     use crate::host::kmsg::Kmsg;
     let mut kmsg = match Kmsg::open(true) {
         Ok(k) => k,
@@ -469,13 +488,14 @@ fn dmesg(follow: bool) -> Response<Body> {
     };
     let mut out = String::new();
     while let Some(rec) = kmsg.next_record() {
-        out.push_str(&rec);
+        out.extend(kernel_line(role, secrets, &rec));
     }
     if !follow {
         return text(out);
     }
     let (mut tx, resp) = stream_response();
     let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<String>(256);
+    let secrets = Arc::clone(secrets);
     // Blocking reads of new records on their own thread; stops when the client leaves.
     std::thread::spawn(move || {
         let Ok(mut kmsg) = Kmsg::open(false) else {
@@ -483,7 +503,10 @@ fn dmesg(follow: bool) -> Response<Body> {
         };
         kmsg.seek_end();
         while let Some(rec) = kmsg.next_record() {
-            if line_tx.blocking_send(rec).is_err() {
+            let Some(line) = kernel_line(role, &secrets, &rec) else {
+                continue;
+            };
+            if line_tx.blocking_send(line).is_err() {
                 return;
             }
         }

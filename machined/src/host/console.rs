@@ -37,10 +37,11 @@ impl ConsoleLog {
     }
 }
 
-/// `text` as kernel log records at `level` (`<6>` = KERN_INFO), one per line.
+/// `text` as kernel log records with priority `prio` (`<6>`: KERN_INFO, and
+/// LOG_USER as the kernel marks what processes write), one per line.
 /// Each ends with a newline: the kernel holds a record without one open for
 /// continuation, and neither the console nor dmesg sees it until the next.
-fn records(level: u8, tag: &str, text: &[u8]) -> Vec<Vec<u8>> {
+fn records(prio: u16, tag: &str, text: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let line = String::from_utf8_lossy(line);
@@ -51,15 +52,23 @@ fn records(level: u8, tag: &str, text: &[u8]) -> Vec<Vec<u8>> {
                 cut -= 1;
             }
             let (head, tail) = rest.split_at(cut);
-            out.push(format!("<{level}>{tag}{head}\n").into_bytes());
+            out.push(format!("<{prio}>{tag}{head}\n").into_bytes());
             rest = tail;
         }
     }
     out
 }
 
+/// machined's own lines: KERN_INFO (LOG_USER, as the kernel marks them).
+const MACHINED_PRIO: u16 = 6;
+/// Captured service output ([`crate::log_policy::SERVICE_TARGET`]): KERN_INFO under
+/// [`crate::log_policy::SERVICE_OUTPUT_FACILITY`], so that readers' dmesg
+/// can leave it out.
+const SERVICE_PRIO: u16 = (crate::log_policy::SERVICE_OUTPUT_FACILITY as u16) << 3 | 6;
+
 pub struct ConsoleLogWriter {
     kmsg: Option<Arc<Mutex<File>>>,
+    prio: u16,
 }
 
 impl Write for ConsoleLogWriter {
@@ -67,7 +76,7 @@ impl Write for ConsoleLogWriter {
         match &self.kmsg {
             Some(k) => {
                 let mut f = crate::lock::lock(k);
-                for rec in records(6, "machined: ", buf) {
+                for rec in records(self.prio, "machined: ", buf) {
                     let _ = f.write_all(&rec);
                 }
             }
@@ -88,6 +97,18 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ConsoleLog {
     fn make_writer(&'a self) -> ConsoleLogWriter {
         ConsoleLogWriter {
             kmsg: self.kmsg.clone(),
+            prio: MACHINED_PRIO,
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> ConsoleLogWriter {
+        ConsoleLogWriter {
+            kmsg: self.kmsg.clone(),
+            prio: if meta.target() == crate::log_policy::SERVICE_TARGET {
+                SERVICE_PRIO
+            } else {
+                MACHINED_PRIO
+            },
         }
     }
 }
@@ -125,6 +146,11 @@ mod tests {
             ]
         );
         assert!(records(5, "", b"\n\n").is_empty());
+        // Service output under LOG_LOCAL0, which readers' dmesg leaves out.
+        assert_eq!(
+            records(super::SERVICE_PRIO, "machined: ", b"x\n"),
+            vec![b"<134>machined: x\n".to_vec()]
+        );
     }
 
     #[test]

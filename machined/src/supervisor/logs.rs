@@ -10,6 +10,8 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::broadcast;
 
+use crate::log_policy::KnownSecrets;
+
 /// Longer lines are split into pieces of this many bytes.
 const MAX_LINE: usize = 8192;
 
@@ -52,16 +54,20 @@ struct Ring {
 pub(crate) struct LogBuffer {
     service: String,
     capacity: usize,
+    /// Redacted from every line before it is kept, logged or sent
+    /// ([`crate::log_policy`]).
+    secrets: Arc<KnownSecrets>,
     ring: Mutex<Ring>,
     tx: broadcast::Sender<LogLine>,
 }
 
 impl LogBuffer {
-    pub fn new(service: &str, capacity: usize) -> Self {
+    pub fn new(service: &str, capacity: usize, secrets: Arc<KnownSecrets>) -> Self {
         let (tx, _) = broadcast::channel(capacity.clamp(16, 4096));
         LogBuffer {
             service: service.to_string(),
             capacity,
+            secrets,
             ring: Mutex::new(Ring {
                 lines: VecDeque::with_capacity(capacity.min(1024)),
                 next_seq: 0,
@@ -76,12 +82,13 @@ impl LogBuffer {
 
     pub fn push(&self, stream: Stream, bytes: &[u8]) {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        let line = String::from_utf8_lossy(bytes).into_owned();
+        let line = String::from_utf8_lossy(bytes);
+        let line = self.secrets.redact(&line).into_owned();
         // Debug, not info: at info every line of every component reached the
         // serial console, hundreds of KB per boot of a Kubernetes node, which
         // a slow console pays for. The ring below
         // (`basaltctl logs`) keeps them all; `basalt.log=debug` shows them.
-        tracing::debug!(target: "service", service = %self.service, stream = stream.as_str(), "{line}");
+        tracing::debug!(target: crate::log_policy::SERVICE_TARGET, service = %self.service, stream = stream.as_str(), "{line}");
         let entry = {
             let mut ring = self.ring();
             let entry = LogLine {

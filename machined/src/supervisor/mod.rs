@@ -46,6 +46,7 @@ pub use service::ServiceState;
 pub use spec::{Backoff, Readiness, ServiceSpec};
 
 use crate::host::signals::{self, GroupSignal, Signals};
+use crate::log_policy::KnownSecrets;
 use cgroup::Cgroups;
 use service::{Control, Service};
 
@@ -143,6 +144,8 @@ struct Inner {
     signals: Arc<dyn Signals>,
     cgroups: Option<Arc<Cgroups>>,
     services: Mutex<Services>,
+    /// Redacted from every service's output ([`crate::log_policy`]).
+    secrets: Arc<KnownSecrets>,
 }
 
 /// Supervises services; cheap to clone (all clones share the services).
@@ -162,8 +165,15 @@ impl Supervisor {
                 signals: Arc::new(signals::Linux),
                 cgroups,
                 services: Mutex::new(Services::default()),
+                secrets: KnownSecrets::new(),
             }),
         })
+    }
+
+    /// The secrets redacted from the services' output: the node adds what
+    /// it learns ([`crate::log_policy::KnownSecrets::learn`]).
+    pub fn known_secrets(&self) -> &Arc<KnownSecrets> {
+        &self.inner.secrets
     }
 
     fn services(&self) -> MutexGuard<'_, Services> {
@@ -207,6 +217,7 @@ impl Supervisor {
                 self.inner.log_lines,
                 ready,
                 Arc::clone(&self.inner.signals),
+                Arc::clone(&self.inner.secrets),
             ));
             services.order.retain(|n| n != &name);
             services.order.push(name.clone());

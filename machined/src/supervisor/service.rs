@@ -81,8 +81,9 @@ impl Service {
         log_lines: usize,
         ready: Option<watch::Sender<bool>>,
         signals: Arc<dyn Signals>,
+        secrets: Arc<crate::log_policy::KnownSecrets>,
     ) -> Self {
-        let logs = Arc::new(LogBuffer::new(&spec.name, log_lines));
+        let logs = Arc::new(LogBuffer::new(&spec.name, log_lines, secrets));
         Service {
             spec,
             run: Mutex::new(RunState {

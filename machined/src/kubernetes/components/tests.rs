@@ -186,3 +186,39 @@ fn a_cilium_kubelet_waits_out_the_agents_bpf_compile_and_a_bridge_one_keeps_the_
     let bridge = kubelet_config(&doc.replace("name = \"cilium\"", "name = \"bridge\""));
     assert!(bridge.get("runtimeRequestTimeout").is_none());
 }
+
+/// Every process's command line is in `/proc/<pid>/cmdline`, which readers
+/// may read and `GET /v1/processes` lists: no secret goes on one, nor in an
+/// environment (refused to every role, but one copy fewer). Secrets reach
+/// the components as files in STATE.
+#[test]
+fn no_secret_is_on_a_command_line_or_in_an_environment() {
+    for role in [Role::Controlplane, Role::Worker] {
+        for cni in [CniName::Cilium, CniName::Bridge] {
+            let shape = Shape {
+                cni,
+                ..Shape::default()
+            };
+            let cfg = config(role, shape);
+            let secrets = crate::log_policy::config_secrets(&cfg);
+            assert!(secrets.len() >= 2, "{secrets:?}");
+            let mut specs = with(&cfg, |c| c.services(true, true));
+            specs.push(crate::containerd::service(
+                std::path::Path::new("/"),
+                std::path::Path::new("/usr/bin"),
+            ));
+            assert!(specs.len() >= 2);
+            for spec in &specs {
+                let exposed = spec
+                    .argv
+                    .iter()
+                    .chain(spec.env.iter().flat_map(|(k, v)| [k, v]));
+                for text in exposed {
+                    for s in &secrets {
+                        assert!(!text.contains(s.as_str()), "{}: {text}", spec.name);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -2,7 +2,7 @@ use super::*;
 
 #[test]
 fn ring_drops_oldest() {
-    let b = LogBuffer::new("t", 3);
+    let b = LogBuffer::new("t", 3, KnownSecrets::new());
     for i in 0..5 {
         b.push(Stream::Stdout, format!("l{i}\r").as_bytes());
     }
@@ -13,7 +13,7 @@ fn ring_drops_oldest() {
             .collect::<Vec<_>>(),
         [(2, "l2"), (3, "l3"), (4, "l4")]
     );
-    let zero = LogBuffer::new("z", 0);
+    let zero = LogBuffer::new("z", 0, KnownSecrets::new());
     zero.push(Stream::Stderr, b"x");
     assert!(zero.snapshot().is_empty());
 }
@@ -21,7 +21,7 @@ fn ring_drops_oldest() {
 #[tokio::test]
 async fn capture_splits_lines_and_long_lines() {
     let (rx, tx) = std::io::pipe().unwrap();
-    let b = Arc::new(LogBuffer::new("t", 100));
+    let b = Arc::new(LogBuffer::new("t", 100, KnownSecrets::new()));
     let mut follow = b.subscribe();
     capture(b.clone(), Stream::Stderr, OwnedFd::from(rx));
     let long = vec![b'a'; MAX_LINE + 10];
@@ -40,4 +40,15 @@ async fn capture_splits_lines_and_long_lines() {
     }
     assert_eq!(lens, [3, 3, MAX_LINE, 10, 4]);
     assert_eq!(b.snapshot().first().unwrap().line, "one");
+}
+
+#[test]
+fn known_secrets_never_reach_the_ring() {
+    let secrets = KnownSecrets::new();
+    secrets.learn(["abcdef.0123456789abcdef".to_string()]);
+    let b = LogBuffer::new("t", 3, Arc::clone(&secrets));
+    let mut follow = b.subscribe();
+    b.push(Stream::Stdout, b"joining with abcdef.0123456789abcdef");
+    assert_eq!(b.snapshot()[0].line, "joining with <redacted>");
+    assert_eq!(follow.try_recv().unwrap().line, "joining with <redacted>");
 }

@@ -4,7 +4,13 @@ use crate::host::recording::{Call, RecordingKernel};
 fn service(k: &RecordingKernel, grace: Duration) -> Service {
     let mut spec = ServiceSpec::new("svc", vec!["true".into()]);
     spec.stop_grace = grace;
-    Service::new(spec, 16, None, Arc::new(k.clone()))
+    Service::new(
+        spec,
+        16,
+        None,
+        Arc::new(k.clone()),
+        crate::log_policy::KnownSecrets::new(),
+    )
 }
 
 fn pid() -> Pid {
