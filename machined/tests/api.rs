@@ -1215,3 +1215,424 @@ fn secrets_are_not_readable_however_the_path_is_spelled() {
         .arg(root.join("mnt/copy"))
         .status();
 }
+
+// Issue 14, item 4: secrets never leave the node. A control-plane config
+// whose every `Secret` field holds a value of its own (the join token a
+// recognisable one, the keys as `basaltctl config gen` makes them), the PKI
+// machined issues from it in STATE, and two services that print all of it
+// (as a component at high verbosity would); then every output an operator
+// can get is grepped for every one of those values.
+
+/// The join token: `[a-z0-9]{6}.[a-z0-9]{16}`, recognisable.
+const CANARY_TOKEN: &str = "cnry42.s3cr3tc4n4ryt0k3";
+/// Secrets a config carries outside its `Secret` fields: a registry
+/// credential in a CRI drop-in, a Kubernetes Secret among the manifests.
+const REGISTRY_PASSWORD: &str = "canary-registry-password-7f3a9c";
+const MANIFEST_SECRET: &str = "canary-inline-manifest-secret-41d2";
+/// Shorter lines of a PEM body (its last) are no secret by themselves.
+const MIN_CANARY: usize = 16;
+
+/// machined's own log, as its tracing subscriber writes it, at debug (which
+/// includes every line the services print).
+fn capture_machined_log() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Sink(Arc::clone(&buf));
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("the only test in this binary that installs a subscriber");
+    buf
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `basaltctl config gen --role controlplane`, with the canary token, key 3
+/// as a reader, metrics on `metrics_port`, and the two non-`Secret` secrets.
+fn canary_config(metrics_port: u16) -> String {
+    use basalt_api::config::{MachineConfig, Role};
+    use basaltctl::template::{Shape, generate};
+    let shape = Shape {
+        hostname: Some("cp-1"),
+        ..Shape::default()
+    };
+    let admin = key(1).public();
+    let doc = generate(
+        Role::Controlplane,
+        "canary",
+        "https://10.0.0.10:6443",
+        &admin,
+        shape,
+    )
+    .unwrap();
+    let generated = MachineConfig::parse(doc.as_bytes()).unwrap();
+    let token = generated.cluster.token.expose();
+    let doc = edit(
+        &doc,
+        &format!("token = \"{token}\""),
+        &format!("token = \"{CANARY_TOKEN}\""),
+    );
+    let doc = edit(
+        &doc,
+        "readers = []",
+        &format!("readers = [\"{}\"]", key(3).public().to_openssh()),
+    );
+    let doc = edit(
+        &doc,
+        "# [machine.metrics]\n# listen = \"0.0.0.0:9100\"",
+        &format!("[machine.metrics]\nlisten = \"127.0.0.1:{metrics_port}\""),
+    );
+    let doc = edit(
+        &doc,
+        "[machine.kubelet]",
+        &format!(
+            "[[machine.files]]\npath = \"/etc/cri/conf.d/20-registry-auth.toml\"\nmode = 0o600\ncontent = '''\n[plugins.\"io.containerd.cri.v1.images\".registry.configs.\"registry.example.org\".auth]\nusername = \"basalt\"\npassword = \"{REGISTRY_PASSWORD}\"\n'''\n\n[machine.kubelet]"
+        ),
+    );
+    edit(
+        &doc,
+        "\n[trust]",
+        &format!(
+            "\n[[cluster.inline_manifests]]\nname = \"registry-secret\"\ncontents = \"\"\"\napiVersion: v1\nkind: Secret\nmetadata:\n  name: registry\n  namespace: default\nstringData:\n  password: {MANIFEST_SECRET}\n\"\"\"\n\n[trust]"
+        ),
+    )
+}
+
+/// The Kubernetes PKI as machined issues it for this config, into STATE.
+fn issue_pki(root: &Path, doc: &str) {
+    use basalt_api::config::{MachineConfig, Role};
+    use machined::kubernetes::{layout::Layout, pki};
+    let cfg = MachineConfig::parse(doc.as_bytes()).unwrap();
+    let node = pki::NodeIdentity {
+        name: "cp-1".into(),
+        ips: vec!["10.0.0.10".parse().unwrap()],
+    };
+    pki::converge(
+        &machined::host::Host::dev(root),
+        &Layout::new(devmode::STATE_DIR),
+        &cfg.cluster,
+        Role::Controlplane,
+        &node,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+}
+
+/// The body lines of every private-key PEM block in `text`.
+fn private_key_lines(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("-----BEGIN") {
+            inside = line.contains("PRIVATE KEY");
+        } else if line.starts_with("-----END") {
+            inside = false;
+        } else if inside && line.len() >= MIN_CANARY {
+            out.push(line.to_string());
+        }
+    }
+    out
+}
+
+/// Every secret value the node holds, as it could be printed: the
+/// config's `Secret`s (the token, its secret half, each key's PEM lines),
+/// the two others, and in STATE the private keys machined issued, the
+/// kubeconfigs' embedded keys (base64 and decoded) and the API's TLS key.
+fn canaries(doc: &str, state: &Path) -> std::collections::BTreeSet<String> {
+    use base64::Engine;
+    let mut out = std::collections::BTreeSet::new();
+    out.insert(CANARY_TOKEN.to_string());
+    out.insert(CANARY_TOKEN.split_once('.').unwrap().1.to_string());
+    out.insert(REGISTRY_PASSWORD.to_string());
+    out.insert(MANIFEST_SECRET.to_string());
+    out.extend(private_key_lines(doc));
+    let mut files = BTreeMap::new();
+    snapshot(state, "", &mut files);
+    for (name, bytes) in &files {
+        let text = String::from_utf8_lossy(bytes);
+        out.extend(private_key_lines(&text));
+        if name.ends_with(".kubeconfig") {
+            let k: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for u in k["users"].as_array().unwrap() {
+                if let Some(data) = u["user"]["client-key-data"].as_str() {
+                    out.insert(data.to_string());
+                    let pem = base64::engine::general_purpose::STANDARD
+                        .decode(data)
+                        .unwrap();
+                    out.extend(private_key_lines(&String::from_utf8_lossy(&pem)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A service that prints every secret in `dir` and stays up.
+fn printing_service(name: &str, dir: &Path) -> ServiceSpec {
+    ServiceSpec::new(
+        name,
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("cat {}/*; exec sleep 1000", dir.display()),
+        ],
+    )
+}
+
+/// A text endpoint's answer, or the error the caller gets.
+fn text_answer(c: &NodeClient, path: &str) -> String {
+    match c.send("GET", path, vec![]) {
+        Ok(r) => r.text().unwrap(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+fn json_answer(c: &NodeClient, path: &str) -> String {
+    match c.get::<serde_json::Value>(path) {
+        Ok(v) => v.to_string(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// The first `n` lines of a followed log.
+fn followed(c: &NodeClient, service: &str, n: usize) -> String {
+    match c.send("GET", &format!("/v1/logs/{service}?follow=1"), vec![]) {
+        Ok(r) => std::io::BufReader::new(r)
+            .lines()
+            .take(n)
+            .map(|l| l.unwrap() + "\n")
+            .collect(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Every file below `dir` as a node path below `prefix`.
+fn node_files(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut files = BTreeMap::new();
+    if dir.exists() {
+        snapshot(dir, "", &mut files);
+    }
+    files.keys().map(|f| format!("{prefix}{f}")).collect()
+}
+
+/// Everything a caller with `c` can get from the node, as (what, text).
+fn outputs_of(d: &Dev, who: &str, c: &NodeClient, log_lines: usize) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for route in [
+        "version",
+        "status",
+        "services",
+        "resources",
+        "health",
+        "network",
+        "mounts",
+        "processes",
+    ] {
+        out.push((
+            format!("{who} GET /v1/{route}"),
+            json_answer(c, &format!("/v1/{route}")),
+        ));
+    }
+    for route in ["metrics", "dmesg"] {
+        let text = text_answer(c, &format!("/v1/{route}"));
+        out.push((format!("{who} GET /v1/{route}"), text));
+    }
+    for s in d.node().node.supervisor().list() {
+        let text = text_answer(c, &format!("/v1/logs/{}", s.name));
+        out.push((format!("{who} logs {}", s.name), text));
+        let text = followed(c, &s.name, log_lines);
+        out.push((format!("{who} logs -f {}", s.name), text));
+    }
+    // Every file a reader may read (and an admin, with the rest of /etc).
+    let root = d.root.path();
+    let mut readable = node_files(&root.join("etc"), "/etc");
+    readable.extend(node_files(&root.join("run/basalt"), "/run/basalt"));
+    for path in readable {
+        let text = json_answer(c, &Route::Read { path: path.clone() }.path_and_query());
+        out.push((format!("{who} read {path}"), text));
+    }
+    out
+}
+
+/// What an admin alone can get: apply's answer (a dry run's too) and a
+/// minted kubeconfig.
+fn admin_outputs(admin: &NodeClient, doc: &str) -> Vec<(String, String)> {
+    use basalt_api::rpc::KubeconfigRequest;
+    let mut req = apply_req(doc, &sign(1, doc), ApplyMode::Auto);
+    req.dry_run = true;
+    let dry = admin.post::<_, serde_json::Value>("/v1/apply", &req);
+    let kubeconfig = admin.post::<_, serde_json::Value>(
+        "/v1/kubeconfig",
+        &KubeconfigRequest {
+            server: None,
+            user: "ops".into(),
+        },
+    );
+    [
+        ("admin apply --dry-run", dry),
+        ("admin kubeconfig", kubeconfig),
+    ]
+    .into_iter()
+    .map(|(what, r)| {
+        let text = r.map_or_else(|e| format!("error: {e}"), |v| v.to_string());
+        (what.to_string(), text)
+    })
+    .collect()
+}
+
+/// The unauthenticated metrics listener.
+fn metrics_listener(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Wait until each service printed `lines` lines.
+fn wait_for_output(admin: &NodeClient, services: &[&str], lines: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for s in services {
+        loop {
+            let text = text_answer(admin, &format!("/v1/logs/{s}"));
+            if text.lines().count() >= lines {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{s} printed only: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn no_output_of_the_node_carries_a_secret() {
+    let machined_log = capture_machined_log();
+    let metrics_port = free_port();
+    let doc = canary_config(metrics_port);
+    // What the services print: the config's secrets and STATE's keys.
+    let printed = tempfile::tempdir().unwrap();
+    // A reader may follow kube-scheduler's log; `leaky` is anyone's name.
+    let services = vec![
+        printing_service("kube-scheduler", printed.path()),
+        printing_service("leaky", printed.path()),
+    ];
+    let d = dev_prepared(Limits::default(), services, "127.0.0.1:0", |root| {
+        issue_pki(root, &doc)
+    });
+    let state = d.root.path().join("var/lib/basalt/state");
+    let canaries = canaries(&doc, &state);
+    assert!(canaries.len() > 60, "{} canaries", canaries.len());
+    let mut leak = String::from(CANARY_TOKEN);
+    leak.push('\n');
+    let cfg = basalt_api::config::MachineConfig::parse(doc.as_bytes()).unwrap();
+    let c = &cfg.cluster;
+    for k in [
+        &c.ca_key,
+        &c.etcd_ca_key,
+        &c.front_proxy_ca_key,
+        &c.service_account_key,
+    ] {
+        leak.push_str(k.as_ref().unwrap().expose());
+    }
+    for (name, bytes) in d.state_snapshot() {
+        if name.ends_with(".key") || name.ends_with(".kubeconfig") || name.ends_with("key.pem") {
+            leak.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    std::fs::write(printed.path().join("secrets"), &leak).unwrap();
+    let (admin, reader) = (d.client(1), d.client(3));
+    let applied = admin
+        .post::<_, serde_json::Value>(
+            "/v1/apply",
+            &apply_req(&doc, &sign(1, &doc), ApplyMode::Auto),
+        )
+        .unwrap();
+    let lines = leak.lines().count();
+    wait_for_output(&admin, &["kube-scheduler", "leaky"], lines);
+
+    let mut outputs = vec![("admin apply".to_string(), applied.to_string())];
+    outputs.extend(admin_outputs(&admin, &doc));
+    outputs.extend(outputs_of(&d, "admin", &admin, lines));
+    outputs.extend(outputs_of(&d, "reader", &reader, lines));
+    outputs.push(("metrics listener".into(), metrics_listener(metrics_port)));
+    // A support bundle (issue 15) joins the outputs here.
+    let log = String::from_utf8_lossy(&machined_log.lock().unwrap()).into_owned();
+    outputs.push(("machined's log".into(), log));
+
+    let leaks: Vec<(&str, &str)> = outputs
+        .iter()
+        .flat_map(|(what, text)| {
+            canaries
+                .iter()
+                .filter(|c| text.contains(c.as_str()))
+                .map(move |c| (what.as_str(), c.as_str()))
+        })
+        .collect();
+    let leaking: std::collections::BTreeSet<&str> = leaks.iter().map(|(w, _)| *w).collect();
+    assert!(
+        leaks.is_empty(),
+        "{} leaks in {leaking:?}, first: {:?}",
+        leaks.len(),
+        &leaks[..leaks.len().min(5)]
+    );
+
+    // The outputs above are real: the services printed, redacted; a reader
+    // gets kube-scheduler's log but not `leaky`'s; the capture saw them.
+    let get = |what: &str| &outputs.iter().find(|(w, _)| w == what).unwrap().1;
+    let admin_leaky = get("admin logs leaky");
+    assert_eq!(admin_leaky.lines().count(), lines, "{admin_leaky}");
+    assert!(admin_leaky.contains("<redacted>"), "{admin_leaky}");
+    assert!(get("reader logs kube-scheduler").contains("<redacted>"));
+    assert!(get("reader logs -f kube-scheduler").contains("<redacted>"));
+    assert!(
+        get("reader logs leaky").contains("403"),
+        "{}",
+        get("reader logs leaky")
+    );
+    assert!(get("machined's log").contains("<redacted>"));
+    assert!(get("metrics listener").starts_with("HTTP/1.1 200"));
+    assert!(get("reader read /etc/basalt/trust.toml").contains("readers"));
+    // A credential minted for the admin: a fresh key, none of the node's.
+    assert!(get("admin kubeconfig").contains("client-key-data"));
+
+    // No role reads a secret's file, however the policy names it.
+    let mut secret_files = node_files(&state, devmode::STATE_DIR);
+    secret_files.push("/etc/cri/conf.d/20-registry-auth.toml".into());
+    assert!(secret_files.len() > 20, "{secret_files:?}");
+    for path in &secret_files {
+        for c in [&admin, &reader] {
+            let e = c
+                .get::<serde_json::Value>(&Route::Read { path: path.clone() }.path_and_query())
+                .unwrap_err();
+            assert_eq!(e.status(), Some(403), "{path}: {e}");
+        }
+    }
+    d.rt.block_on(d.node().node.supervisor().stop_all());
+}
