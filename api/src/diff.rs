@@ -83,22 +83,10 @@ fn key(c: &Change) -> &str {
     }
 }
 
-fn expose(s: &Option<crate::secret::Secret>) -> Option<&str> {
-    s.as_ref().map(|s| s.expose())
-}
-
 fn secrets(c: &MachineConfig) -> [(&'static str, Option<&str>); 5] {
-    let cl = &c.cluster;
-    [
-        ("cluster.token", Some(cl.token.expose())),
-        ("cluster.ca_key", expose(&cl.ca_key)),
-        ("cluster.etcd_ca_key", expose(&cl.etcd_ca_key)),
-        ("cluster.front_proxy_ca_key", expose(&cl.front_proxy_ca_key)),
-        (
-            "cluster.service_account_key",
-            expose(&cl.service_account_key),
-        ),
-    ]
+    c.cluster
+        .secrets()
+        .map(|(path, s)| (path, s.map(crate::secret::Secret::expose)))
 }
 
 fn flatten(c: &MachineConfig) -> BTreeMap<String, String> {

@@ -108,3 +108,27 @@ fn bad_mirrors_are_rejected_with_path_and_line() {
         assert_eq!(hit.line, line, "{section}\n{}", errs.render("w"));
     }
 }
+
+/// Registry credentials go into CRI drop-ins through `machine.files`; the
+/// node must know them as secrets (containerd prints its CRI config).
+#[test]
+fn registry_credentials_in_cri_drop_ins_are_found() {
+    let file = |path: &str, content: &str| {
+        format!("[[machine.files]]\npath = \"{path}\"\ncontent = '''\n{content}'''\n")
+    };
+    let auth = "[plugins.\"io.containerd.cri.v1.images\".registry.configs.\"r.example.org\".auth]\n\
+                username = \"bot\"\npassword = \"hunter2-registry\"\n\
+                [plugins.\"io.containerd.grpc.v1.cri\".registry.auths.\"https://gcr.io\"]\n\
+                identitytoken = \"gcr-identity-token\"\n";
+    let doc = format!(
+        "{}\n{}{}{}",
+        worker(),
+        file("/etc/cri/conf.d/20-auth.toml", auth),
+        file("/etc/cri/conf.d/30-not-toml.toml", "password = \n"),
+        file("/var/lib/app/password.toml", "password = \"elsewhere\"\n"),
+    );
+    let c = MachineConfig::parse(doc.as_bytes()).unwrap_or_else(|e| panic!("{}", e.render("w")));
+    let mut found = c.registry_credentials();
+    found.sort();
+    assert_eq!(found, ["bot", "gcr-identity-token", "hunter2-registry"]);
+}

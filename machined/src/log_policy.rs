@@ -145,24 +145,21 @@ impl KnownSecrets {
 }
 
 /// The values of a config's `Secret` fields, as they may be printed: whole,
-/// the join token's secret half, and each PEM key's lines.
+/// the join token's secret half, each PEM key's lines; and the registry
+/// credentials it writes into CRI drop-ins (containerd prints its whole CRI
+/// config when it starts).
 pub fn config_secrets(cfg: &MachineConfig) -> Vec<String> {
-    let c = &cfg.cluster;
-    let token = c.token.expose();
-    let mut out = vec![token.to_string()];
-    if let Some((_, half)) = token.split_once('.') {
-        out.push(half.to_string());
-    }
-    for key in [
-        &c.ca_key,
-        &c.etcd_ca_key,
-        &c.front_proxy_ca_key,
-        &c.service_account_key,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        out.extend(private_keys(key.expose()));
+    let mut out = cfg.registry_credentials();
+    for (path, secret) in cfg.cluster.secrets() {
+        let Some(value) = secret.map(|s| s.expose()) else {
+            continue;
+        };
+        out.push(value.to_string());
+        // The token's id is public (its Secret's name); the rest is not.
+        if let Some((_, half)) = value.split_once('.').filter(|_| path == "cluster.token") {
+            out.push(half.to_string());
+        }
+        out.extend(private_keys(value));
     }
     out
 }

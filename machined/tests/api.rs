@@ -1536,7 +1536,8 @@ fn no_output_of_the_node_carries_a_secret() {
     let machined_log = capture_machined_log();
     let metrics_port = free_port();
     let doc = canary_config(metrics_port);
-    // What the services print: the config's secrets and STATE's keys.
+    // What the services print: the config's secrets, the registry password
+    // and STATE's keys.
     let printed = tempfile::tempdir().unwrap();
     // A reader may follow kube-scheduler's log; `leaky` is anyone's name.
     let services = vec![
@@ -1549,8 +1550,8 @@ fn no_output_of_the_node_carries_a_secret() {
     let state = d.root.path().join("var/lib/basalt/state");
     let canaries = canaries(&doc, &state);
     assert!(canaries.len() > 60, "{} canaries", canaries.len());
-    let mut leak = String::from(CANARY_TOKEN);
-    leak.push('\n');
+    // As containerd prints its CRI config (drop-ins included) at start.
+    let mut leak = format!("{CANARY_TOKEN}\npassword = \"{REGISTRY_PASSWORD}\"\n");
     let cfg = basalt_api::config::MachineConfig::parse(doc.as_bytes()).unwrap();
     let c = &cfg.cluster;
     for k in [

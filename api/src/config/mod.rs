@@ -28,9 +28,23 @@ use std::net::{IpAddr, SocketAddr};
 
 pub const VERSION: u32 = 1;
 
+/// containerd's CRI drop-ins: `machine.files` may write there, and
+/// registry credentials go there.
+pub const CRI_DROP_INS: &str = "/etc/cri/conf.d/";
+
 /// Files may be written only below these prefixes: everything else on a node
 /// is the read-only image or owned by machined.
-pub const WRITABLE_PREFIXES: &[&str] = &["/var/", "/etc/cri/conf.d/", "/etc/cni/net.d/"];
+pub const WRITABLE_PREFIXES: &[&str] = &["/var/", CRI_DROP_INS, "/etc/cni/net.d/"];
+
+/// containerd's keys for registry credentials in a CRI drop-in
+/// (`registry.configs."<host>".auth`, and the older `registry.auths`).
+const CREDENTIAL_KEYS: &[&str] = &[
+    "password",
+    "auth",
+    "identitytoken",
+    "registrytoken",
+    "token",
+];
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -331,7 +345,58 @@ pub struct InlineManifest {
 /// shape as an image's `trust.toml`.
 pub use crate::trust::TrustTable as Trust;
 
+impl Cluster {
+    /// Every `Secret` of the config with its TOML path: the one list for
+    /// whoever must compare or hide them (the diff, machined's log
+    /// redaction). A new `Secret` field goes here.
+    pub fn secrets(&self) -> [(&'static str, Option<&Secret>); 5] {
+        [
+            ("cluster.token", Some(&self.token)),
+            ("cluster.ca_key", self.ca_key.as_ref()),
+            ("cluster.etcd_ca_key", self.etcd_ca_key.as_ref()),
+            (
+                "cluster.front_proxy_ca_key",
+                self.front_proxy_ca_key.as_ref(),
+            ),
+            (
+                "cluster.service_account_key",
+                self.service_account_key.as_ref(),
+            ),
+        ]
+    }
+}
+
 impl MachineConfig {
+    /// The registry credentials this config writes into CRI drop-ins: the
+    /// string values of [`CREDENTIAL_KEYS`] in each `machine.files` entry
+    /// below [`CRI_DROP_INS`]. An entry that is not TOML gives none (and
+    /// containerd refuses it).
+    pub fn registry_credentials(&self) -> Vec<String> {
+        fn walk(v: &toml::Value, credential: bool, out: &mut Vec<String>) {
+            match v {
+                toml::Value::String(s) if credential => out.push(s.clone()),
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        let k = k.to_ascii_lowercase();
+                        walk(v, credential || CREDENTIAL_KEYS.contains(&k.as_str()), out);
+                    }
+                }
+                toml::Value::Array(a) => a.iter().for_each(|v| walk(v, credential, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        for f in &self.machine.files {
+            if !f.path.starts_with(CRI_DROP_INS) {
+                continue;
+            }
+            if let Ok(t) = f.content.parse::<toml::Table>() {
+                walk(&toml::Value::Table(t), false, &mut out);
+            }
+        }
+        out
+    }
+
     /// Parse and fully validate a config document. All semantic errors are
     /// reported together; a syntax or type error stops at the first.
     pub fn parse(bytes: &[u8]) -> Result<MachineConfig, ConfigErrors> {
