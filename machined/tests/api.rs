@@ -1637,3 +1637,37 @@ fn no_output_of_the_node_carries_a_secret() {
     }
     d.rt.block_on(d.node().node.supervisor().stop_all());
 }
+
+/// machined writes the services' captured output to the kernel log under
+/// its own facility; readers' `dmesg` leaves it out (it is the services'
+/// log, which readers may not all read), admins' keeps it. Records written
+/// to the real /dev/kmsg, as machined writes them.
+#[test]
+fn readers_dmesg_leaves_out_what_services_printed() {
+    use std::io::Write;
+    let d = dev(Limits::default());
+    let (admin, reader) = (d.client(1), d.client(3));
+    let marker = format!(
+        "basalt-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let service_prio = u32::from(machined::log_policy::SERVICE_OUTPUT_FACILITY) << 3 | 6;
+    let mut kmsg = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .expect("/dev/kmsg: run as root, as scripts/test and CI do");
+    kmsg.write_all(format!("<6>machined: own line {marker}\n").as_bytes())
+        .unwrap();
+    kmsg.write_all(format!("<{service_prio}>machined: service line {marker}\n").as_bytes())
+        .unwrap();
+    let dmesg = |c: &NodeClient| text_answer(c, "/v1/dmesg");
+    let (all, read) = (dmesg(&admin), dmesg(&reader));
+    assert!(all.contains(&format!("own line {marker}")), "{all}");
+    assert!(all.contains(&format!("service line {marker}")), "{all}");
+    assert!(read.contains(&format!("own line {marker}")), "{read}");
+    assert!(!read.contains(&format!("service line {marker}")), "{read}");
+}
