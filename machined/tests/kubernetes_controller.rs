@@ -184,3 +184,29 @@ fn a_dry_run_plans_restarting_the_cilium_agent_when_its_settings_change() {
     );
     assert!(!steps.iter().any(|s| s.contains("start")), "{steps:?}");
 }
+
+/// The keys a converge issues are known to the log redaction before any
+/// service that holds one starts (and could print it).
+#[test]
+fn issued_keys_are_redacted_from_service_output_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let sup = Supervisor::new(SupervisorConfig::default()).unwrap();
+    let host = Host::dev(dir.path());
+    let c = KubernetesController::new(host, sup.clone(), "/var/lib/basalt/state");
+    let cfg = config(Role::Controlplane);
+    let ip: IpAddr = "10.0.2.15".parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The kubelet cannot start in a dev root; the PKI is issued before.
+    let _ = rt.block_on(c.converge(&cfg, &[ip]));
+    let key = std::fs::read_to_string(
+        dir.path()
+            .join("var/lib/basalt/state/kubernetes/pki/apiserver.key"),
+    )
+    .unwrap();
+    let body = key.lines().nth(1).unwrap();
+    assert_eq!(sup.known_secrets().redact(body), "<redacted>");
+    rt.block_on(sup.stop_all());
+}

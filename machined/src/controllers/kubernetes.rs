@@ -21,6 +21,7 @@ use crate::kubernetes::csr_approver::{self, Decision};
 use crate::kubernetes::layout::{CNI_CONF_DIR, Layout, RUN_DIR};
 use crate::kubernetes::node_api::KubeApiError;
 use crate::kubernetes::pki::{self, NodeIdentity, PkiChange};
+use crate::log_policy;
 use crate::supervisor::{ServiceSpec, Supervisor};
 use basalt_api::config::{CniName, MachineConfig, Role};
 use basalt_api::rpc::HealthCheck;
@@ -236,6 +237,13 @@ impl KubernetesController {
         .map_err(|e| e.to_string())?;
         for c in &changes {
             tracing::info!("kubernetes: {c}");
+        }
+        if !changes.is_empty() {
+            // Before a component that holds them starts and can print them.
+            let skip = [self.node_path(&self.layout.etcd_data)];
+            let issued =
+                log_policy::secrets_below(&self.host, &self.node_path(&self.layout.pki_dir), &skip);
+            self.supervisor.known_secrets().learn(issued);
         }
         let comps = self.components(cfg, &node);
         self.write_configs(&comps)?;
