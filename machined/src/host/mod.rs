@@ -30,6 +30,8 @@ pub mod blockdev;
 pub mod bpf;
 pub mod clock;
 pub mod console;
+pub mod crashfs;
+pub mod durable;
 pub mod identity;
 pub mod inspect;
 pub mod kernel;

@@ -244,10 +244,11 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
         Err(e) => fatal(&format!("STATE: {e}")),
     };
     let image_trust = image_trust(&host);
-    let identity = match Identity::load_or_create(&state.dir().join("tls"), &host.hostname()) {
-        Ok(i) => i,
-        Err(e) => fatal(&format!("TLS identity: {e}")),
-    };
+    let identity =
+        match Identity::load_or_create(state.fs(), &state.dir().join("tls"), &host.hostname()) {
+            Ok(i) => i,
+            Err(e) => fatal(&format!("TLS identity: {e}")),
+        };
     let fingerprint = identity.fingerprint();
     let net = start_network().await;
 
