@@ -180,10 +180,7 @@ impl Model {
     /// Count a mutating step, or fail it if the power is gone.
     fn step(&mut self, what: String) -> io::Result<()> {
         if self.cut_after.is_some_and(|n| self.steps >= n) {
-            return Err(io::Error::new(
-                io::ErrorKind::Other,
-                format!("power lost before: {what}"),
-            ));
+            return Err(io::Error::other(format!("power lost before: {what}")));
         }
         self.steps += 1;
         self.log.push(what);

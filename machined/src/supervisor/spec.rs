@@ -32,8 +32,12 @@ pub enum Readiness {
 /// Capped exponential restart backoff: the `n`-th consecutive restart (from 0)
 /// waits `initial × factor^n`, never more than `max`.
 ///
-/// The count of consecutive failures is reset once a run stayed up for at
-/// least [`Backoff::reset_window`] (10 × `initial`).
+/// Every exit of a service that was not asked to stop is a failure,
+/// whatever ended it: an exit code, a crash, a SIGKILL from outside, the
+/// OOM killer. The count of consecutive failures is reset once a run stayed
+/// up for at least [`Backoff::reset_window`] (10 × `initial`), and by an
+/// explicit restart. (Tested in `tests/supervisor.rs`, by killing a service
+/// 100 times in a row.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// Delay before the first restart.
