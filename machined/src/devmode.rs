@@ -64,7 +64,8 @@ pub async fn start(opts: DevOptions) -> Result<RunningNode> {
     let host = Host::dev(&opts.root);
     let trust = load_trust_roots(&host)?;
     let state = StateStore::open(host.path(STATE_DIR), false)?;
-    let identity = Identity::load_or_create(&state.dir().join("tls"), &host.hostname())?;
+    let identity =
+        Identity::load_or_create(state.fs(), &state.dir().join("tls"), &host.hostname())?;
     let fingerprint = identity.fingerprint();
     let listener =
         crate::listen::bind(opts.listen).with_context(|| format!("binding {}", opts.listen))?;

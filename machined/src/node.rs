@@ -64,6 +64,9 @@ impl ApplyError {
             | ApplyError::Kernel(_)
             | ApplyError::Files(_)
             | ApplyError::Kubernetes(_) => 409,
+            // 507 Insufficient Storage: the client may free space (or
+            // apply a smaller config) and retry; nothing changed.
+            ApplyError::State(StateError::Full { .. }) => 507,
             ApplyError::State(_) => 500,
         }
     }

@@ -8,15 +8,18 @@
 //! STATE/staged  -> gen-00000008     STATE/tls/{cert.pem,key.pem}
 //! ```
 
-use crate::host::{HostError, write_atomic};
-use std::fs;
+use crate::host::durable::{self, DurableFs, EntryKind, RealFs};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error(transparent)]
-    Host(#[from] HostError),
+    /// The disk is full: nothing was persisted.
+    #[error(
+        "STATE has no space left ({op} {path}): the config was not persisted, the running one is kept"
+    )]
+    Full { op: &'static str, path: String },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -28,7 +31,13 @@ pub enum StateError {
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError + use<> {
     let path = path.display().to_string();
-    move |source| StateError::Io { op, path, source }
+    move |source| {
+        if source.kind() == io::ErrorKind::StorageFull {
+            StateError::Full { op, path }
+        } else {
+            StateError::Io { op, path, source }
+        }
+    }
 }
 
 /// A config document with its signatures, as they were verified.
@@ -60,13 +69,29 @@ pub struct StateStore {
     dir: PathBuf,
     /// True when no STATE partition was found and this lives in RAM.
     ram: bool,
+    /// The filesystem it is on: the real one, or a test's that loses power.
+    fs: Arc<dyn DurableFs>,
 }
 
 impl StateStore {
     pub fn open(dir: impl Into<PathBuf>, ram: bool) -> Result<Self, StateError> {
+        Self::open_on(Arc::new(RealFs), dir, ram)
+    }
+
+    /// [`StateStore::open`] on a given filesystem.
+    pub fn open_on(
+        fs: Arc<dyn DurableFs>,
+        dir: impl Into<PathBuf>,
+        ram: bool,
+    ) -> Result<Self, StateError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-        Ok(Self { dir, ram })
+        durable::create_dir_all(&*fs, &dir).map_err(io_err("create", &dir))?;
+        Ok(Self { dir, ram, fs })
+    }
+
+    /// The filesystem STATE is on (the TLS identity is kept there too).
+    pub fn fs(&self) -> &dyn DurableFs {
+        &*self.fs
     }
 
     pub fn dir(&self) -> &Path {
@@ -83,20 +108,23 @@ impl StateStore {
 
     pub fn load(&self, slot: Slot) -> Result<Option<SignedDoc>, StateError> {
         let link = self.dir.join(slot.link());
-        if fs::symlink_metadata(&link).is_err() {
+        if self.fs.kind(&link).is_none() {
             return Ok(None);
         }
         let config_path = link.join("config.toml");
         let sig_path = link.join("config.toml.sig");
-        let config = fs::read(&config_path).map_err(io_err("read", &config_path))?;
-        let signatures = fs::read(&sig_path).map_err(io_err("read", &sig_path))?;
+        let config = self
+            .fs
+            .read(&config_path)
+            .map_err(io_err("read", &config_path))?;
+        let signatures = self.fs.read(&sig_path).map_err(io_err("read", &sig_path))?;
         Ok(Some(SignedDoc { config, signatures }))
     }
 
     /// The generation a slot points at, from its directory name.
     pub fn generation(&self, slot: Slot) -> Option<u64> {
-        let target = fs::read_link(self.dir.join(slot.link())).ok()?;
-        target.to_str()?.strip_prefix("gen-")?.parse().ok()
+        let target = self.link(slot)?;
+        target.strip_prefix("gen-")?.parse().ok()
     }
 
     /// Write a generation's files into their own directory (fully synced),
@@ -105,15 +133,25 @@ impl StateStore {
         let name = Self::gen_dir_name(generation);
         let final_dir = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}.tmp"));
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
-        write_atomic(&tmp.join("config.toml"), &doc.config, 0o600)?;
-        write_atomic(&tmp.join("config.toml.sig"), &doc.signatures, 0o600)?;
-        if final_dir.exists() {
-            // Only an abandoned generation (e.g. a rolled-back `try`) can sit here.
-            fs::remove_dir_all(&final_dir).map_err(io_err("remove", &final_dir))?;
+        let fs = &*self.fs;
+        let _ = fs.remove_dir_all(&tmp);
+        durable::create_dir_all(fs, &tmp).map_err(io_err("create", &tmp))?;
+        for (file, data) in [
+            ("config.toml", &doc.config),
+            ("config.toml.sig", &doc.signatures),
+        ] {
+            let path = tmp.join(file);
+            durable::write_atomic(fs, &path, data, 0o600).map_err(io_err("write", &path))?;
         }
-        fs::rename(&tmp, &final_dir).map_err(io_err("rename", &final_dir))?;
+        if fs.kind(&final_dir).is_some() {
+            // Only an abandoned generation (e.g. a rolled-back `try`, or
+            // one written before a power cut) can sit here; no slot points
+            // at it.
+            fs.remove_dir_all(&final_dir)
+                .map_err(io_err("remove", &final_dir))?;
+        }
+        fs.rename(&tmp, &final_dir)
+            .map_err(io_err("rename", &final_dir))?;
         self.sync_dir()?;
         Ok(name)
     }
@@ -121,15 +159,19 @@ impl StateStore {
     fn point(&self, slot: Slot, target: &str) -> Result<(), StateError> {
         let link = self.dir.join(slot.link());
         let tmp = self.dir.join(format!(".{}.tmp", slot.link()));
-        let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(target, &tmp).map_err(io_err("symlink", &tmp))?;
-        fs::rename(&tmp, &link).map_err(io_err("rename", &link))?;
+        let _ = self.fs.remove_file(&tmp);
+        self.fs
+            .symlink(target, &tmp)
+            .map_err(io_err("symlink", &tmp))?;
+        self.fs
+            .rename(&tmp, &link)
+            .map_err(io_err("rename", &link))?;
         self.sync_dir()
     }
 
     fn unlink(&self, slot: Slot) -> Result<(), StateError> {
         let link = self.dir.join(slot.link());
-        match fs::remove_file(&link) {
+        match self.fs.remove_file(&link) {
             Ok(()) => self.sync_dir(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("remove", &link)(e)),
@@ -137,18 +179,22 @@ impl StateStore {
     }
 
     fn sync_dir(&self) -> Result<(), StateError> {
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
+        self.fs
+            .sync_dir(&self.dir)
             .map_err(io_err("sync", &self.dir))
+    }
+
+    /// Where a slot's symlink points (a generation directory's name).
+    fn link(&self, slot: Slot) -> Option<String> {
+        let target = self.fs.read_link(&self.dir.join(slot.link())).ok()?;
+        target.to_str().map(str::to_string)
     }
 
     /// Make `doc` the current config; the old current becomes previous.
     pub fn commit(&self, generation: u64, doc: &SignedDoc) -> Result<(), StateError> {
         let name = self.write_generation(generation, doc)?;
-        if let Ok(old) = fs::read_link(self.dir.join("current"))
-            && let Some(old) = old.to_str()
-        {
-            self.point(Slot::Previous, old)?;
+        if let Some(old) = self.link(Slot::Current) {
+            self.point(Slot::Previous, &old)?;
         }
         self.point(Slot::Current, &name)?;
         self.prune()
@@ -162,16 +208,11 @@ impl StateStore {
 
     /// At boot: a staged config becomes current.
     pub fn promote_staged(&self) -> Result<bool, StateError> {
-        let Ok(staged) = fs::read_link(self.dir.join("staged")) else {
+        let Some(staged) = self.link(Slot::Staged) else {
             return Ok(false);
         };
-        let Some(staged) = staged.to_str().map(str::to_string) else {
-            return Ok(false);
-        };
-        if let Ok(old) = fs::read_link(self.dir.join("current"))
-            && let Some(old) = old.to_str()
-        {
-            self.point(Slot::Previous, old)?;
+        if let Some(old) = self.link(Slot::Current) {
+            self.point(Slot::Previous, &old)?;
         }
         self.point(Slot::Current, &staged)?;
         self.unlink(Slot::Staged)?;
@@ -181,32 +222,28 @@ impl StateStore {
     /// Undo the last commit: previous becomes current again and the
     /// abandoned generation is removed (so it may be applied again later).
     pub fn rollback(&self) -> Result<bool, StateError> {
-        let (Ok(prev), Ok(cur)) = (
-            fs::read_link(self.dir.join("previous")),
-            fs::read_link(self.dir.join("current")),
-        ) else {
-            return Ok(false);
-        };
-        let Some(prev) = prev.to_str().map(str::to_string) else {
+        let (Some(prev), Some(cur)) = (self.link(Slot::Previous), self.link(Slot::Current)) else {
             return Ok(false);
         };
         self.point(Slot::Current, &prev)?;
         self.unlink(Slot::Previous)?;
         let abandoned = self.dir.join(cur);
-        fs::remove_dir_all(&abandoned).map_err(io_err("remove", &abandoned))?;
+        self.fs
+            .remove_dir_all(&abandoned)
+            .map_err(io_err("remove", &abandoned))?;
         self.sync_dir().map(|_| true)
     }
 
     /// Forget everything: configs, generations, the TLS identity. The node
     /// comes back in maintenance mode with a new certificate.
     pub fn wipe(&self) -> Result<(), StateError> {
-        let entries = fs::read_dir(&self.dir).map_err(io_err("list", &self.dir))?;
-        for e in entries.flatten() {
-            let p = e.path();
-            let removed = if e.file_type().is_ok_and(|t| t.is_dir()) {
-                fs::remove_dir_all(&p)
+        let entries = self.fs.list(&self.dir).map_err(io_err("list", &self.dir))?;
+        for (name, kind) in entries {
+            let p = self.dir.join(name);
+            let removed = if kind == EntryKind::Dir {
+                self.fs.remove_dir_all(&p)
             } else {
-                fs::remove_file(&p)
+                self.fs.remove_file(&p)
             };
             removed.map_err(io_err("remove", &p))?;
         }
@@ -215,19 +252,16 @@ impl StateStore {
 
     /// Drop generation directories no slot points at.
     fn prune(&self) -> Result<(), StateError> {
-        let keep: Vec<_> = [Slot::Current, Slot::Previous, Slot::Staged]
+        let keep: Vec<String> = [Slot::Current, Slot::Previous, Slot::Staged]
             .iter()
-            .filter_map(|s| fs::read_link(self.dir.join(s.link())).ok())
+            .filter_map(|s| self.link(*s))
             .collect();
-        let entries = fs::read_dir(&self.dir).map_err(io_err("list", &self.dir))?;
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let is_gen = name
-                .to_str()
-                .is_some_and(|n| n.starts_with("gen-") && !n.ends_with(".tmp"));
-            if is_gen && !keep.iter().any(|k| k.as_os_str() == name) {
-                let p = e.path();
-                fs::remove_dir_all(&p).map_err(io_err("remove", &p))?;
+        let entries = self.fs.list(&self.dir).map_err(io_err("list", &self.dir))?;
+        for (name, _) in entries {
+            let is_gen = name.starts_with("gen-") && !name.ends_with(".tmp");
+            if is_gen && !keep.contains(&name) {
+                let p = self.dir.join(&name);
+                self.fs.remove_dir_all(&p).map_err(io_err("remove", &p))?;
             }
         }
         Ok(())

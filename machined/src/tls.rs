@@ -1,7 +1,7 @@
 //! The node's TLS identity: a self-signed certificate made on first boot,
 //! kept in STATE, and pinned by operators through its SHA-256 fingerprint.
 
-use crate::host::write_atomic;
+use crate::host::durable::{self, DurableFs};
 use base64::Engine;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::path::Path;
@@ -18,8 +18,11 @@ pub enum TlsError {
     },
     #[error("{path} is not a PEM {what}")]
     Pem { path: String, what: &'static str },
-    #[error(transparent)]
-    Write(#[from] crate::host::HostError),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -37,13 +40,20 @@ impl Identity {
         fingerprint(&self.cert_der)
     }
 
-    /// Load `dir/cert.pem` + `dir/key.pem`, or create them on first boot.
-    pub fn load_or_create(dir: &Path, hostname: &str) -> Result<Self, TlsError> {
+    /// Load `dir/cert.pem` + `dir/key.pem` from `fs` (STATE's), or create
+    /// them on first boot. Each file is replaced whole and synced, the key
+    /// first: a power cut while creating leaves no certificate, so the
+    /// next boot makes a new pair rather than serving a half.
+    pub fn load_or_create(
+        fs: &dyn DurableFs,
+        dir: &Path,
+        hostname: &str,
+    ) -> Result<Self, TlsError> {
         let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-        if cert_path.exists() && key_path.exists() {
+        if fs.exists(&cert_path) && fs.exists(&key_path) {
             return Ok(Self {
-                cert_der: read_pem(&cert_path, "CERTIFICATE")?,
-                key_der: read_pem(&key_path, "PRIVATE KEY")?,
+                cert_der: read_pem(fs, &cert_path, "CERTIFICATE")?,
+                key_der: read_pem(fs, &key_path, "PRIVATE KEY")?,
             });
         }
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -57,8 +67,17 @@ impl Identity {
         params.not_before = rcgen::date_time_ymd(2000, 1, 1);
         params.not_after = rcgen::date_time_ymd(2200, 1, 1);
         let cert = params.self_signed(&key)?;
-        write_atomic(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
-        write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)?;
+        for (path, pem, mode) in [
+            (&key_path, key.serialize_pem(), 0o600),
+            (&cert_path, cert.pem(), 0o644),
+        ] {
+            durable::write_atomic(fs, path, pem.as_bytes(), mode).map_err(|source| {
+                TlsError::Write {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
+        }
         Ok(Self {
             cert_der: cert.der().to_vec(),
             key_der: key.serialize_der(),
@@ -78,11 +97,12 @@ impl Identity {
     }
 }
 
-fn read_pem(path: &Path, tag: &'static str) -> Result<Vec<u8>, TlsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TlsError::Read {
+fn read_pem(fs: &dyn DurableFs, path: &Path, tag: &'static str) -> Result<Vec<u8>, TlsError> {
+    let bytes = fs.read(path).map_err(|source| TlsError::Read {
         path: path.display().to_string(),
         source,
     })?;
+    let text = String::from_utf8_lossy(&bytes);
     let body: String = text
         .lines()
         .skip_while(|l| !l.starts_with("-----BEGIN"))

@@ -314,6 +314,19 @@ fn containerd_runs_and_is_restarted_after_a_kill() {
     // Its own cgroup, with memory accounted by the kernel.
     let cg = read(&admin, &format!("/proc/{pid}/cgroup"));
     assert_eq!(cg.trim(), "0::/basalt/containerd", "{cg}");
+    // A fork bomb in it stops at its pids.max, not at the node's pid_max.
+    let pids_max = read(&admin, "/sys/fs/cgroup/basalt/containerd/pids.max");
+    assert_eq!(
+        pids_max.trim(),
+        machined::supervisor::DEFAULT_PIDS_MAX.to_string()
+    );
+    // The OOM killer never picks PID 1; the services it starts are fair game.
+    assert_eq!(read(&admin, "/proc/1/oom_score_adj").trim(), "-1000");
+    assert_eq!(
+        read(&admin, &format!("/proc/{pid}/oom_score_adj")).trim(),
+        "0",
+        "containerd inherited PID 1's OOM shield"
+    );
     let list: serde_json::Value = admin.get("/v1/services").unwrap();
     let mem = list[0]["memory_current"].as_u64().unwrap_or(0);
     assert!(mem > 1024 * 1024, "memory.current of containerd: {list}");
@@ -389,6 +402,101 @@ fn config_survives_reboot_on_state_and_shutdown_powers_off() {
         ("configured", 1, "worker-1")
     );
     assert_ne!(s.boot_id, boot_id, "it really rebooted");
+    admin
+        .post::<_, serde_json::Value>("/v1/shutdown", &serde_json::json!({}))
+        .unwrap();
+    let status = vm.wait_exit(Duration::from_secs(120)).unwrap();
+    assert!(status.success(), "QEMU exit status {status}");
+    let _ = std::fs::remove_file(&disk);
+}
+
+/// `doc` with its example file's content replaced (and overwritten, so
+/// each apply may change it).
+fn with_motd(doc: &str, content: &str) -> String {
+    let doc = doc.replace(
+        "content = \"managed by basalt\\n\"",
+        &format!("content = \"{content}\""),
+    );
+    doc.replace("op = \"create\"", "op = \"overwrite\"")
+}
+
+/// A STATE disk with room for one large config but not two: the apply
+/// that cannot be persisted is refused through the API (507, saying so),
+/// the running config stays (status, its file, after a reboot), the node
+/// keeps serving and takes a config that fits.
+#[test]
+fn a_full_state_disk_refuses_the_apply_and_keeps_the_old_config() {
+    let dir = image::target_dir().join("qemu-runs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join(format!("tiny-state-{}.raw", std::process::id()));
+    // A 2 MiB ext4: about 900 KiB free once its journal is made.
+    qemu_tests::statedisk::create(&disk, 4).unwrap();
+    let opts = VmOptions {
+        disks: vec![disk.clone()],
+        ..VmOptions::default()
+    };
+    let (mut vm, fp, admin) = boot("tinystate", &opts);
+    let s: Status = admin.get("/v1/status").unwrap();
+    assert_eq!(
+        s.state, "/var/lib/basalt/state",
+        "STATE disk found by label"
+    );
+
+    let first = with_motd(&worker(1), &"a".repeat(550 * 1024));
+    apply(&admin, &first, &sign(&admin_key(), &first)).expect("one large config fits");
+    let sha = |d: &str| {
+        use sha2::Digest;
+        sha2::Sha256::digest(d.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let kept = |admin: &NodeClient| {
+        let s: Status = admin.get("/v1/status").unwrap();
+        assert_eq!(
+            (s.generation, s.config_sha256.clone()),
+            (1, Some(sha(&first))),
+            "the running config changed"
+        );
+        let motd = read(admin, "/var/lib/basalt-example/motd");
+        assert!(
+            motd.len() == 550 * 1024 && motd.starts_with("aaaa"),
+            "{} bytes",
+            motd.len()
+        );
+    };
+    kept(&admin);
+
+    let second = with_motd(&worker(2), &"b".repeat(550 * 1024));
+    let e = apply(&admin, &second, &sign(&admin_key(), &second)).unwrap_err();
+    assert_eq!(e.status(), Some(507), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("no space left") && msg.contains("not persisted"),
+        "{msg}"
+    );
+    kept(&admin);
+    // Still serving, and retrying changes nothing.
+    let e = apply(&admin, &second, &sign(&admin_key(), &second)).unwrap_err();
+    assert_eq!(e.status(), Some(507), "{e}");
+    kept(&admin);
+
+    // A reboot finds the same identity and the old config.
+    admin
+        .post::<_, serde_json::Value>("/v1/reboot", &serde_json::json!({}))
+        .unwrap();
+    let fp2 = vm.fingerprint(2, BOOT).expect("second boot");
+    assert_eq!(fp2, fp, "the TLS identity lives on STATE");
+    let admin = vm.client(&fp2, admin_key(), BOOT).unwrap();
+    kept(&admin);
+
+    // A config that fits is taken: the failed one left no debris behind.
+    let small = with_motd(&worker(2), "small");
+    apply(&admin, &small, &sign(&admin_key(), &small)).expect("a small config fits");
+    let s: Status = admin.get("/v1/status").unwrap();
+    assert_eq!((s.generation, s.config_sha256), (2, Some(sha(&small))));
+    assert_eq!(read(&admin, "/var/lib/basalt-example/motd"), "small");
+    assert_eq!(vm.panic_line(), None);
     admin
         .post::<_, serde_json::Value>("/v1/shutdown", &serde_json::json!({}))
         .unwrap();

@@ -24,7 +24,13 @@ pub trait Kernel: Send + Sync + std::fmt::Debug {
     fn filesystem_magic(&self, path: &str) -> Option<u64>;
     /// The wall clock and whether it is synchronized.
     fn clock(&self) -> super::clock::Clock;
+    /// Set this process's `oom_score_adj` (-1000 = never chosen by the
+    /// OOM killer, 1000 = chosen first).
+    fn set_own_oom_score_adj(&self, score: i32) -> io::Result<()>;
 }
+
+/// Where a process's own OOM score adjustment lives, relative to `/`.
+const OWN_OOM_SCORE_ADJ: &str = "proc/self/oom_score_adj";
 
 fn statfs_magic(path: &std::path::Path) -> Option<u64> {
     // `f_type` is a signed word; the magics are 32-bit patterns.
@@ -86,6 +92,13 @@ impl Kernel for Linux {
 
     fn clock(&self) -> super::clock::Clock {
         super::clock::read()
+    }
+
+    fn set_own_oom_score_adj(&self, score: i32) -> io::Result<()> {
+        fs::write(
+            PathBuf::from("/").join(OWN_OOM_SCORE_ADJ),
+            score.to_string(),
+        )
     }
 }
 
@@ -149,5 +162,15 @@ impl Kernel for DevKernel {
     /// A dev node keeps the host's time.
     fn clock(&self) -> super::clock::Clock {
         super::clock::read()
+    }
+
+    /// A dev node is not PID 1 and may not lower its score: the value is
+    /// kept under the dev root, like its sysctls.
+    fn set_own_oom_score_adj(&self, score: i32) -> io::Result<()> {
+        let p = self.root.join(OWN_OOM_SCORE_ADJ);
+        if let Some(dir) = p.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(&p, format!("{score}\n"))
     }
 }

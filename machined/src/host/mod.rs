@@ -30,6 +30,8 @@ pub mod blockdev;
 pub mod bpf;
 pub mod clock;
 pub mod console;
+pub mod crashfs;
+pub mod durable;
 pub mod identity;
 pub mod inspect;
 pub mod kernel;
@@ -303,34 +305,11 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Replace a file whole on the real filesystem: see
+/// [`durable::write_atomic`] (temp file, fsync, rename, fsync of the
+/// directory; new directories synced into their parents).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(dir).map_err(err("create dir", dir))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(err("create", &tmp))?;
-        f.write_all(data).map_err(err("write", &tmp))?;
-        f.sync_all().map_err(err("sync", &tmp))?;
-        fs::rename(&tmp, path).map_err(err("rename into", path))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err("sync dir", dir))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    durable::write_atomic(&durable::RealFs, path, data, mode).map_err(err("write", path))
 }
 
 #[cfg(test)]

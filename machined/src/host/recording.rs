@@ -24,6 +24,7 @@ pub enum Call {
     Sync,
     Reboot(RebootCommand),
     SignalGroup { pgid: u32, signal: GroupSignal },
+    SetOwnOomScoreAdj(i32),
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +169,11 @@ impl Kernel for RecordingKernel {
             unix: 0,
             synchronized: false,
         })
+    }
+
+    fn set_own_oom_score_adj(&self, score: i32) -> io::Result<()> {
+        self.state().calls.push(Call::SetOwnOomScoreAdj(score));
+        Ok(())
     }
 }
 

@@ -56,6 +56,7 @@ pub fn run() -> ! {
         tracing::warn!("unknown kernel argument {u}");
     }
     power::disable_ctrl_alt_del(&power::Linux);
+    shield_from_oom_killer(&Linux);
     crate::host::limits::raise_open_files();
     let n = match host.read(modules::LIST) {
         Ok(list) => modules::load_list(&Linux, &String::from_utf8_lossy(&list)),
@@ -92,6 +93,23 @@ pub fn run() -> ! {
     rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
     tracing::info!("{event:?} now");
     power_off(event)
+}
+
+/// What PID 1 sets its `oom_score_adj` to: the kernel never picks it, so a
+/// runaway service (outside its cgroup's limits, or with none) is killed
+/// instead of the process whose death panics the kernel. Children put their
+/// own score back to 0 (see `supervisor::spawn_reaped`).
+pub const PID1_OOM_SCORE_ADJ: i32 = -1000;
+
+/// Step 1: keep the OOM killer away from PID 1 (logged, not fatal, if the
+/// kernel refuses: the node still runs, only less protected).
+pub fn shield_from_oom_killer(k: &dyn crate::host::kernel::Kernel) {
+    match k.set_own_oom_score_adj(PID1_OOM_SCORE_ADJ) {
+        Ok(()) => {
+            tracing::info!("oom_score_adj {PID1_OOM_SCORE_ADJ}: the OOM killer never picks PID 1")
+        }
+        Err(e) => tracing::error!("setting PID 1's oom_score_adj to {PID1_OOM_SCORE_ADJ}: {e}"),
+    }
 }
 
 /// Where STATE lives this boot, and whether PID 1 mounted it (and so must
@@ -226,10 +244,11 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
         Err(e) => fatal(&format!("STATE: {e}")),
     };
     let image_trust = image_trust(&host);
-    let identity = match Identity::load_or_create(&state.dir().join("tls"), &host.hostname()) {
-        Ok(i) => i,
-        Err(e) => fatal(&format!("TLS identity: {e}")),
-    };
+    let identity =
+        match Identity::load_or_create(state.fs(), &state.dir().join("tls"), &host.hostname()) {
+            Ok(i) => i,
+            Err(e) => fatal(&format!("TLS identity: {e}")),
+        };
     let fingerprint = identity.fingerprint();
     let net = start_network().await;
 

@@ -60,3 +60,10 @@ fn a_state_mount_that_fails_falls_back_to_ram_and_unmounts_nothing() {
     release_state(&k, &place);
     assert_eq!(k.calls(), []);
 }
+
+#[test]
+fn pid1_tells_the_kernel_never_to_oom_kill_it() {
+    let k = RecordingKernel::new("node");
+    shield_from_oom_killer(&k);
+    assert_eq!(k.calls(), [Call::SetOwnOomScoreAdj(-1000)]);
+}

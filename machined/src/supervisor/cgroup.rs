@@ -63,13 +63,17 @@ impl Cgroups {
             );
             return None;
         }
-        // Memory accounting for the service cgroups: best effort, the parent
-        // may not delegate the controller (then memory.* files are absent).
+        // Memory accounting and pid limits for the service cgroups: best
+        // effort, one controller at a time (a write naming a controller the
+        // parent does not delegate fails whole), and the parent may delegate
+        // neither (then memory.* or pids.* files are absent).
         for dir in root.parent().into_iter().chain([root]) {
-            if is_cgroup2(dir)
-                && let Err(e) = write_file(&dir.join("cgroup.subtree_control"), "+memory")
-            {
-                tracing::debug!("enabling the memory controller in {}: {e}", dir.display());
+            for controller in ["+memory", "+pids"] {
+                if is_cgroup2(dir)
+                    && let Err(e) = write_file(&dir.join("cgroup.subtree_control"), controller)
+                {
+                    tracing::debug!("enabling {controller} in {}: {e}", dir.display());
+                }
             }
         }
         Some(Cgroups {
@@ -81,22 +85,30 @@ impl Cgroups {
         self.root.join(name)
     }
 
-    /// Create (or reuse) the service cgroup and apply `memory.max`.
-    pub fn prepare(&self, name: &str, memory_max: Option<u64>) -> io::Result<ServiceCgroup> {
+    /// Create (or reuse) the service cgroup and apply `memory.max` and
+    /// `pids.max` (`None` writes `max`, so a reused cgroup loses an old limit).
+    pub fn prepare(
+        &self,
+        name: &str,
+        memory_max: Option<u64>,
+        pids_max: Option<u64>,
+    ) -> io::Result<ServiceCgroup> {
         let dir = self.dir(name);
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        let max = memory_max.map_or_else(|| "max".to_string(), |m| m.to_string());
-        if let Err(e) = write_file(&dir.join("memory.max"), &max)
-            && memory_max.is_some()
-        {
-            tracing::warn!(
-                service = name,
-                "cannot set memory.max (memory controller not available?): {e}"
-            );
+        for (file, limit) in [("memory.max", memory_max), ("pids.max", pids_max)] {
+            let value = limit.map_or_else(|| "max".to_string(), |m| m.to_string());
+            if let Err(e) = write_file(&dir.join(file), &value)
+                && limit.is_some()
+            {
+                tracing::warn!(
+                    service = name,
+                    "cannot set {file} (controller not available?): {e}"
+                );
+            }
         }
         let procs = OpenOptions::new()
             .write(true)

@@ -14,7 +14,7 @@
 //! - stdout/stderr are kept per service in a ring buffer ([`Supervisor::logs`],
 //!   [`Supervisor::follow`]) and logged via `tracing`.
 //! - With a cgroup2 root, each service runs in `<root>/<name>` (joined before
-//!   `exec`), with `memory.max` and `memory.current`.
+//!   `exec`), with `memory.max`, `pids.max` and `memory.current`.
 //!
 //! Children are reaped by one process-wide reaper ([`init_reaper`]) that also
 //! reaps orphans; outside PID 1 the process becomes a child subreaper. Every
@@ -43,7 +43,7 @@ pub use logs::{LogLine, Stream};
 pub use process::{OneShot, OneShotError, run_once};
 pub use reaper::{ExitInfo, init_reaper, spawn_reaped};
 pub use service::ServiceState;
-pub use spec::{Backoff, Readiness, ServiceSpec};
+pub use spec::{Backoff, DEFAULT_PIDS_MAX, Readiness, ServiceSpec};
 
 use crate::host::signals::{self, GroupSignal, Signals};
 use crate::log_policy::KnownSecrets;

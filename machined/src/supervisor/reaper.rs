@@ -161,6 +161,7 @@ pub fn spawn_reaped(
     cmd: &mut Command,
 ) -> Result<(Child, oneshot::Receiver<ExitInfo>), SupervisorError> {
     init_reaper()?;
+    reset_oom_score_adj(cmd);
     let mut table = table();
     let child = cmd.spawn().map_err(SupervisorError::Spawn)?;
     let (tx, rx) = oneshot::channel();
@@ -172,6 +173,34 @@ pub fn spawn_reaped(
         Err(_) => tracing::error!(pid = child.id(), "child pid out of range"),
     }
     Ok((child, rx))
+}
+
+/// PID 1 shields itself from the OOM killer (`oom_score_adj` -1000), and a
+/// child inherits that: a service could then never be OOM-killed, not even
+/// by its own cgroup's `memory.max`, where a hog with no killable task
+/// stalls instead of dying. Each child puts its own score back to the
+/// kernel's default (0) before `exec`. Best effort: lowering a score needs
+/// CAP_SYS_RESOURCE, which PID 1 has; a test run without it keeps its score.
+fn reset_oom_score_adj(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the forked child before exec, where only
+    // async-signal-safe operations are allowed: open(2), write(2) and
+    // close(2) on a static path, with no allocation and no lock. It opens
+    // `/proc/self` in the child, so it is the child's own score it writes,
+    // never the parent's.
+    unsafe {
+        cmd.pre_exec(|| {
+            let path = c"/proc/self/oom_score_adj";
+            if let Ok(fd) = rustix::fs::open(
+                path,
+                rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            ) {
+                let _ = rustix::io::write(&fd, b"0");
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Convert a std child id into a rustix pid.

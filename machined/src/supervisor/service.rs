@@ -269,14 +269,15 @@ impl Service {
     fn spawn(&self, cgroups: Option<&Cgroups>) -> Result<Spawned, String> {
         let name = self.spec.name.as_str();
         self.set_state(ServiceState::Starting);
-        let cgroup = match cgroups.map(|c| c.prepare(name, self.spec.memory_max)) {
-            Some(Ok(cg)) => Some(cg.procs),
-            Some(Err(e)) => {
-                tracing::warn!(service = name, "cgroup setup failed, starting without: {e}");
-                None
-            }
-            None => None,
-        };
+        let cgroup =
+            match cgroups.map(|c| c.prepare(name, self.spec.memory_max, self.spec.pids_max)) {
+                Some(Ok(cg)) => Some(cg.procs),
+                Some(Err(e)) => {
+                    tracing::warn!(service = name, "cgroup setup failed, starting without: {e}");
+                    None
+                }
+                None => None,
+            };
         let spawned = spawn_service(&self.spec, cgroup);
         {
             let mut run = self.run_state();
