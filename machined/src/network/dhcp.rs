@@ -13,6 +13,7 @@
 //! [`Client::release`] sends RELEASE and stops.
 
 pub mod limits;
+pub mod wire;
 
 use super::netlink::v4_cidr;
 use basalt_api::config::Cidr;
