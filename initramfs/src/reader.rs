@@ -111,8 +111,8 @@ pub fn read_entries<R: Read>(input: R) -> Result<Vec<ReadEntry>> {
 
 /// Streaming iterator over the entries of an initramfs file.
 ///
-/// Accepts what the kernel accepts in practice: newc (`070701`, and `070702` whose checksums
-/// are verified) archives, each ending in `TRAILER!!!`, uncompressed or inside zstd frames or
+/// Accepts what the kernel accepts in practice: newc (`070701`, and `070702` whose regular
+/// files' checksums are verified) archives, each ending in `TRAILER!!!`, uncompressed or inside zstd frames or
 /// gzip members, concatenated with optional zero padding between them. Each compressed
 /// stream must hold whole archives. Parsing is strict: bad magic or hex, truncation,
 /// unterminated names, non-zero padding, contents on entries that cannot have any, and
@@ -358,7 +358,10 @@ impl<R: Read> Reader<R> {
             (file_type == FileType::Symlink).then(|| Vec::with_capacity(header.filesize as usize));
         let contents_offset = r.pos();
         let (sha256, sum) = r.contents(header.filesize, target.as_mut())?;
-        if crc && sum != header.check {
+        // Only a regular file's data carries a checksum: the kernel checks
+        // no other (init/initramfs.c sums what it writes to files), and GNU
+        // `cpio -H crc` writes 0 for a symlink's target.
+        if crc && file_type == FileType::Regular && sum != header.check {
             return Err(r.malformed(
                 contents_offset,
                 format!(

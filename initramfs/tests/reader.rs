@@ -412,6 +412,30 @@ fn crc_variant_checksums_are_verified() {
     assert!(reason.contains("checksum"), "{reason}");
 }
 
+/// Found by the `cpio_reader` fuzz target's seeds: GNU cpio checksums only
+/// regular files (a symlink's header says 0), as the kernel checks only them.
+#[test]
+fn crc_variant_symlinks_and_directories_carry_no_checksum() {
+    let staging = tempfile::tempdir().unwrap();
+    std::fs::create_dir(staging.path().join("d")).unwrap();
+    std::fs::write(staging.path().join("d/f"), b"checksummed").unwrap();
+    std::os::unix::fs::symlink("f", staging.path().join("d/link")).unwrap();
+    let cpio = run(
+        "cpio",
+        &["-o", "-H", "crc"],
+        Some(staging.path()),
+        b"d\nd/f\nd/link\n",
+    );
+    let entries = read_entries(cpio.as_slice()).unwrap();
+    let paths: Vec<_> = entries.iter().map(|e| e.path.to_str().unwrap()).collect();
+    assert_eq!(paths, ["d", "d/f", "d/link"]);
+    assert_eq!(
+        entries[2].symlink_target.as_deref(),
+        Some(std::path::Path::new("f"))
+    );
+    assert_eq!(entries[2].sha256, sha256(b"f"));
+}
+
 #[test]
 fn malformed_inside_compressed_segment_reports_decompressed_offset() {
     let early = plain(&sample());

@@ -26,7 +26,9 @@ pub use error::Error;
 pub use input::{NarSource, NixInput};
 pub use local_store::{LocalStore, nar_hash_of_path};
 pub use nar::{UnpackStats, unpack_nar, unpack_nar_at};
-pub use narinfo::{TrustedKeys, VerifiedNarInfo};
+// `verify_narinfo` is public for the fuzz target `narinfo` (fuzz/), which
+// feeds it narinfos as a binary cache would serve them.
+pub use narinfo::{TrustedKeys, VerifiedNarInfo, verify_narinfo};
 pub use store_path::{NIX_STORE_DIR, parse_store_path, store_path_string};
 
 /// Re-exported so callers can name hashes and store paths without another dependency.

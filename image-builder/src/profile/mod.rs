@@ -258,6 +258,14 @@ pub fn parse(text: &str, file: &Path, options: &LoadOptions<'_>) -> Result<Profi
     resolve::resolve(raw, text, file, options)
 }
 
+/// Phase one of [`parse`] alone: TOML syntax and the profile's schema,
+/// without expanding, resolving or looking at the file system. Public for
+/// the fuzz target `image_profile` (fuzz/), which runs the whole of
+/// [`parse`] only on profiles whose paths stay inside its fixture directory.
+pub fn check_schema(text: &str, file: &Path) -> Result<()> {
+    raw::deserialize(text, file).map(drop)
+}
+
 /// Whether `path` lies inside the Nix store (and so comes from `[nix]`).
 pub fn is_nix_path(path: &Path) -> bool {
     path.starts_with(crate::nix::NIX_STORE_DIR)

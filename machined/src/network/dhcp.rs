@@ -13,6 +13,7 @@
 //! [`Client::release`] sends RELEASE and stops.
 
 pub mod limits;
+pub mod wire;
 
 use super::netlink::v4_cidr;
 use basalt_api::config::Cidr;
@@ -562,7 +563,12 @@ impl Client {
     /// Feed a message that arrived on the link's port 68.
     pub fn handle(&mut self, msg: &Message, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
-        if msg.opcode() != Opcode::BootReply || msg.chaddr().get(..6) != Some(&self.mac[..]) {
+        // `Message::chaddr` slices chaddr's 16 bytes by the hardware address
+        // length the sender wrote: past 16 it would panic.
+        if msg.opcode() != Opcode::BootReply
+            || usize::from(msg.hlen()) > 16
+            || msg.chaddr().get(..6) != Some(&self.mac[..])
+        {
             return out;
         }
         if self.xid() != Some(msg.xid()) {

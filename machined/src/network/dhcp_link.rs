@@ -11,7 +11,7 @@ use super::dhcp::{Action, Client, Dest, Lease, Phase, Timing};
 use super::netlink::{Link, Netlink, RouteOrigin, RouteSpec};
 use basalt_api::config::Cidr;
 use dhcproto::v4::Message;
-use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use dhcproto::{Encodable, Encoder};
 use serde::Serialize;
 use std::ffi::OsString;
 use std::io;
@@ -195,7 +195,7 @@ impl Driver {
                 r = sock.recv_from(&mut buf) => match r {
                     Ok((n, _from)) => {
                         let Some(bytes) = buf.get(..n) else { continue };
-                        match Message::decode(&mut Decoder::new(bytes)) {
+                        match super::dhcp::wire::decode_reply(bytes) {
                             Ok(msg) => {
                                 let actions = client.handle(&msg, now());
                                 self.execute(&sock, actions, &client).await;

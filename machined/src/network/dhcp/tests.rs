@@ -196,6 +196,37 @@ fn ignores_foreign_replies() {
     assert_eq!(c.phase(), Phase::Selecting);
 }
 
+/// Found by the `dhcp_client` fuzz target: a reply whose hardware address
+/// length (hlen) is over chaddr's 16 bytes panicked `Message::chaddr`.
+#[test]
+fn ignores_a_reply_with_an_oversized_hardware_address_length() {
+    use dhcproto::{Encodable, Encoder};
+    let t0 = Instant::now();
+    let mut c = Client::new(MAC, None, timing(), 7, t0);
+    let d = sent(&c.poll(t0));
+    let offer = reply(
+        &d[0].2,
+        MessageType::Offer,
+        Ipv4Addr::new(10, 0, 0, 50),
+        &full_opts(600),
+    );
+    let mut bytes = Vec::new();
+    offer.encode(&mut Encoder::new(&mut bytes)).unwrap();
+    for hlen in [17u8, 64, 255] {
+        bytes[2] = hlen;
+        let msg = wire::decode_reply(&bytes).unwrap();
+        assert!(c.handle(&msg, t0).is_empty(), "hlen {hlen}");
+    }
+    assert_eq!(c.phase(), Phase::Selecting);
+    // The same reply with an Ethernet address length is taken.
+    bytes[2] = 6;
+    assert!(
+        !c.handle(&wire::decode_reply(&bytes).unwrap(), t0)
+            .is_empty()
+    );
+    assert_eq!(c.phase(), Phase::Requesting);
+}
+
 #[test]
 fn t1_renews_unicast_then_t2_rebinds_then_expiry_restarts() {
     let (mut c, t0) = bound(1000);
