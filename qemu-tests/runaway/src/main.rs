@@ -173,7 +173,8 @@ async fn run() -> Result<Vec<String>> {
 }
 
 /// The supervisor starts, sees ready and stops another service while a
-/// runaway one is at its limit: `started=<pid> stopped=<state>`.
+/// runaway one is at its limit: its pid, its `oom_score_adj` and its state
+/// once stopped.
 async fn serve_another(sup: &Supervisor, name: &str) -> Result<String> {
     sup.start(vec![service(name, "idle")?])?;
     sup.wait_ready(name, PHASE).await?;
