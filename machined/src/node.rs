@@ -439,32 +439,44 @@ impl Node {
             steps.push(PlanStep::Reboot);
             let _ = self.power.send(PowerEvent::Reboot);
         } else {
-            // Persisted but not fully converged: each controller's failure
-            // is reported; converging is retried at boot.
-            let mut errors = self.converge_host(&new);
-            errors.extend(self.converge_network(Some(&new)).await.err());
-            steps.extend(errors.into_iter().map(PlanStep::ConvergeError));
-            self.metrics.converge(Some(&new), self).await;
-            self.start_services();
-            self.kubernetes.kick();
+            self.converge_now(&new, &mut steps).await;
         }
         if req.mode == ApplyMode::Try {
-            let timeout = req
-                .try_timeout_secs
-                .map_or(DEFAULT_TRY_TIMEOUT, Duration::from_secs);
-            applied.pending_try = Some((new.generation, Instant::now() + timeout));
-            steps.push(PlanStep::RollBackUnlessConfirmed {
-                secs: timeout.as_secs(),
-            });
-            let node = Arc::clone(self);
-            let generation = new.generation;
-            tokio::spawn(async move {
-                tokio::time::sleep(timeout).await;
-                node.rollback_try(generation).await;
-            });
+            steps.push(self.arm_try(&mut applied, new.generation, req.try_timeout_secs));
         }
         tracing::info!("applied generation {} ({:?})", new.generation, req.mode);
         Ok(response(&steps, reboot))
+    }
+
+    /// Bring the host to a config just committed. Persisted but perhaps not
+    /// fully converged: each controller's failure is reported as a step, and
+    /// converging is retried at boot.
+    async fn converge_now(self: &Arc<Self>, new: &MachineConfig, steps: &mut Vec<PlanStep>) {
+        let mut errors = self.converge_host(new);
+        errors.extend(self.converge_network(Some(new)).await.err());
+        steps.extend(errors.into_iter().map(PlanStep::ConvergeError));
+        self.metrics.converge(Some(new), self).await;
+        self.start_services();
+        self.kubernetes.kick();
+    }
+
+    /// Roll `generation` back unless it is confirmed within the timeout.
+    fn arm_try(
+        self: &Arc<Self>,
+        applied: &mut ConfigState,
+        generation: u64,
+        timeout_secs: Option<u64>,
+    ) -> PlanStep {
+        let timeout = timeout_secs.map_or(DEFAULT_TRY_TIMEOUT, Duration::from_secs);
+        applied.pending_try = Some((generation, Instant::now() + timeout));
+        let node = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            node.rollback_try(generation).await;
+        });
+        PlanStep::RollBackUnlessConfirmed {
+            secs: timeout.as_secs(),
+        }
     }
 
     /// Keep a `try` config for good.
