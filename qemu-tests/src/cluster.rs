@@ -100,20 +100,26 @@ pub fn wait_healthy(who: &str, vm: &Vm, admin: &NodeClient, within: Duration) ->
     let t0 = Instant::now();
     let mut last = String::new();
     loop {
-        if let Ok(report) = admin.get::<HealthReport>("/v1/health") {
-            let line: Vec<String> = report
-                .checks
-                .iter()
-                .map(|c| format!("{}={}", c.name, if c.ok { "ok" } else { &c.detail }))
-                .collect();
-            let line = line.join(" | ");
-            if line != last {
-                eprintln!("[{who} {:>4}s] {line}", t0.elapsed().as_secs());
-                last = line;
-            }
-            if report.all_ok() {
-                return t0.elapsed();
-            }
+        // An API that stops answering is news too: a story that fails
+        // that way must say so, not repeat the last health it saw.
+        let (line, healthy) = match admin.get::<HealthReport>("/v1/health") {
+            Ok(report) => (
+                report
+                    .checks
+                    .iter()
+                    .map(|c| format!("{}={}", c.name, if c.ok { "ok" } else { &c.detail }))
+                    .collect::<Vec<String>>()
+                    .join(" | "),
+                report.all_ok(),
+            ),
+            Err(e) => (format!("API does not answer: {e}"), false),
+        };
+        if line != last {
+            eprintln!("[{who} {:>4}s] {line}", t0.elapsed().as_secs());
+            last = line;
+        }
+        if healthy {
+            return t0.elapsed();
         }
         assert!(
             t0.elapsed() < within,
