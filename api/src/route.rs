@@ -142,6 +142,36 @@ impl Route {
         }
     }
 
+    /// A fixed name per endpoint, without its parameters: what metrics
+    /// label a request with (a label must not grow with service names or
+    /// paths a caller chooses).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Nonce => "nonce",
+            Route::Version => "version",
+            Route::Status => "status",
+            Route::Services => "services",
+            Route::RestartService { .. } => "restart_service",
+            Route::KillService { .. } => "kill_service",
+            Route::Logs { .. } => "logs",
+            Route::Dmesg { .. } => "dmesg",
+            Route::Network => "network",
+            Route::Mounts => "mounts",
+            Route::Processes => "processes",
+            Route::Read { .. } => "read",
+            Route::Metrics => "metrics",
+            Route::Resources => "resources",
+            Route::Apply => "apply",
+            Route::ConfirmApply => "confirm_apply",
+            Route::Reboot => "reboot",
+            Route::Shutdown => "shutdown",
+            Route::Reset => "reset",
+            Route::Bootstrap => "bootstrap",
+            Route::Kubeconfig => "kubeconfig",
+            Route::Health => "health",
+        }
+    }
+
     /// Whether the answer is plain text (possibly streamed), not JSON.
     pub fn is_text(&self) -> bool {
         matches!(

@@ -398,6 +398,17 @@ pub enum ServiceState {
 }
 
 impl ServiceState {
+    /// Every state, for exports that list them all (a Prometheus state set).
+    pub const ALL: [ServiceState; 7] = [
+        ServiceState::Waiting,
+        ServiceState::Starting,
+        ServiceState::Running,
+        ServiceState::Backoff,
+        ServiceState::Failed,
+        ServiceState::Stopping,
+        ServiceState::Stopped,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceState::Waiting => "waiting",

@@ -51,6 +51,19 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// A fixed name for the refusal (a metrics label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Unsigned => "unsigned",
+            AuthError::UnknownNonce => "unknown_nonce",
+            AuthError::ExpiredNonce => "expired_nonce",
+            AuthError::Busy => "busy",
+            AuthError::BadSignature(_) => "bad_signature",
+            AuthError::UnknownKey(_) => "unknown_key",
+            AuthError::Forbidden(_) => "forbidden",
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             AuthError::Forbidden(_) => 403,

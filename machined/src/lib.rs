@@ -19,6 +19,7 @@ pub mod kubernetes;
 pub mod listen;
 pub mod lock;
 pub mod log_policy;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod peers;

@@ -18,6 +18,7 @@ use crate::controllers::resources::Resource;
 use crate::controllers::services::ServicesController;
 use crate::host::Host;
 use crate::log_policy;
+use crate::metrics::Metrics;
 use crate::network::NetworkController;
 use crate::state::{SignedDoc, Slot, StateError, StateStore};
 use crate::supervisor::{ServiceSpec, Supervisor};
@@ -102,7 +103,9 @@ pub struct Node {
     links: LinksController,
     services: ServicesController,
     images: Arc<ImagesController>,
-    metrics: MetricsController,
+    metrics_listener: MetricsController,
+    /// machined's own instruments (API requests, auth failures, applies).
+    pub metrics: Metrics,
     kubernetes: KubernetesController,
     /// The config controller's state: the lock serializes applies.
     applied: Mutex<ConfigState>,
@@ -140,7 +143,8 @@ impl Node {
             links: LinksController::default(),
             services: ServicesController::new(parts.supervisor, parts.services),
             images: ImagesController::new(parts.images),
-            metrics: MetricsController::default(),
+            metrics_listener: MetricsController::default(),
+            metrics: Metrics::new(),
             config,
             host,
             nonces: parts.nonces,
@@ -225,7 +229,7 @@ impl Node {
     /// Converge what needs the runtime (metrics) for the running config; called once after boot.
     pub async fn start_runtime(self: &Arc<Self>) {
         let cfg = self.current_config().await;
-        self.metrics.converge(cfg.as_ref(), self).await;
+        self.metrics_listener.converge(cfg.as_ref(), self).await;
         let node = Arc::clone(self);
         tokio::spawn(async move {
             loop {
@@ -455,7 +459,7 @@ impl Node {
         let mut errors = self.converge_host(new);
         errors.extend(self.converge_network(Some(new)).await.err());
         steps.extend(errors.into_iter().map(PlanStep::ConvergeError));
-        self.metrics.converge(Some(new), self).await;
+        self.metrics_listener.converge(Some(new), self).await;
         self.start_services();
         self.kubernetes.kick();
     }
@@ -575,7 +579,7 @@ impl Node {
         out.extend(self.links.resources());
         out.extend(self.services.resources());
         out.extend(self.images.resources());
-        out.extend(self.metrics.resources(cfg));
+        out.extend(self.metrics_listener.resources(cfg));
         out.extend(self.kubernetes.resources());
         out
     }

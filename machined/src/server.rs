@@ -90,6 +90,14 @@ fn text(body: String) -> Response<Body> {
     r
 }
 
+/// The node's metrics, or 500 saying why they could not be encoded.
+async fn metrics_text(node: &Node) -> Response<Body> {
+    match metrics::scrape(node).await {
+        Ok(t) => text(t),
+        Err(e) => error(500, format!("metrics: {e}")),
+    }
+}
+
 /// Accept connections until the listener fails; each connection is served
 /// on its own task under the connection limit.
 pub async fn serve(
@@ -195,7 +203,29 @@ fn too_many(peers: &Peers) -> Response<Body> {
     r
 }
 
+/// [`answer`], counted in the node's metrics by route and status (and
+/// timed, for applies).
 async fn handle(
+    node: Arc<Node>,
+    limits: &Limits,
+    peers: &Peers,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let path_and_query = req.uri().path_and_query().map(|p| p.as_str());
+    let route = Route::parse(req.method().as_str(), path_and_query.unwrap_or_default())
+        .map_or("unknown", |r| r.name());
+    let response = answer(Arc::clone(&node), limits, peers, peer, req).await;
+    let status = response.status();
+    node.metrics.api_request(route, status.as_u16());
+    if route == Route::Apply.name() && status.is_success() {
+        node.metrics.apply_took(started.elapsed());
+    }
+    response
+}
+
+async fn answer(
     node: Arc<Node>,
     limits: &Limits,
     peers: &Peers,
@@ -258,6 +288,7 @@ async fn handle(
         Ok(c) => c,
         Err(e) => {
             tracing::info!("{peer}: {method} {path}: refused: {e}");
+            node.metrics.auth_failure(e.reason());
             // A request that proves nothing is paid for from the same bucket
             // as a nonce: bad signatures cost a verification each.
             if !peers.allow_unauthenticated(peer.ip(), Instant::now()) {
@@ -269,6 +300,7 @@ async fn handle(
     if method != Method::GET && caller.role != Role::Admin {
         let e = AuthError::Forbidden(caller.fingerprint);
         tracing::info!("{peer}: {method} {path}: refused: {e}");
+        node.metrics.auth_failure(e.reason());
         return error(e.status(), e.to_string());
     }
     tracing::debug!(
@@ -318,7 +350,7 @@ async fn read_route(node: &Arc<Node>, route: Route, role: Role) -> Response<Body
             }
         }
         Route::Resources => json(StatusCode::OK, &node.resources().await),
-        Route::Metrics => text(metrics::render(&node.status().await)),
+        Route::Metrics => metrics_text(node).await,
         Route::Services => {
             let list: Vec<basalt_api::rpc::ServiceStatus> =
                 node.supervisor().list().iter().map(Into::into).collect();
@@ -538,7 +570,7 @@ pub async fn serve_metrics(listener: TcpListener, node: Arc<Node>) {
                 let node = Arc::clone(&node);
                 async move {
                     let resp = match (req.method(), req.uri().path()) {
-                        (&Method::GET, "/metrics") => text(metrics::render(&node.status().await)),
+                        (&Method::GET, "/metrics") => metrics_text(&node).await,
                         _ => error(404, "only GET /metrics is served here"),
                     };
                     Ok::<_, std::convert::Infallible>(resp)

@@ -3,10 +3,11 @@
 //! and the metrics text itself.
 
 use super::resources::{Concern, Resource, ResourceState};
-use crate::host::inspect::rss_bytes;
+use crate::host::{self, inspect::rss_bytes};
+use crate::metrics::{NodeStats, Scrape};
 use crate::node::Node;
 use basalt_api::config::MachineConfig;
-use basalt_api::rpc::Status;
+use basalt_api::rpc::ServiceStatus;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
@@ -57,36 +58,33 @@ impl MetricsController {
     }
 }
 
-/// Prometheus text format. No secrets: generations, hashes, counters only.
-pub fn render(s: &Status) -> String {
-    let mut out = String::new();
-    out.push_str("# HELP basalt_config_generation Generation of the applied machine config.\n");
-    out.push_str("# TYPE basalt_config_generation gauge\n");
-    out.push_str(&format!("basalt_config_generation {}\n", s.generation));
-    out.push_str("# HELP basalt_maintenance_mode 1 while the node waits for its first config.\n");
-    out.push_str("# TYPE basalt_maintenance_mode gauge\n");
-    out.push_str(&format!(
-        "basalt_maintenance_mode {}\n",
-        u8::from(s.mode == basalt_api::rpc::NodeMode::Maintenance)
-    ));
-    out.push_str("# HELP basalt_machined_resident_bytes machined's resident memory.\n");
-    out.push_str("# TYPE basalt_machined_resident_bytes gauge\n");
-    out.push_str(&format!(
-        "basalt_machined_resident_bytes {}\n",
-        rss_bytes(std::process::id()).unwrap_or(0)
-    ));
-    if !s.host_checks.is_empty() {
-        out.push_str(
-            "# HELP basalt_host_check_ok 1 when a host prerequisite of the node's CNI holds (see `basaltctl status` for why not).\n",
-        );
-        out.push_str("# TYPE basalt_host_check_ok gauge\n");
-        for c in &s.host_checks {
-            out.push_str(&format!(
-                "basalt_host_check_ok{{check=\"{}\"}} {}\n",
-                c.name,
-                u8::from(c.ok)
-            ));
-        }
-    }
-    out
+/// One scrape's exposition text: machined's instruments and a snapshot of
+/// the node, its services and their cgroups taken now.
+pub async fn scrape(node: &Node) -> prometheus::Result<String> {
+    let status = node.status().await;
+    let services: Vec<ServiceStatus> = node.supervisor().list().iter().map(Into::into).collect();
+    let usage = node.supervisor().usage();
+    let mut stats = NodeStats::parse(
+        &host::stats::node_stats(node.host.root()),
+        host::stats::ticks_per_second(),
+    );
+    // STATE, and /var (EPHEMERAL once the disk layout has one).
+    let volumes = [
+        ("state", node.state().dir().to_path_buf()),
+        ("var", node.host.path("/var")),
+    ];
+    stats.filesystems = volumes
+        .iter()
+        .filter_map(|(name, path)| {
+            let (size, avail) = host::stats::filesystem_bytes(path)?;
+            Some((*name, size, avail))
+        })
+        .collect();
+    node.metrics.render(&Scrape {
+        status: &status,
+        machined_resident_bytes: rss_bytes(std::process::id()),
+        services: &services,
+        usage: &usage,
+        node: stats,
+    })
 }

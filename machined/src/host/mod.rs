@@ -15,6 +15,7 @@
 //! - [`identity`]: the node's SMBIOS ids and physical links' addresses.
 //! - [`signals`]: signals to a service's process group ([`signals::Signals`]).
 //! - [`inspect`]: the API's read-only views of /proc, /sys and files.
+//! - [`stats`]: the node's statistics files for a metrics scrape.
 //! - [`recording`]: the recording fake of [`kernel::Kernel`],
 //!   [`mounts::Mounter`], [`modules::ModuleLoader`], [`power::Power`] and
 //!   [`signals::Signals`] (the network executor's netlink seam,
@@ -43,6 +44,7 @@ pub mod mounts;
 pub mod power;
 pub mod recording;
 pub mod signals;
+pub mod stats;
 
 use kernel::{DevKernel, Kernel, Linux};
 use std::fs;

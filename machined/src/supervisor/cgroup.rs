@@ -4,6 +4,7 @@
 //! with cgroup v1 only) the supervisor logs that once and runs without
 //! cgroups; memory then shows as `None`.
 
+use crate::metrics::kernel_stats::{self, Pressure};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
@@ -20,6 +21,22 @@ const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
 #[derive(Debug)]
 pub(crate) struct Cgroups {
     root: PathBuf,
+}
+
+/// What a service's cgroup has used, from its cgroup v2 files.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceUsage {
+    /// `cpu.stat` `usage_usec`, in seconds.
+    pub cpu_seconds: Option<f64>,
+    pub memory_current: Option<u64>,
+    /// The most `memory.current` has been (kernel 5.19 and later).
+    pub memory_peak: Option<u64>,
+    /// `io.stat`, summed over devices (needs the io controller).
+    pub io_read_bytes: Option<u64>,
+    pub io_written_bytes: Option<u64>,
+    /// cpu, memory and io pressure
+    /// ([`kernel_stats::PRESSURE_RESOURCES`] order).
+    pub pressure: [Pressure; 3],
 }
 
 /// A service cgroup, ready to receive processes.
@@ -63,12 +80,13 @@ impl Cgroups {
             );
             return None;
         }
-        // Memory accounting and pid limits for the service cgroups: best
+        // Memory and IO accounting and pid limits for the service cgroups: best
         // effort, one controller at a time (a write naming a controller the
         // parent does not delegate fails whole), and the parent may delegate
         // neither (then memory.* or pids.* files are absent).
         for dir in root.parent().into_iter().chain([root]) {
-            for controller in ["+memory", "+pids"] {
+            // io: `io.stat` (bytes read and written) for metrics.
+            for controller in ["+memory", "+pids", "+io"] {
                 if is_cgroup2(dir)
                     && let Err(e) = write_file(&dir.join("cgroup.subtree_control"), controller)
                 {
@@ -125,6 +143,26 @@ impl Cgroups {
             .trim()
             .parse()
             .ok()
+    }
+
+    /// What the service's cgroup has used so far (files the kernel or the
+    /// delegated controllers do not provide are `None`).
+    pub fn usage(&self, name: &str) -> ServiceUsage {
+        let dir = self.dir(name);
+        let read = |file: &str| fs::read_to_string(dir.join(file)).ok();
+        let io = read("io.stat").map(|t| kernel_stats::cgroup_io_bytes(&t));
+        ServiceUsage {
+            cpu_seconds: read("cpu.stat").and_then(|t| kernel_stats::cgroup_cpu_seconds(&t)),
+            memory_current: read("memory.current").and_then(|t| kernel_stats::number(&t)),
+            memory_peak: read("memory.peak").and_then(|t| kernel_stats::number(&t)),
+            io_read_bytes: io.map(|(r, _)| r),
+            io_written_bytes: io.map(|(_, w)| w),
+            pressure: kernel_stats::PRESSURE_RESOURCES.map(|r| {
+                read(&format!("{r}.pressure"))
+                    .map(|t| kernel_stats::pressure(&t))
+                    .unwrap_or_default()
+            }),
+        }
     }
 
     /// Remove the service cgroup; fails harmlessly while processes remain in it.

@@ -37,7 +37,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{broadcast, oneshot, watch};
 
-pub use cgroup::NODE_CGROUP_ROOT;
+pub use cgroup::{NODE_CGROUP_ROOT, ServiceUsage};
 pub use http_probe::{HttpProbe, TlsVerify};
 pub use logs::{LogLine, Stream};
 pub use process::{OneShot, OneShotError, run_once};
@@ -308,6 +308,23 @@ impl Supervisor {
                 .collect()
         };
         all.iter().map(|s| self.status_of(s)).collect()
+    }
+
+    /// What each service's cgroup has used, in start order; empty when
+    /// services run without cgroups. A service that never ran has no
+    /// cgroup yet and is left out.
+    pub fn usage(&self) -> Vec<(String, ServiceUsage)> {
+        let Some(cg) = &self.inner.cgroups else {
+            return Vec::new();
+        };
+        let names: Vec<String> = self.services().order.clone();
+        names
+            .into_iter()
+            .filter_map(|n| {
+                let u = cg.usage(&n);
+                (u != ServiceUsage::default()).then_some((n, u))
+            })
+            .collect()
     }
 
     fn status_of(&self, svc: &Service) -> ServiceStatus {
