@@ -312,7 +312,7 @@ fn support_bundles_hold_every_section_and_no_secret(
     let containerd_log = loop {
         let log = admin
             .send("GET", "/v1/logs/containerd", vec![])
-            .and_then(|r| Ok(r.text().unwrap_or_default()))
+            .map(|r| r.text().unwrap_or_default())
             .unwrap_or_default();
         if log.contains("containerd.sock") {
             break log;
