@@ -338,12 +338,19 @@ pub fn node_dirs(nodes: &[NodeBundle]) -> Vec<String> {
 }
 
 /// Every entry of the bundle, in path order: a directory is `None`.
-fn entries(nodes: &[NodeBundle]) -> Vec<(String, Option<&[u8]>)> {
+/// `errors` is each node's `errors.txt`, if it has one.
+fn entries<'a>(
+    nodes: &'a [NodeBundle],
+    errors: &'a [Option<Vec<u8>>],
+) -> Vec<(String, Option<&'a [u8]>)> {
     let mut files: Vec<(String, Option<&[u8]>)> = Vec::new();
-    for (dir, n) in node_dirs(nodes).into_iter().zip(nodes) {
+    for ((dir, n), e) in node_dirs(nodes).into_iter().zip(nodes).zip(errors) {
         files.push((format!("{dir}/"), None));
         for m in &n.members {
             files.push((format!("{dir}/{}", m.path), Some(m.data.as_slice())));
+        }
+        if let Some(e) = e {
+            files.push((format!("{dir}/errors.txt"), Some(e.as_slice())));
         }
     }
     let mut dirs: BTreeSet<String> = BTreeSet::new();
@@ -406,24 +413,9 @@ fn write_tar(file: std::fs::File, nodes: &[NodeBundle]) -> std::io::Result<Vec<(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let errors: Vec<Option<Vec<u8>>> = nodes.iter().map(NodeBundle::errors_txt).collect();
-    // errors.txt joins each node's members, so it is ordered with them.
-    let with_errors: Vec<NodeBundle> = nodes
-        .iter()
-        .zip(&errors)
-        .map(|(n, e)| {
-            let mut n = n.clone();
-            if let Some(e) = e {
-                n.members.push(Member {
-                    path: "errors.txt".into(),
-                    data: e.clone(),
-                });
-            }
-            n
-        })
-        .collect();
     let mut tar = tar::Builder::new(zstd::Encoder::new(file, 0)?);
     let mut written = Vec::new();
-    for (path, data) in entries(&with_errors) {
+    for (path, data) in entries(nodes, &errors) {
         let mut h = tar::Header::new_gnu();
         h.set_mtime(mtime);
         h.set_uid(0);
@@ -478,11 +470,16 @@ mod tests {
             ),
             node("a:50443", &["version.json"], &[]),
         ];
-        let paths: Vec<String> = entries(&nodes).into_iter().map(|(p, _)| p).collect();
+        let errors = [None, Some(b"x: 403\n".to_vec())];
+        let paths: Vec<String> = entries(&nodes, &errors)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         assert_eq!(
             paths,
             [
                 "a:50443/",
+                "a:50443/errors.txt",
                 "a:50443/version.json",
                 "b/",
                 "b/files/",
