@@ -93,6 +93,10 @@ pub enum Route {
     /// `GET /v1/health` → [`crate::rpc::HealthReport`]: the Kubernetes
     /// components' checks.
     Health,
+    /// `GET /v1/config` → TOML: the running config as
+    /// [`crate::config::MachineConfig::redacted_toml`] shows it (404 in
+    /// maintenance mode).
+    Config,
 }
 
 /// Why a request line names no endpoint.
@@ -129,7 +133,8 @@ impl Route {
             | Route::Read { .. }
             | Route::Metrics
             | Route::Resources
-            | Route::Health => Method::Get,
+            | Route::Health
+            | Route::Config => Method::Get,
             Route::RestartService { .. }
             | Route::KillService { .. }
             | Route::Apply
@@ -176,7 +181,7 @@ impl Route {
     pub fn is_text(&self) -> bool {
         matches!(
             self,
-            Route::Logs { .. } | Route::Dmesg { .. } | Route::Metrics
+            Route::Logs { .. } | Route::Dmesg { .. } | Route::Metrics | Route::Config
         )
     }
 
@@ -214,6 +219,7 @@ impl Route {
             Route::Bootstrap => format!("{PREFIX}/bootstrap"),
             Route::Kubeconfig => format!("{PREFIX}/kubeconfig"),
             Route::Health => format!("{PREFIX}/health"),
+            Route::Config => format!("{PREFIX}/config"),
         }
     }
 
@@ -273,6 +279,7 @@ impl Route {
             ("POST", ["bootstrap"]) => Route::Bootstrap,
             ("POST", ["kubeconfig"]) => Route::Kubeconfig,
             ("GET", ["health"]) => Route::Health,
+            ("GET", ["config"]) => Route::Config,
             _ => return Err(not_found()),
         };
         Ok(route)
@@ -321,6 +328,7 @@ mod tests {
             Route::Bootstrap,
             Route::Kubeconfig,
             Route::Health,
+            Route::Config,
         ]
     }
 
@@ -376,6 +384,7 @@ mod tests {
             ("GET", "/v1/bootstrap"),
             ("GET", "/v1/kubeconfig"),
             ("POST", "/v1/health"),
+            ("POST", "/v1/config"),
         ] {
             let e = Route::parse(m, p).unwrap_err();
             assert_eq!(e.status(), 404, "{m} {p}");

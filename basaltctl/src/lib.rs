@@ -1,8 +1,10 @@
-//! basaltctl as a library: the node API client and config generation,
-//! shared with machined's and the QEMU tests so they exercise exactly what
-//! operators run.
+//! basaltctl as a library: the node API client, config generation, reads
+//! of several nodes at once and support bundles, shared with machined's and
+//! the QEMU tests so they exercise exactly what operators run.
 
 pub mod client;
+pub mod fanout;
 pub mod kube;
 pub mod pki;
+pub mod support;
 pub mod template;

@@ -9,6 +9,7 @@ use basalt_api::route::Route;
 use basalt_api::rpc::{
     ConfirmResponse, KillResponse, RebootResponse, ResetResponse, RestartResponse, ShutdownResponse,
 };
+use basaltctl::fanout::Layout;
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +32,7 @@ enum Command {
     /// Generate and inspect ed25519 signing keys.
     #[command(subcommand)]
     Keys(KeysCmd),
-    /// Generate, validate, sign, verify and compare machine configs.
+    /// Generate, validate, sign, verify and compare machine configs; show a node's.
     #[command(subcommand)]
     Config(ConfigCmd),
     /// Send a signed config (FILE and FILE.sig) to the node.
@@ -82,6 +83,19 @@ enum Command {
     Read { path: String },
     /// Prometheus metrics text.
     Metrics,
+    /// Write a support bundle: each node's status, services, health,
+    /// resources, service logs, kernel log, network, mounts, processes,
+    /// metrics, running config (secrets redacted) and image files, one
+    /// directory per node in a zstd-compressed tar. What a node refuses
+    /// (e.g. to a reader key) is listed in its errors.txt.
+    Support {
+        /// Where to write the bundle; refuses to replace it without --force.
+        #[arg(long, value_name = "FILE", default_value = "support.tar.zst")]
+        out: PathBuf,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Stop services and reboot the node.
     Reboot,
     /// Stop services and power the node off.
@@ -224,6 +238,9 @@ enum ConfigCmd {
     },
     /// Show what changes from OLD to NEW (secrets redacted).
     Diff { old: PathBuf, new: PathBuf },
+    /// Print the config the node runs, as TOML, secrets and file contents
+    /// redacted (GET /v1/config).
+    Show,
 }
 
 fn main() -> ExitCode {
@@ -252,9 +269,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             "confirmed".into()
         })),
         Command::Status => done(n::status(a)),
-        Command::Version => done(n::show(a, &Route::Version, n::version_text)),
-        Command::Services => done(n::show(a, &Route::Services, n::services_table)),
-        Command::Resources => done(n::show(a, &Route::Resources, n::resources_table)),
+        Command::Version => done(n::read_json(
+            a,
+            &Route::Version,
+            n::version_text,
+            Layout::Lines,
+        )),
+        Command::Services => done(n::read_json(
+            a,
+            &Route::Services,
+            n::services_table,
+            Layout::Table,
+        )),
+        Command::Resources => done(n::read_json(
+            a,
+            &Route::Resources,
+            n::resources_table,
+            Layout::Table,
+        )),
         Command::Service(ServiceCmd::Restart { name }) => done(n::show(
             a,
             &Route::RestartService { name: name.clone() },
@@ -273,11 +305,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             },
         )),
         Command::Dmesg { follow } => done(n::stream(a, &Route::Dmesg { follow })),
-        Command::Net => done(n::show(a, &Route::Network, n::net_table)),
-        Command::Mounts => done(n::show(a, &Route::Mounts, n::mounts_table)),
-        Command::Ps => done(n::show(a, &Route::Processes, n::ps_table)),
+        Command::Net => done(n::read_json(
+            a,
+            &Route::Network,
+            n::net_table,
+            Layout::Lines,
+        )),
+        Command::Mounts => done(n::read_json(
+            a,
+            &Route::Mounts,
+            n::mounts_table,
+            Layout::Table,
+        )),
+        Command::Ps => done(n::read_json(
+            a,
+            &Route::Processes,
+            n::ps_table,
+            Layout::Table,
+        )),
         Command::Read { path } => done(n::read(a, &path)),
         Command::Metrics => done(n::stream(a, &Route::Metrics)),
+        Command::Support { out, force } => done(n::support(a, &out, force)),
         Command::Reboot => done(n::show(a, &Route::Reboot, |_: &RebootResponse| {
             "rebooting".into()
         })),
@@ -336,6 +384,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 file,
             } => configcmd::verify(&trust, threshold, current_generation, sig.as_deref(), &file),
             ConfigCmd::Diff { old, new } => configcmd::diff(&old, &new),
+            ConfigCmd::Show => done(n::stream(a, &Route::Config)),
         },
         Command::Completions { shell } => {
             clap_complete::generate(

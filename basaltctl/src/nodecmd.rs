@@ -12,7 +12,9 @@ use basalt_api::rpc::{
     ResourceState, ServiceStatus, Status, VersionResponse,
 };
 use basaltctl::client::NodeClient;
+use basaltctl::fanout::{self, Answer, Layout};
 use basaltctl::kube::{self, HealthError, Observation};
+use basaltctl::support;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::Write;
@@ -21,9 +23,17 @@ use std::sync::Arc;
 
 #[derive(clap::Args, Clone)]
 pub struct NodeArgs {
-    /// Node address, ADDR[:PORT] (default port 50443).
-    #[arg(long, short = 'n', env = "BASALT_NODE", global = true)]
-    pub node: Option<String>,
+    /// Node address, ADDR[:PORT] (default port 50443). Reads (status,
+    /// services, logs, support, …) take several, comma-separated, and label
+    /// each line or JSON object with its node.
+    #[arg(
+        long,
+        short = 'n',
+        env = "BASALT_NODE",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub node: Vec<String>,
     /// Signing key (OpenSSH ed25519 private key).
     #[arg(long, env = "BASALT_KEY", global = true)]
     pub key: Option<PathBuf>,
@@ -102,11 +112,39 @@ pub struct Session {
     pub output: Output,
 }
 
+/// The nodes `--node` names: at least one, none empty, none twice.
+pub fn nodes(args: &NodeArgs) -> Result<&[String]> {
+    if args.node.is_empty() {
+        bail!("no node given: use --node ADDR[:PORT] or set BASALT_NODE");
+    }
+    if args.node.iter().any(|n| n.trim().is_empty()) {
+        bail!(
+            "--node {}: an empty node name; separate nodes with single commas",
+            args.node.join(",")
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(twice) = args.node.iter().find(|n| !seen.insert(n.as_str())) {
+        bail!("--node names {twice} twice");
+    }
+    Ok(&args.node)
+}
+
 impl Session {
+    /// The one node a command that changes something acts on.
     pub fn open(args: &NodeArgs) -> Result<Self> {
-        let Some(node) = &args.node else {
-            bail!("no node given: use --node ADDR[:PORT] or set BASALT_NODE");
-        };
+        match nodes(args)? {
+            [one] => Self::open_at(args, one),
+            many => bail!(
+                "this command acts on one node at a time; --node names {}: {}",
+                many.len(),
+                many.join(", ")
+            ),
+        }
+    }
+
+    /// A session with `node`, one of `args`' nodes.
+    pub fn open_at(args: &NodeArgs, node: &str) -> Result<Self> {
         let node = with_port(node);
         let Some(key) = &args.key else {
             bail!("no signing key: use --key PATH or set BASALT_KEY");
@@ -238,9 +276,7 @@ pub fn apply(
 }
 
 pub fn status(args: &NodeArgs) -> Result<()> {
-    let mut s = Session::open(args)?;
-    let st: Status = s.call(&Route::Status)?;
-    s.print(&st, status_text)
+    read_json(args, &Route::Status, status_text, Layout::Lines)
 }
 
 pub fn status_text(st: &Status) -> String {
@@ -307,14 +343,130 @@ pub fn show<T: Serialize + DeserializeOwned>(
     s.print(&v, text)
 }
 
-/// Stream a text endpoint's body (logs, dmesg, metrics) to stdout as it arrives.
+/// Whether several nodes are asked (and the output labelled).
+fn several(args: &NodeArgs) -> Result<bool> {
+    Ok(nodes(args)?.len() > 1)
+}
+
+/// A JSON read, printed as JSON or through `text`. Several nodes are asked
+/// at once and each answer is labelled with its node ([`fanout`]): text
+/// lines behind a `NODE` column laid out as `layout`, JSON objects with a
+/// `node` field; a node that fails is reported on stderr under its name,
+/// the others still print, and the command fails.
+pub fn read_json<T: Serialize + DeserializeOwned + Send>(
+    args: &NodeArgs,
+    route: &Route,
+    text: impl Fn(&T) -> String,
+    layout: Layout,
+) -> Result<()> {
+    if !several(args)? {
+        return show(args, route, text);
+    }
+    let answers = fanout::on_each(nodes(args)?, |n| {
+        Session::open_at(args, n)
+            .and_then(|mut s| s.call::<T>(route))
+            .map_err(|e| fanout::error_chain(e.as_ref()))
+    });
+    print_labelled(args.output, &answers, text, layout)
+}
+
+/// Several nodes' answers, labelled ([`fanout::render`]); failures on
+/// stderr, and an error naming them.
+fn print_labelled<T: Serialize>(
+    output: Output,
+    answers: &[Answer<T, String>],
+    text: impl Fn(&T) -> String,
+    layout: Layout,
+) -> Result<()> {
+    let r = fanout::render(output == Output::Json, answers, text, layout);
+    print!("{}", r.stdout);
+    eprint!("{}", r.stderr);
+    match r.failed {
+        Some(s) => Err(anyhow::anyhow!(s)),
+        None => Ok(()),
+    }
+}
+
+/// An error naming the failed nodes, if any.
+fn finish<T>(answers: &[Answer<T, String>]) -> Result<()> {
+    match fanout::failures(answers).1 {
+        Some(s) => Err(anyhow::anyhow!(s)),
+        None => Ok(()),
+    }
+}
+
+/// Stream a text endpoint's body (logs, dmesg, metrics, config) to stdout
+/// as it arrives. From several nodes each line is labelled with its node:
+/// followed streams line by line as they come, whole answers node by node.
 pub fn stream(args: &NodeArgs, route: &Route) -> Result<()> {
-    let mut s = Session::open(args)?;
-    let mut resp = s.client.open_text(route)?;
-    s.remember()?;
+    if !several(args)? {
+        let mut s = Session::open(args)?;
+        let mut resp = s.client.open_text(route)?;
+        s.remember()?;
+        let mut out = std::io::stdout().lock();
+        std::io::copy(&mut resp, &mut out).context("streaming from the node")?;
+        return Ok(());
+    }
+    let nodes = nodes(args)?;
+    let width = fanout::label_width(nodes.iter().map(String::as_str), Layout::Lines);
+    let follow = matches!(
+        route,
+        Route::Logs { follow: true, .. } | Route::Dmesg { follow: true }
+    );
+    if follow {
+        let answers = fanout::on_each(nodes, |n| {
+            follow_labelled(args, route, n, width).map_err(|e| {
+                // At once: the other streams may run for hours.
+                let e = fanout::error_chain(e.as_ref());
+                eprintln!("{n}: error: {e}");
+                e
+            })
+        });
+        return finish(&answers);
+    }
+    let answers = fanout::on_each(nodes, |n| {
+        let whole = || -> Result<Vec<u8>> {
+            let mut s = Session::open_at(args, n)?;
+            let mut resp = s.client.open_text(route)?;
+            s.remember()?;
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut resp, &mut body).context("reading from the node")?;
+            Ok(body)
+        };
+        whole().map_err(|e| fanout::error_chain(e.as_ref()))
+    });
     let mut out = std::io::stdout().lock();
-    std::io::copy(&mut resp, &mut out).context("streaming from the node")?;
-    Ok(())
+    for a in &answers {
+        if let Ok(body) = &a.result {
+            out.write_all(&fanout::label_bytes(&a.node, width, body))?;
+        }
+    }
+    drop(out);
+    eprint!("{}", fanout::failures(&answers).0);
+    finish(&answers)
+}
+
+/// A followed stream of `node`, each line labelled as it comes.
+fn follow_labelled(args: &NodeArgs, route: &Route, node: &str, width: usize) -> Result<()> {
+    use std::io::BufRead;
+    let mut s = Session::open_at(args, node)?;
+    let resp = s.client.open_text(route)?;
+    s.remember()?;
+    let mut lines = std::io::BufReader::new(resp);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if lines
+            .read_until(b'\n', &mut line)
+            .context("streaming from the node")?
+            == 0
+        {
+            return Ok(());
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(&fanout::label_bytes(node, width, &line))?;
+        out.flush()?;
+    }
 }
 
 /// `basaltctl bootstrap`.
@@ -366,9 +518,13 @@ pub fn kubeconfig(
 
 /// `basaltctl health`: poll `GET /v1/health` with one live line per check
 /// (on stderr, when it is a terminal) until all pass or `timeout`; then the
-/// last report on stdout.
+/// last report on stdout. Several nodes: one live line per node, then each
+/// node's report labelled.
 pub fn health(args: &NodeArgs, timeout: std::time::Duration) -> Result<()> {
     use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    if several(args)? {
+        return health_of_nodes(args, timeout);
+    }
     let mut s = Session::open(args)?;
     let multi = MultiProgress::new();
     let header = multi.add(ProgressBar::new_spinner());
@@ -423,6 +579,54 @@ pub fn health(args: &NodeArgs, timeout: std::time::Duration) -> Result<()> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// One live line per node on stderr (`NODE  [elapsed] 2 of 6 checks
+/// failing`), the nodes waited for at once.
+fn health_of_nodes(args: &NodeArgs, timeout: std::time::Duration) -> Result<()> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    let nodes = nodes(args)?;
+    let width = fanout::label_width(nodes.iter().map(String::as_str), Layout::Lines);
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bars: std::collections::HashMap<&str, ProgressBar> = nodes
+        .iter()
+        .map(|n| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(style.clone());
+            bar.set_prefix(format!("{n:<width$}"));
+            bar.set_message("asking the node");
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            (n.as_str(), bar)
+        })
+        .collect();
+    let answers = fanout::on_each(nodes, |n| {
+        let bar = bars.get(n).cloned().unwrap_or_else(ProgressBar::hidden);
+        let wait = || -> Result<HealthReport> {
+            let mut s = Session::open_at(args, n)?;
+            let mut reached = false;
+            let r = kube::wait_for_node(&s.client, timeout, kube::POLL_INTERVAL, |o| match o {
+                Observation::Report(r) => {
+                    reached = true;
+                    bar.set_message(match r.failing().count() {
+                        _ if r.all_ok() => "all checks pass".to_string(),
+                        k => format!("{k} of {} checks failing; waiting", r.checks.len()),
+                    });
+                }
+                Observation::Unreachable(e) => bar.set_message(format!("not answering: {e}")),
+            });
+            if reached {
+                s.remember()?;
+            }
+            Ok(r?)
+        };
+        let r = wait().map_err(|e| fanout::error_chain(e.as_ref()));
+        bar.finish_and_clear();
+        r
+    });
+    let _ = multi.clear();
+    print_labelled(args.output, &answers, health_text, Layout::Lines)
 }
 
 fn check_line(c: &HealthCheck) -> String {
@@ -503,21 +707,140 @@ pub fn net_table(net: &NetworkReport) -> String {
 /// `basaltctl read`: a text file exactly as it is on the node (no newline
 /// added), a note for a binary one; `-o json` gives the base64.
 pub fn read(args: &NodeArgs, path: &str) -> Result<()> {
-    let mut s = Session::open(args)?;
-    let f: FileContent = s.call(&Route::Read {
+    let route = Route::Read {
         path: path.to_string(),
-    })?;
+    };
+    if several(args)? {
+        return read_json(args, &route, file_text, Layout::Lines);
+    }
+    let mut s = Session::open(args)?;
+    let f: FileContent = s.call(&route)?;
     match (s.output, f.binary) {
         (Output::Text, false) => {
             print!("{}", f.content);
             Ok(())
         }
-        _ => s.print(&f, |f| {
-            format!(
-                "<{} bytes of binary data; use -o json for base64>\n",
-                f.size
-            )
-        }),
+        _ => s.print(&f, file_text),
+    }
+}
+
+/// A file as text, or a note for a binary one.
+fn file_text(f: &FileContent) -> String {
+    if f.binary {
+        format!(
+            "<{} bytes of binary data; use -o json for base64>\n",
+            f.size
+        )
+    } else {
+        f.content.clone()
+    }
+}
+
+/// `basaltctl support`: every node's bundle ([`support::collect`], at once,
+/// one progress line each), written to `out`; prints each member and its
+/// size. A node that cannot be reached gets its `errors.txt` and fails the
+/// command, after the others are written.
+pub fn support(args: &NodeArgs, out: &Path, force: bool) -> Result<()> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    let nodes = nodes(args)?;
+    // Before asking the nodes anything.
+    if !force && out.exists() {
+        bail!("{} exists; pass --force to replace it", out.display());
+    }
+    let width = fanout::label_width(nodes.iter().map(String::as_str), Layout::Lines);
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template("{spinner} {prefix} [{pos}/{len}] {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bars: std::collections::HashMap<&str, ProgressBar> = nodes
+        .iter()
+        .map(|n| {
+            let bar = multi.add(ProgressBar::new(0));
+            bar.set_style(style.clone());
+            bar.set_prefix(format!("{n:<width$}"));
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            (n.as_str(), bar)
+        })
+        .collect();
+    let answers = fanout::on_each(nodes, |n| {
+        let bar = bars.get(n).cloned().unwrap_or_else(ProgressBar::hidden);
+        let bundle = match Session::open_at(args, n) {
+            Ok(mut s) => {
+                let mut b = support::collect(&s.client, n, &mut |p| {
+                    bar.set_length(p.total as u64);
+                    bar.set_position(p.done as u64);
+                    bar.set_message(p.section.to_string());
+                });
+                if b.unreachable.is_none()
+                    && let Err(e) = s.remember()
+                {
+                    b.errors.push(format!("pinning the node: {e:#}"));
+                }
+                b
+            }
+            Err(e) => support::NodeBundle::unreachable(n, fanout::error_chain(e.as_ref())),
+        };
+        bar.finish_and_clear();
+        Ok::<_, String>(bundle)
+    });
+    let _ = multi.clear();
+    let bundles: Vec<support::NodeBundle> =
+        answers.into_iter().filter_map(|a| a.result.ok()).collect();
+    let written = support::write_bundle(out, &bundles, force)?;
+    for (path, size) in &written.members {
+        println!("{:>10}  {path}", human_size(*size));
+    }
+    println!(
+        "wrote {}: {} files from {} node{}, {} ({} unpacked)",
+        out.display(),
+        written.members.len(),
+        bundles.len(),
+        if bundles.len() == 1 { "" } else { "s" },
+        human_size(written.compressed),
+        human_size(written.unpacked()),
+    );
+    let dirs = support::node_dirs(&bundles);
+    let mut unreached = Vec::new();
+    for (b, dir) in bundles.iter().zip(&dirs) {
+        if let Some(e) = &b.unreachable {
+            eprintln!("{}: error: {e}", b.node);
+            unreached.push(b.node.as_str());
+        } else if !b.errors.is_empty() {
+            eprintln!(
+                "{}: {} sections missing, see {dir}/errors.txt",
+                b.node,
+                b.errors.len()
+            );
+        }
+    }
+    if !unreached.is_empty() {
+        bail!(
+            "{} of {} nodes could not be reached: {}{}",
+            unreached.len(),
+            bundles.len(),
+            unreached.join(", "),
+            if unreached.len() < bundles.len() {
+                "; the bundle holds what the others gave"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+/// `523 B`, `312.4 KiB`, `1.2 MiB`.
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
     }
 }
 

@@ -495,3 +495,157 @@ fn health_gives_up_after_its_timeout_with_a_non_zero_exit() {
     let err = fail(&e.dir, &["health", "--timeout", "soon"]);
     assert!(err.contains("`soon` is not a duration"), "{err}");
 }
+
+/// Two loopback addresses nothing listens on, `127.0.0.1:P1,127.0.0.1:P2`.
+fn two_closed_nodes() -> (String, String) {
+    // Held together, so the two ports differ.
+    let l: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let a = l[0].local_addr().unwrap().to_string();
+    let b = l[1].local_addr().unwrap().to_string();
+    (a, b)
+}
+
+/// Reads take several nodes; each failure is labelled with its node (in
+/// text on stderr, in JSON as that node's object), and the command fails
+/// naming them. Writes refuse several nodes before asking any. (Labelled
+/// answers of live nodes: machined/tests/api.rs.)
+#[test]
+fn several_nodes_each_failure_is_labelled_and_the_command_fails() {
+    let e = env();
+    ok(&e.dir, &["keys", "gen", "--out", "admin"]);
+    let (a, b) = two_closed_nodes();
+    let nodes = format!("{a},{b}");
+    let out = run(&e.dir, &["--node", &nodes, "--key", "admin", "services"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(
+        lines[0].starts_with(&format!("{a}: error: connecting to {a}")),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{b}: error: connecting to {b}")),
+        "{err}"
+    );
+    assert_eq!(lines[2], format!("error: 2 of 2 nodes failed: {a}, {b}"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+
+    // The same through BASALT_NODE, as JSON: one object per node.
+    let out = Command::new(BIN)
+        .current_dir(&e.dir)
+        .env("BASALT_NODE", &nodes)
+        .args(["--key", "admin", "-o", "json", "status"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let objects = v.as_array().unwrap();
+    assert_eq!(objects.len(), 2, "{v}");
+    for (o, n) in objects.iter().zip([&a, &b]) {
+        assert_eq!(o["node"].as_str(), Some(n.as_str()), "{v}");
+        assert!(
+            o["error"].as_str().unwrap().contains("connecting to"),
+            "{v}"
+        );
+    }
+
+    for (args, says) in [
+        (
+            vec!["--node", &nodes, "reboot"],
+            "acts on one node at a time; --node names 2".to_string(),
+        ),
+        (
+            vec!["--node", &format!("{a},,{b}"), "status"],
+            "an empty node name".to_string(),
+        ),
+        (
+            vec!["--node", &format!("{a},{a}"), "status"],
+            format!("--node names {a} twice"),
+        ),
+    ] {
+        let args = [&args[..], &["--key", "admin"]].concat();
+        let err = fail(&e.dir, &args);
+        assert!(err.contains(&says), "{args:?}: {err}");
+        assert!(!err.contains("connecting"), "{args:?} asked a node: {err}");
+    }
+}
+
+/// `support` with nodes that do not answer still writes its bundle, one
+/// directory each with an errors.txt saying why, as the peers (zstd, GNU
+/// tar) read it; prints what it wrote; fails naming the nodes; and never
+/// replaces a bundle without --force.
+#[test]
+fn support_writes_what_it_could_and_fails_naming_the_nodes_it_could_not_reach() {
+    let e = env();
+    ok(&e.dir, &["keys", "gen", "--out", "admin"]);
+    let (a, b) = two_closed_nodes();
+    let nodes = format!("{a},{b}");
+    let args = [
+        "--node",
+        &nodes,
+        "--key",
+        "admin",
+        "support",
+        "--out",
+        "b.tar.zst",
+    ];
+    let out = run(&e.dir, &args);
+    assert!(!out.status.success());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stdout.contains(&format!("  {a}/errors.txt\n")), "{stdout}");
+    assert!(
+        stdout.contains("wrote b.tar.zst: 2 files from 2 nodes, "),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("{a}: error: connecting to {a}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "error: 2 of 2 nodes could not be reached: {a}, {b}"
+        )),
+        "{stderr}"
+    );
+    let listed = Command::new("tar")
+        .current_dir(&e.dir)
+        .args(["--zstd", "-tf", "b.tar.zst"])
+        .output()
+        .expect("GNU tar and zstd (scripts/install-deps)");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    // In path order, whatever the order on the command line.
+    let (first, second) = if a < b { (&a, &b) } else { (&b, &a) };
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        format!("{first}/\n{first}/errors.txt\n{second}/\n{second}/errors.txt\n")
+    );
+    let errors = Command::new("tar")
+        .current_dir(&e.dir)
+        .args(["--zstd", "-xOf", "b.tar.zst", &format!("{b}/errors.txt")])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&errors.stdout).starts_with(&format!(
+            "node not reached (nothing was collected): connecting to {b}"
+        )),
+        "{errors:?}"
+    );
+    let before = std::fs::read(e.dir.join("b.tar.zst")).unwrap();
+    let err = fail(&e.dir, &args);
+    assert!(
+        err.contains("b.tar.zst exists; pass --force to replace it"),
+        "{err}"
+    );
+    assert!(!err.contains("connecting"), "asked the nodes first: {err}");
+    assert_eq!(std::fs::read(e.dir.join("b.tar.zst")).unwrap(), before);
+}

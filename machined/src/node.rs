@@ -363,6 +363,12 @@ impl Node {
         steps
     }
 
+    /// The config the node runs (None in maintenance mode).
+    pub async fn running_config(&self) -> Option<MachineConfig> {
+        let applied = self.applied.lock().await;
+        applied.current.as_ref().map(|c| c.config.clone())
+    }
+
     /// Admins and readers of the running config, or the image's trust roots
     /// in maintenance mode.
     pub async fn policy(&self) -> TrustRoots {

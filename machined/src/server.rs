@@ -359,7 +359,33 @@ async fn read_route(node: &Arc<Node>, route: Route, role: Role) -> Response<Body
         Route::Logs { service, follow } => logs(node, role, &service, follow),
         Route::Dmesg { follow } => dmesg(role, node.supervisor().known_secrets(), follow),
         Route::Health => json(StatusCode::OK, &node.health().await),
+        Route::Config => running_config(node).await,
         other => error(405, format!("{} is not a read", other.path_and_query())),
+    }
+}
+
+/// The running config as TOML, for readers too: what is or may be secret
+/// is gone ([`basalt_api::config::MachineConfig::redacted`]: the `Secret`
+/// fields, file and manifest contents, URL passwords, private keys), and
+/// what is left is what `status`, `resources` and `network` already show a
+/// reader, plus public keys, CA certificates and settings. The node's known
+/// secrets are redacted again from the text, as from every log line: a
+/// second line, should a later schema hold a secret in a plain field.
+async fn running_config(node: &Arc<Node>) -> Response<Body> {
+    let Some(cfg) = node.running_config().await else {
+        return error(404, "no config applied yet (maintenance mode)");
+    };
+    match cfg.redacted_toml() {
+        Ok(toml) => {
+            let toml = node.supervisor().known_secrets().redact(&toml).into_owned();
+            let mut r = Response::new(full(toml));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/toml"),
+            );
+            r
+        }
+        Err(e) => error(500, format!("encoding the config: {e}")),
     }
 }
 

@@ -1452,7 +1452,7 @@ fn outputs_of(d: &Dev, who: &str, c: &NodeClient, log_lines: usize) -> Vec<(Stri
             json_answer(c, &format!("/v1/{route}")),
         ));
     }
-    for route in ["metrics", "dmesg"] {
+    for route in ["metrics", "dmesg", "config"] {
         let text = text_answer(c, &format!("/v1/{route}"));
         out.push((format!("{who} GET /v1/{route}"), text));
     }
@@ -1510,6 +1510,79 @@ fn metrics_listener(port: u16) -> String {
     .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A support bundle of `nodes` (name, client) as basaltctl writes it,
+/// unpacked by the peers (`zstd -d`, then GNU `tar -x`): each file by its
+/// path in the bundle.
+fn unpacked_bundle(nodes: &[(&str, &NodeClient)]) -> BTreeMap<String, Vec<u8>> {
+    use basaltctl::support;
+    let dir = tempfile::tempdir().unwrap();
+    let bundles: Vec<support::NodeBundle> = nodes
+        .iter()
+        .map(|(name, c)| support::collect(c, name, &mut |_| {}))
+        .collect();
+    let out = dir.path().join("bundle.tar.zst");
+    let written = support::write_bundle(&out, &bundles, false).unwrap();
+    let tar = dir.path().join("bundle.tar");
+    peer(
+        std::process::Command::new("zstd")
+            .args(["-d", "-q"])
+            .arg(&out)
+            .arg("-o")
+            .arg(&tar),
+    );
+    let x = dir.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    peer(
+        std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&x),
+    );
+    let mut files = BTreeMap::new();
+    snapshot(&x, "", &mut files);
+    let files: BTreeMap<String, Vec<u8>> = files
+        .into_iter()
+        .map(|(p, b)| (p.trim_start_matches('/').to_string(), b))
+        .collect();
+    let listed: Vec<&str> = written.members.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        files.keys().map(String::as_str).collect::<Vec<_>>(),
+        listed,
+        "what basaltctl says it wrote is what tar unpacks"
+    );
+    files
+}
+
+/// Run a peer tool, which must be installed (scripts/install-deps), through
+/// machined's reaper (see [`s_client`]); its stdout.
+fn peer(cmd: &mut std::process::Command) -> String {
+    use std::io::Read;
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (mut child, exit) = machined::supervisor::spawn_reaped(cmd)
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/install-deps installs it)"));
+    let mut out = String::new();
+    let mut err = String::new();
+    let mut stderr = child.stderr.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        stderr.read_to_string(&mut err).unwrap();
+        err
+    });
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let err = reading.join().unwrap();
+    let exit = exit.blocking_recv().expect("the peer's exit");
+    assert!(exit.success(), "{cmd:?}: {exit:?}: {err}");
     out
 }
 
@@ -1583,7 +1656,22 @@ fn no_output_of_the_node_carries_a_secret() {
     outputs.extend(outputs_of(&d, "admin", &admin, lines));
     outputs.extend(outputs_of(&d, "reader", &reader, lines));
     outputs.push(("metrics listener".into(), metrics_listener(metrics_port)));
-    // A support bundle (issue 15) joins the outputs here.
+    // A support bundle of each role, built by basaltctl's code and unpacked
+    // by the zstd and GNU tar CLIs: every member joins the outputs.
+    let node = d.node().addr.to_string();
+    let bundles = [("admin", &admin), ("reader", &reader)].map(|(who, c)| {
+        let members = unpacked_bundle(&[(node.as_str(), c)]);
+        assert!(members.len() > 12, "{who}: {:?}", members.keys());
+        members
+    });
+    for (who, members) in ["admin", "reader"].iter().zip(&bundles) {
+        outputs.extend(members.iter().map(|(path, bytes)| {
+            (
+                format!("{who} bundle {path}"),
+                String::from_utf8_lossy(bytes).into_owned(),
+            )
+        }));
+    }
     let log = String::from_utf8_lossy(&machined_log.lock().unwrap()).into_owned();
     outputs.push(("machined's log".into(), log));
 
@@ -1618,6 +1706,20 @@ fn no_output_of_the_node_carries_a_secret() {
         get("reader logs leaky")
     );
     assert!(get("machined's log").contains("<redacted>"));
+    // The bundles hold the real thing: the logs each role may read, the
+    // config with its secrets and payloads redacted, the refusals listed.
+    let in_bundle = |who: &str, member: &str| get(&format!("{who} bundle {node}/{member}"));
+    assert!(in_bundle("admin", "logs/leaky.log").contains("<redacted>"));
+    assert!(in_bundle("reader", "logs/kube-scheduler.log").contains("<redacted>"));
+    let config = in_bundle("reader", "config.toml");
+    assert!(
+        config.contains("token = \"<redacted>\"") && config.contains("name = \"registry-secret\""),
+        "{config}"
+    );
+    assert_eq!(config, in_bundle("admin", "config.toml"));
+    let errors = in_bundle("reader", "errors.txt");
+    assert!(errors.contains("logs/leaky.log: 403: "), "{errors}");
+    assert!(!bundles[1].contains_key(&format!("{node}/logs/leaky.log")));
     assert!(get("metrics listener").starts_with("HTTP/1.1 200"));
     assert!(get("reader read /etc/basalt/trust.toml").contains("readers"));
     // A credential minted for the admin: a fresh key, none of the node's.
@@ -1670,4 +1772,271 @@ fn readers_dmesg_leaves_out_what_services_printed() {
     assert!(all.contains(&format!("service line {marker}")), "{all}");
     assert!(read.contains(&format!("own line {marker}")), "{read}");
     assert!(!read.contains(&format!("service line {marker}")), "{read}");
+}
+
+/// The worker example with key 3 as a reader, its metrics on a free port.
+fn reader_worker() -> String {
+    edit(
+        &worker_with_reader(),
+        "listen = \"127.0.0.1:9100\"",
+        &format!("listen = \"127.0.0.1:{}\"", free_port()),
+    )
+}
+
+/// What image-builder puts in every root: os-release, and the symlink to it.
+fn image_files(root: &Path) {
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    std::fs::write(
+        root.join("usr/lib/os-release"),
+        "NAME=Basalt\nID=basalt\nVERSION_ID=0.1.0\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../usr/lib/os-release", root.join("etc/os-release")).unwrap();
+}
+
+/// `GET /v1/config` gives readers and admins the running config, which
+/// parses back as the applied one with its secrets and its free-form
+/// payloads (file contents, manifests) redacted and nothing else changed;
+/// a support bundle of a configured node, a node in maintenance mode and an
+/// address nobody answers holds one directory each, with every section the
+/// first node gives, as GNU tar lists it.
+#[test]
+fn a_support_bundle_holds_every_section_of_each_node_and_the_config_round_trips() {
+    use basalt_api::config::MachineConfig;
+    use basalt_api::secret::{REDACTED, Secret};
+    let greeter = ServiceSpec::new(
+        "greeter",
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo hello from greeter; exec sleep 1000".into(),
+        ],
+    );
+    let a = dev_prepared(Limits::default(), vec![greeter], "127.0.0.1:0", image_files);
+    let b = dev(Limits::default());
+    let (admin, reader) = (a.client(1), a.client(3));
+    let doc = edit(
+        &reader_worker(),
+        "\n[trust]",
+        "\n[[cluster.inline_manifests]]\nname = \"apps\"\ncontents = \"kind: Namespace\"\n\n[trust]",
+    );
+    admin
+        .post::<_, ApplyResponse>(
+            "/v1/apply",
+            &apply_req(&doc, &sign(1, &doc), ApplyMode::Auto),
+        )
+        .unwrap();
+    wait_for_output(&admin, &["greeter"], 1);
+
+    // The config round trip, for either role.
+    let served = text_answer(&admin, "/v1/config");
+    assert_eq!(served, text_answer(&reader, "/v1/config"));
+    let got: MachineConfig = toml::from_str(&served).unwrap_or_else(|e| panic!("{e}\n{served}"));
+    let mut want = MachineConfig::parse(doc.as_bytes()).unwrap();
+    assert!(!want.machine.files.is_empty() && !want.cluster.inline_manifests.is_empty());
+    want.cluster.token = Secret::new(REDACTED);
+    for f in &mut want.machine.files {
+        f.content = REDACTED.into();
+    }
+    for m in &mut want.cluster.inline_manifests {
+        m.contents = REDACTED.into();
+    }
+    assert_eq!(got, want, "{served}");
+    let e = b.client(1).send("GET", "/v1/config", vec![]).unwrap_err();
+    assert_eq!(api_status(&e), 404, "{e}");
+
+    let closed = format!("127.0.0.1:{}", free_port());
+    let nobody = NodeClient::new(&closed, None, Arc::new(key(1))).unwrap();
+    let (na, nb) = (a.node().addr.to_string(), b.node().addr.to_string());
+    let bundle = unpacked_bundle(&[(&na, &admin), (&nb, &b.client(1)), (&closed, &nobody)]);
+    // Listed by GNU tar itself, from the compressed bundle.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.tar.zst");
+    let nodes: Vec<_> = [(&na, &admin), (&closed, &nobody)]
+        .iter()
+        .map(|(n, c)| basaltctl::support::collect(c, n, &mut |_| {}))
+        .collect();
+    basaltctl::support::write_bundle(&path, &nodes, false).unwrap();
+    let listed = peer(
+        std::process::Command::new("tar")
+            .arg("--zstd")
+            .arg("-tf")
+            .arg(&path),
+    );
+    let members: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{na}/")))
+        .collect();
+    assert_eq!(
+        members,
+        [
+            "",
+            "config.toml",
+            "dmesg.txt",
+            "errors.txt",
+            "files/",
+            "files/etc/",
+            "files/etc/basalt/",
+            "files/etc/basalt/trust.toml",
+            "files/etc/os-release",
+            "health.json",
+            "logs/",
+            "logs/greeter.log",
+            "metrics.txt",
+            "mounts.json",
+            "network.json",
+            "processes.json",
+            "resources.json",
+            "services.json",
+            "status.json",
+            "version.json",
+        ],
+        "{listed}"
+    );
+    assert_eq!(
+        listed
+            .lines()
+            .filter(|l| l.starts_with(&format!("{closed}/")))
+            .collect::<Vec<_>>(),
+        [format!("{closed}/"), format!("{closed}/errors.txt")],
+        "{listed}"
+    );
+
+    let member = |node: &str, m: &str| {
+        let bytes = bundle
+            .get(&format!("{node}/{m}"))
+            .unwrap_or_else(|| panic!("{node}/{m} is not in {:?}", bundle.keys()));
+        String::from_utf8_lossy(bytes).into_owned()
+    };
+    assert_eq!(member(&na, "logs/greeter.log"), "hello from greeter\n");
+    assert_eq!(member(&na, "config.toml"), served);
+    assert!(member(&na, "files/etc/os-release").contains("ID=basalt"));
+    let status: Status = serde_json::from_str(&member(&na, "status.json")).unwrap();
+    assert_eq!((status.mode, status.generation), (NodeMode::Configured, 1));
+    let services: Vec<basalt_api::rpc::ServiceStatus> =
+        serde_json::from_str(&member(&na, "services.json")).unwrap();
+    assert_eq!(services[0].name, "greeter");
+    assert!(member(&na, "metrics.txt").contains("basalt_config_generation 1"));
+    // What the dev root does not have is listed, not fatal.
+    assert!(
+        member(&na, "errors.txt").contains("files/proc/version: 404: "),
+        "{}",
+        member(&na, "errors.txt")
+    );
+    // The node in maintenance mode: everything but a config.
+    let status: Status = serde_json::from_str(&member(&nb, "status.json")).unwrap();
+    assert_eq!(status.mode, NodeMode::Maintenance);
+    assert!(!bundle.contains_key(&format!("{nb}/config.toml")));
+    assert!(member(&nb, "errors.txt").contains("config.toml: 404: no config applied yet"));
+    // Nobody at the third address: one line says so.
+    let errors = member(&closed, "errors.txt");
+    assert!(
+        errors.starts_with(&format!(
+            "node not reached (nothing was collected): connecting to {closed}"
+        )) && errors.lines().count() == 1,
+        "{errors}"
+    );
+    a.rt.block_on(a.node().node.supervisor().stop_all());
+}
+
+/// Reads of several nodes at once (`--node a,b,c`), through basaltctl's
+/// fan-out: each node's answer under its own name, a node that fails
+/// reported under its name while the others still answer, and the whole
+/// command failing.
+#[test]
+fn several_nodes_answer_at_once_each_labelled_and_one_failing_fails_the_command() {
+    use basaltctl::fanout::{self, Layout};
+    let (a, b) = (dev(Limits::default()), dev(Limits::default()));
+    let closed = format!("127.0.0.1:{}", free_port());
+    let (na, nb) = (a.node().addr.to_string(), b.node().addr.to_string());
+    let nodes = vec![na.clone(), closed.clone(), nb.clone()];
+    let client = |n: &str| -> NodeClient {
+        match [&a, &b]
+            .into_iter()
+            .find(|d| d.node().addr.to_string() == n)
+        {
+            Some(d) => d.client(3),
+            None => NodeClient::new(n, None, Arc::new(key(3))).unwrap(),
+        }
+    };
+    let answers = fanout::on_each(&nodes, |n| {
+        client(n)
+            .call::<Status>(&Route::Status)
+            .map_err(|e| e.to_string())
+    });
+    let text = |s: &Status| format!("mode {}\ntls {}\n", s.mode, s.tls_fingerprint);
+    let r = fanout::render(false, &answers, text, Layout::Lines);
+    let w = na.len().max(nb.len());
+    let (fa, fb) = (&a.node().fingerprint, &b.node().fingerprint);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{na:<w$}  mode maintenance\n{na:<w$}  tls {fa}\n{nb:<w$}  mode maintenance\n{nb:<w$}  tls {fb}\n"
+        )
+    );
+    assert!(
+        r.stderr
+            .starts_with(&format!("{closed}: error: connecting to {closed}"))
+            && r.stderr.lines().count() == 1,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.failed, Some(format!("1 of 3 nodes failed: {closed}")));
+
+    // JSON: each node's object carries its node; the failure its error.
+    let r = fanout::render(true, &answers, text, Layout::Lines);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let objects = v.as_array().unwrap();
+    assert_eq!(objects.len(), 3, "{v}");
+    assert_eq!(
+        (
+            objects[0]["node"].as_str(),
+            objects[0]["tls_fingerprint"].as_str()
+        ),
+        (Some(na.as_str()), Some(fa.as_str()))
+    );
+    assert_eq!(objects[1]["node"].as_str(), Some(closed.as_str()));
+    assert!(
+        objects[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("connecting to"),
+        "{v}"
+    );
+    assert_eq!(
+        (
+            objects[2]["node"].as_str(),
+            objects[2]["tls_fingerprint"].as_str()
+        ),
+        (Some(nb.as_str()), Some(fb.as_str()))
+    );
+
+    // A table: one header behind NODE, each row behind its node.
+    let answers = fanout::on_each(&[na.clone(), nb.clone()], |n| {
+        client(n)
+            .call::<Vec<basalt_api::rpc::Mount>>(&Route::Mounts)
+            .map_err(|e| e.to_string())
+    });
+    let table = |m: &Vec<basalt_api::rpc::Mount>| {
+        let mut out = "TARGET TYPE\n".to_string();
+        for m in m {
+            out.push_str(&format!("{} {}\n", m.target, m.fstype));
+        }
+        out
+    };
+    let r = fanout::render(false, &answers, table, Layout::Table);
+    assert_eq!(r.failed, None);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], format!("{:<w$}  TARGET TYPE", "NODE"));
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("TARGET TYPE")).count(),
+        1
+    );
+    for n in [&na, &nb] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(&format!("{n:<w$}  / "))),
+            "{n} has no / mount: {}",
+            r.stdout
+        );
+    }
 }

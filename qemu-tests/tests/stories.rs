@@ -160,9 +160,11 @@ fn applies_a_signed_worker_config_and_refuses_bad_ones() {
         s.identity.to_string(),
         "system_uuid 3f2504e0-4f89-11d3-9a0c-0305e82c3301, serial BASALT-QEMU-1, macs [\"52:54:00:12:34:56\"]"
     );
-    // Scoped to this machine by its serial, valid until 2099.
+    // Scoped to this machine by its serial, valid until 2099; with a
+    // registry credential in a CRI drop-in, which the support bundle below
+    // must not carry.
     let doc = scoped(
-        &worker(1),
+        &with_registry_password(&worker(1)),
         "not_after = 2099-01-01T00:00:00Z\nserials = [\"BASALT-QEMU-1\"]",
     );
     let r = apply(&admin, &doc, &sign(&admin_key(), &doc)).unwrap();
@@ -270,6 +272,173 @@ fn applies_a_signed_worker_config_and_refuses_bad_ones() {
         (after.generation, after.config_sha256, after.hostname),
         (before.generation, before.config_sha256, before.hostname)
     );
+    support_bundles_hold_every_section_and_no_secret(&_vm, &admin, &reader, &doc);
+}
+
+const REGISTRY_PASSWORD: &str = "qemu-canary-registry-password-5be1";
+
+/// `doc` with a CRI drop-in holding registry credentials.
+fn with_registry_password(doc: &str) -> String {
+    let file = format!(
+        "[[machine.files]]\npath = \"/etc/cri/conf.d/20-registry-auth.toml\"\nmode = 0o600\nop = \"overwrite\"\ncontent = '''\n[plugins.\"io.containerd.cri.v1.images\".registry.configs.\"registry.example.org\".auth]\nusername = \"basalt\"\npassword = \"{REGISTRY_PASSWORD}\"\n'''\n\n[machine.kubelet]"
+    );
+    assert!(doc.contains("[machine.kubelet]"));
+    doc.replacen("[machine.kubelet]", &file, 1)
+}
+
+/// `basaltctl support` against the configured VM, with an admin key and
+/// with a reader key (basaltctl's own code, as the command runs it), read
+/// by the peers (`tar --zstd` lists it, `zstd -dc | tar -x` unpacks it):
+/// every section is there, the refusals are listed, and no member holds the
+/// config's token, its secret half or the registry password.
+fn support_bundles_hold_every_section_and_no_secret(
+    vm: &Vm,
+    admin: &NodeClient,
+    reader: &NodeClient,
+    doc: &str,
+) {
+    use basaltctl::support;
+    use std::process::Command;
+    let cfg = basalt_api::config::MachineConfig::parse(doc.as_bytes()).unwrap();
+    let token = cfg.cluster.token.expose().to_string();
+    let secrets = [
+        token.clone(),
+        token.split_once('.').unwrap().1.to_string(),
+        REGISTRY_PASSWORD.to_string(),
+    ];
+    // containerd's log has its start (with its CRI config) before the
+    // bundle is taken.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let containerd_log = loop {
+        let log = admin
+            .send("GET", "/v1/logs/containerd", vec![])
+            .map(|r| r.text().unwrap_or_default())
+            .unwrap_or_default();
+        if log.contains("containerd.sock") {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "containerd never served: {log}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let node = vm.addr();
+    for (who, client) in [("admin", admin), ("reader", reader)] {
+        let dir = vm.dir().join(format!("support-{who}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("support.tar.zst");
+        let started = Instant::now();
+        let bundle = support::collect(client, &node, &mut |_| {});
+        assert_eq!(bundle.unreachable, None, "{who}");
+        let written = support::write_bundle(&out, &[bundle], false).unwrap();
+        eprintln!(
+            "support bundle ({who} key) of the QEMU node: {} files, {} bytes compressed, {} unpacked, in {:.1}s",
+            written.members.len(),
+            written.compressed,
+            written.unpacked(),
+            started.elapsed().as_secs_f64()
+        );
+        let run = |cmd: &mut Command| {
+            let o = cmd.output().expect("tar and zstd (scripts/install-deps)");
+            assert!(
+                o.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let listed = run(Command::new("tar").arg("--zstd").arg("-tf").arg(&out));
+        let x = dir.join("x");
+        std::fs::create_dir(&x).unwrap();
+        run(Command::new("sh").arg("-c").arg(format!(
+            "zstd -dc '{}' | tar -x -C '{}'",
+            out.display(),
+            x.display()
+        )));
+        let member = |m: &str| std::fs::read_to_string(x.join(&node).join(m));
+        let services: Vec<basalt_api::rpc::ServiceStatus> =
+            serde_json::from_str(&member("services.json").unwrap()).unwrap();
+        assert!(
+            services.iter().any(|s| s.name == "containerd"),
+            "{services:?}"
+        );
+        let mut want: Vec<String> = [
+            "version.json",
+            "status.json",
+            "services.json",
+            "health.json",
+            "resources.json",
+            "network.json",
+            "mounts.json",
+            "processes.json",
+            "metrics.txt",
+            "dmesg.txt",
+            "config.toml",
+            "files/etc/os-release",
+            "files/etc/basalt/trust.toml",
+            "files/etc/basalt/image-policy.toml",
+            "files/etc/basalt/modules.load",
+            "files/proc/version",
+            "files/proc/cmdline",
+            "files/proc/meminfo",
+            "files/etc/resolv.conf",
+        ]
+        .map(String::from)
+        .to_vec();
+        if who == "admin" {
+            want.extend(services.iter().map(|s| format!("logs/{}.log", s.name)));
+        }
+        for m in &want {
+            assert!(
+                listed.lines().any(|l| l == format!("{node}/{m}")),
+                "{who}: no {m} in\n{listed}"
+            );
+        }
+        assert!(
+            member("files/etc/os-release")
+                .unwrap()
+                .contains("ID=basalt")
+        );
+        let status: Status = serde_json::from_str(&member("status.json").unwrap()).unwrap();
+        assert_eq!(
+            (status.generation, status.hostname.as_str()),
+            (1, "worker-1")
+        );
+        let config = member("config.toml").unwrap();
+        assert!(
+            config.contains("token = \"<redacted>\"") && config.contains("20-registry-auth.toml"),
+            "{config}"
+        );
+        if who == "reader" {
+            let errors = member("errors.txt").unwrap();
+            assert!(errors.contains("logs/containerd.log: 403: "), "{errors}");
+        } else {
+            let log = member("logs/containerd.log").unwrap();
+            assert!(log.starts_with(&containerd_log), "{log}");
+        }
+        // No member carries a secret: GNU grep over the unpacked tree (which
+        // does find what was redacted in their place).
+        let redacted = Command::new("grep")
+            .arg("-rlF")
+            .arg("<redacted>")
+            .arg(&x)
+            .output()
+            .unwrap();
+        assert_eq!(redacted.status.code(), Some(0), "{who}: nothing redacted?");
+        for s in &secrets {
+            let found = Command::new("grep")
+                .arg("-rlF")
+                .arg(s)
+                .arg(&x)
+                .output()
+                .unwrap();
+            assert_eq!(
+                found.status.code(),
+                Some(1),
+                "{who}: a secret in {}",
+                String::from_utf8_lossy(&found.stdout)
+            );
+        }
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! the TOML path and the line:column it points at.
 
 mod locate;
+mod redacted;
 mod registries;
 mod validate;
 mod values;
