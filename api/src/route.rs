@@ -174,6 +174,7 @@ impl Route {
             Route::Bootstrap => "bootstrap",
             Route::Kubeconfig => "kubeconfig",
             Route::Health => "health",
+            Route::Config => "config",
         }
     }
 
