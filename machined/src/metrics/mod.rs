@@ -93,22 +93,21 @@ impl Metrics {
     /// An answered API request (`route` is [`basalt_api::route::Route::name`]
     /// or `unknown`).
     pub fn api_request(&self, route: &str, code: u16) {
-        if let Some(own) = &self.own {
-            if let Ok(c) = own
+        if let Some(own) = &self.own
+            && let Ok(c) = own
                 .api_requests
                 .get_metric_with_label_values(&[route, &code.to_string()])
-            {
-                c.inc();
-            }
+        {
+            c.inc();
         }
     }
 
     /// A request authentication refused (`reason`: a fixed name).
     pub fn auth_failure(&self, reason: &str) {
-        if let Some(own) = &self.own {
-            if let Ok(c) = own.auth_failures.get_metric_with_label_values(&[reason]) {
-                c.inc();
-            }
+        if let Some(own) = &self.own
+            && let Ok(c) = own.auth_failures.get_metric_with_label_values(&[reason])
+        {
+            c.inc();
         }
     }
 
