@@ -1,6 +1,9 @@
 //! A real `machined --dev-root` process and a signed client to it, for
 //! tests and benches that watch machined from outside (its CPU time, its
-//! memory, what it serves).
+//! memory, what it serves). Shared by `tests/metrics.rs` and
+//! `benches/scrape.rs`, each of which uses only part of it.
+
+#![allow(dead_code)]
 
 use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
 use basalt_api::sshkey::PrivateKey;
