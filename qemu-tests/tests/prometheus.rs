@@ -185,22 +185,22 @@ fn prometheus_scrapes_the_node_and_answers_with_its_values() {
     });
     assert_eq!(boot, btime);
 
-    // Node memory pressure: Prometheus' latest sample lies between what the
-    // kernel said before it was scraped and what it says after.
-    let before = psi_some_total(&read(&admin, "/proc/pressure/memory"));
+    // Node CPU pressure (a node under TCG waits for CPU, so it grows):
+    // Prometheus' latest sample lies between what the kernel said before
+    // it was scraped and what it says after.
+    let before = psi_some_total(&read(&admin, "/proc/pressure/cpu"));
     std::thread::sleep(Duration::from_secs(5));
     let scraped = prom
-        .query("basalt_node_pressure_stalled_seconds_total{resource=\"memory\",kind=\"some\"}")
-        .unwrap();
-    let after = psi_some_total(&read(&admin, "/proc/pressure/memory"));
-    assert!(
-        before <= scraped && scraped <= after,
-        "memory PSI: {before} <= {scraped} <= {after}"
-    );
-    let node_cpu_psi = prom
         .query("basalt_node_pressure_stalled_seconds_total{resource=\"cpu\",kind=\"some\"}")
         .unwrap();
-    assert!(node_cpu_psi > 0.0, "a booting node under TCG waits for CPU");
+    let after = psi_some_total(&read(&admin, "/proc/pressure/cpu"));
+    assert!(
+        0.0 < before && before <= scraped && scraped <= after,
+        "cpu PSI: 0 < {before} <= {scraped} <= {after}"
+    );
+    let memory_psi = prom
+        .query("basalt_node_pressure_stalled_seconds_total{resource=\"memory\",kind=\"full\"}")
+        .unwrap();
 
     // containerd's memory: its cgroup's memory.current, as the node reports
     // it (an idle containerd moves by pages, so within 10 %).
@@ -221,7 +221,7 @@ fn prometheus_scrapes_the_node_and_answers_with_its_values() {
         .unwrap();
     assert_eq!(requests, 1.0);
     eprintln!(
-        "prometheus: boot time {boot}, memory PSI {scraped} s, cpu PSI {node_cpu_psi} s, \
-         containerd {prom_says} bytes and {cpu} s CPU"
+        "prometheus: boot time {boot}, cpu PSI {scraped} s (kernel: {before} .. {after}), \
+         memory PSI full {memory_psi} s, containerd {prom_says} bytes and {cpu} s CPU"
     );
 }
