@@ -138,12 +138,15 @@ fn main() {
         peer.cpu_ms_per_scrape,
         ours.cpu_ms_per_scrape / peer.cpu_ms_per_scrape
     );
-    // A growth near 0 on either side makes the ratio meaningless; print
-    // both values and the ratio of the magnitudes + 1 MiB so it stays finite.
+    println!(
+        "per series: ours {:.1}us, node-exporter {:.1}us of CPU",
+        ours.cpu_ms_per_scrape * 1e3 / ours.series as f64,
+        peer.cpu_ms_per_scrape * 1e3 / peer.series as f64
+    );
     println!(
         "RESULT name=scrape_rss_growth_after_{SCRAPES} ours={:.2}MiB peer={:.2}MiB ratio={:.2}",
         ours.rss_growth_mib,
         peer.rss_growth_mib,
-        (ours.rss_growth_mib.abs() + 1.0) / (peer.rss_growth_mib.abs() + 1.0)
+        ours.rss_growth_mib / peer.rss_growth_mib
     );
 }
