@@ -71,7 +71,7 @@ impl fmt::Display for Reason {
 pub fn parse(text: &str) -> Result<Vec<Sample>, ParseError> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim_matches(|c| c == ' ' || c == '\t');
+        let line = raw.trim_matches([' ', '\t']);
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -85,9 +85,7 @@ pub fn parse(text: &str) -> Result<Vec<Sample>, ParseError> {
 }
 
 fn sample(line: &str) -> Result<Sample, Reason> {
-    let name_end = line
-        .find(|c: char| c == '{' || c == ' ' || c == '\t')
-        .unwrap_or(line.len());
+    let name_end = line.find(['{', ' ', '\t']).unwrap_or(line.len());
     let name = &line[..name_end];
     if !is_name(name, true) {
         return Err(Reason::BadMetricName);

@@ -142,7 +142,7 @@ fn the_screen_shows_both_nodes_services_cpu_memory_and_the_log() {
     assert!(row_with("CPU 25.0%").contains("memory 1.0 GiB used of 4.0 GiB (25%)"));
     assert!(row_with("PSI avg10").contains("cpu some 12.5%"));
     let words = |r: &str| -> Vec<String> {
-        r.split(|c| c == '│' || c == ' ' || c == '▶')
+        r.split(['│', ' ', '▶'])
             .filter(|w| !w.is_empty())
             .map(String::from)
             .collect()
