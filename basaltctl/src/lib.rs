@@ -3,8 +3,10 @@
 //! the QEMU tests so they exercise exactly what operators run.
 
 pub mod client;
+pub mod dashboard;
 pub mod fanout;
 pub mod kube;
 pub mod pki;
+pub mod promtext;
 pub mod support;
 pub mod template;

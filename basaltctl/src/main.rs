@@ -1,6 +1,7 @@
 //! `basaltctl`: the operator's tool for Basalt keys, signed configs and nodes.
 
 mod configcmd;
+mod dashcmd;
 mod keys;
 mod nodecmd;
 
@@ -83,6 +84,19 @@ enum Command {
     Read { path: String },
     /// Prometheus metrics text.
     Metrics,
+    /// A live view of the nodes: CPU, memory, pressure, services (state,
+    /// readiness, restarts), the log of a chosen service, config generation
+    /// and signers. Keys: ←/→ node, ↑/↓ service, q, Esc or Ctrl-C quit.
+    /// When stdout is not a terminal (or with --once) it prints each node
+    /// once as plain text and exits, non-zero if a node failed.
+    Dashboard {
+        /// How often to refresh, e.g. 2s, 500ms, 1m.
+        #[arg(long, default_value = "2s", value_parser = basaltctl::kube::parse_duration)]
+        interval: std::time::Duration,
+        /// Print once as plain text, even on a terminal.
+        #[arg(long)]
+        once: bool,
+    },
     /// Write a support bundle: each node's status, services, health,
     /// resources, service logs, kernel log, network, mounts, processes,
     /// metrics, running config (secrets redacted) and image files, one
@@ -325,6 +339,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         )),
         Command::Read { path } => done(n::read(a, &path)),
         Command::Metrics => done(n::stream(a, &Route::Metrics)),
+        Command::Dashboard { interval, once } => done(dashcmd::dashboard(a, interval, once)),
         Command::Support { out, force } => done(n::support(a, &out, force)),
         Command::Reboot => done(n::show(a, &Route::Reboot, |_: &RebootResponse| {
             "rebooting".into()

@@ -168,18 +168,28 @@ impl Session {
 
     /// After the first successful call on an unpinned node, remember its certificate.
     fn remember(&mut self) -> Result<()> {
+        if let Some(note) = self.pin_seen()? {
+            eprintln!("{note}");
+        }
+        Ok(())
+    }
+
+    /// [`Session::remember`] without printing: what to tell the operator
+    /// when a node was pinned now (the dashboard says it after the screen
+    /// is given back).
+    pub fn pin_seen(&mut self) -> Result<Option<String>> {
         if !self.pinned
             && let Some(fp) = self.client.seen_fingerprint()
         {
             save_pin(&self.known, &self.node, &fp)?;
-            eprintln!(
+            self.pinned = true;
+            return Ok(Some(format!(
                 "pinned {} as {fp} in {} (check it against the node's console)",
                 self.node,
                 self.known.display()
-            );
-            self.pinned = true;
+            )));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Call a JSON endpoint that takes no body.

@@ -1,7 +1,7 @@
 //! A real `machined --dev-root` process and a signed client to it, for
 //! tests and benches that watch machined from outside (its CPU time, its
-//! memory, what it serves). Shared by `tests/metrics.rs` and
-//! `benches/scrape.rs`, each of which uses only part of it.
+//! memory, what it serves). Shared by `tests/metrics.rs`,
+//! `tests/dashboard.rs` and `benches/scrape.rs`, each of which uses only part of it.
 
 #![allow(dead_code)]
 
@@ -97,21 +97,11 @@ impl DevMachined {
     /// with its metrics listener on 127.0.0.1:`metrics_port` (dev mode
     /// runs on the host: loopback only).
     pub fn worker_doc(&self, generation: u64, metrics_port: u16) -> String {
-        WORKER
-            .replace(EXAMPLE_ADMIN, &self.key.public().to_openssh())
-            .replace("generation = 1", &format!("generation = {generation}"))
-            .replace("0.0.0.0:9100", &format!("127.0.0.1:{metrics_port}"))
+        worker_doc(&self.key, generation, metrics_port)
     }
 
     pub fn apply(&self, doc: &str) -> ApplyResponse {
-        let req = ApplyRequest {
-            config: doc.to_string(),
-            signatures: sshsig::sign(&self.key, CONFIG_NAMESPACE, doc.as_bytes()),
-            mode: ApplyMode::NoReboot,
-            dry_run: false,
-            try_timeout_secs: None,
-        };
-        self.client.post("/v1/apply", &req).unwrap()
+        apply(&self.client, &self.key, doc)
     }
 
     pub fn pid(&self) -> u32 {
@@ -124,6 +114,27 @@ impl Drop for DevMachined {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `configs/worker.toml` administered by `key`, at `generation`, with its
+/// metrics listener on 127.0.0.1:`metrics_port`.
+pub fn worker_doc(key: &PrivateKey, generation: u64, metrics_port: u16) -> String {
+    WORKER
+        .replace(EXAMPLE_ADMIN, &key.public().to_openssh())
+        .replace("generation = 1", &format!("generation = {generation}"))
+        .replace("0.0.0.0:9100", &format!("127.0.0.1:{metrics_port}"))
+}
+
+/// `doc` signed by `key`, applied through `client` without a reboot.
+pub fn apply(client: &NodeClient, key: &PrivateKey, doc: &str) -> ApplyResponse {
+    let req = ApplyRequest {
+        config: doc.to_string(),
+        signatures: sshsig::sign(key, CONFIG_NAMESPACE, doc.as_bytes()),
+        mode: ApplyMode::NoReboot,
+        dry_run: false,
+        try_timeout_secs: None,
+    };
+    client.post("/v1/apply", &req).unwrap()
 }
 
 pub fn free_port() -> u16 {
