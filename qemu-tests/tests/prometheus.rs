@@ -1,6 +1,7 @@
 //! A real Prometheus server (Debian's `prometheus`) scrapes a node's metrics
 //! listener through a forwarded port, and its PromQL answers are what the
-//! node's kernel reports through the API at the same time.
+//! node's kernel reports through the API at the same time; `basaltctl
+//! dashboard` shows the same node.
 
 use basaltctl::client::NodeClient;
 use qemu_tests::cluster::{apply, eventually};
@@ -220,8 +221,68 @@ fn prometheus_scrapes_the_node_and_answers_with_its_values() {
         .query("sum(basalt_api_requests_total{route=\"apply\",code=\"200\"})")
         .unwrap();
     assert_eq!(requests, 1.0);
+    dashboard_shows_the_node(&vm.addr(), &admin);
     eprintln!(
         "prometheus: boot time {boot}, cpu PSI {scraped} s (kernel: {before} .. {after}), \
          memory PSI full {memory_psi} s, containerd {prom_says} bytes and {cpu} s CPU"
     );
+}
+
+/// `basaltctl dashboard`'s live view (drawn into a test buffer) and its
+/// one-shot text, after two refreshes (a CPU rate needs two).
+fn dashboard_shows_the_node(addr: &str, admin: &NodeClient) {
+    use basaltctl::dashboard::{self, DashboardState};
+    let mut state = DashboardState::new(&[addr.to_string()], Duration::from_secs(2));
+    for _ in 0..2 {
+        state.update(0, dashboard::fetch(admin, Some("containerd")));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let data = match &state.nodes[0].data {
+        Some(Ok(d)) => d.clone(),
+        other => panic!("dashboard refresh: {other:?}"),
+    };
+    let text = dashboard::plain_text(addr, &data);
+    let cpu = text
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu"))
+        .and_then(|v| v.trim().strip_suffix('%'))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no CPU rate in:\n{text}"));
+    assert!((0.0..=100.0).contains(&cpu), "{text}");
+    assert!(text.contains("generation  1"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("containerd") && l.contains("running") && l.contains("yes")),
+        "{text}"
+    );
+    assert!(
+        text.contains("memory") && text.contains("used of"),
+        "{text}"
+    );
+    let backend = ratatui::backend::TestBackend::new(120, 40);
+    let mut terminal = ratatui::Terminal::new(backend).unwrap();
+    terminal
+        .draw(|frame| dashboard::render(&state, frame))
+        .unwrap();
+    let screen: String = terminal
+        .backend()
+        .buffer()
+        .content()
+        .chunks(120)
+        .map(|row| row.iter().map(|c| c.symbol()).collect::<String>() + "\n")
+        .collect();
+    assert!(
+        screen.contains(addr) && screen.contains("containerd"),
+        "{screen}"
+    );
+    // The chosen service's log came with the refresh: containerd's own
+    // words about its socket.
+    let log = data.log.as_ref().expect("the chosen service's log");
+    assert_eq!(log.service, "containerd");
+    let lines = log.lines.as_ref().expect("containerd's log");
+    assert!(
+        lines.iter().any(|l| l.contains("containerd.sock")),
+        "{lines:?}"
+    );
+    eprintln!("dashboard of the QEMU node:\n{text}");
 }
