@@ -797,7 +797,7 @@ pub fn support(args: &NodeArgs, out: &Path, force: bool) -> Result<()> {
         answers.into_iter().filter_map(|a| a.result.ok()).collect();
     let written = support::write_bundle(out, &bundles, force)?;
     for (path, size) in &written.members {
-        println!("{:>10}  {path}", human_size(*size));
+        println!("{:>10}  {path}", basaltctl::dashboard::human_bytes(*size));
     }
     println!(
         "wrote {}: {} files from {} node{}, {} ({} unpacked)",
@@ -805,8 +805,8 @@ pub fn support(args: &NodeArgs, out: &Path, force: bool) -> Result<()> {
         written.members.len(),
         bundles.len(),
         if bundles.len() == 1 { "" } else { "s" },
-        human_size(written.compressed),
-        human_size(written.unpacked()),
+        basaltctl::dashboard::human_bytes(written.compressed),
+        basaltctl::dashboard::human_bytes(written.unpacked()),
     );
     let dirs = support::node_dirs(&bundles);
     let mut unreached = Vec::new();
@@ -836,22 +836,6 @@ pub fn support(args: &NodeArgs, out: &Path, force: bool) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// `523 B`, `312.4 KiB`, `1.2 MiB`.
-fn human_size(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 pub fn services_table(services: &Vec<ServiceStatus>) -> String {

@@ -11,13 +11,14 @@
 // denies it in PID 1).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../tests/support/dev_process.rs"]
+mod dev_process;
+
+use dev_process::DevMachined;
+
 use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, Status};
-use basalt_api::sshkey::PrivateKey;
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
-use basaltctl::client::NodeClient;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WORKER: &str = include_str!("../../configs/worker.toml");
@@ -43,56 +44,11 @@ fn rss_mib(pid: u32) -> f64 {
 
 fn main() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let key = PrivateKey::from_seed(&[1; 32], "bench");
-    std::fs::create_dir_all(root.join("etc/basalt")).unwrap();
-    std::fs::write(
-        root.join("etc/basalt/trust.toml"),
-        format!("admins = [\"{}\"]\n", key.public().to_openssh()),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_machined"))
-        .args([
-            "--dev-root",
-            root.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    // "machined (dev) API https://ADDR fingerprint FP"
-    let addr = line
-        .split("https://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    let fp = line
-        .split("fingerprint ")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .to_string();
-    let client = NodeClient::new(
-        &addr,
-        Some(fp),
-        Arc::new(PrivateKey::from_seed(&[1; 32], "bench")),
-    )
-    .unwrap();
-    client.get::<Status>("/v1/status").unwrap();
+    let mut node = DevMachined::start(1);
     std::thread::sleep(Duration::from_millis(300));
-    let idle = rss_mib(child.id());
+    let idle = rss_mib(node.pid());
 
-    let admin_line = key.public().to_openssh();
+    let admin_line = node.key.public().to_openssh();
     let doc = |g: u64| {
         WORKER
             .replace(EXAMPLE_ADMIN, &admin_line)
@@ -108,7 +64,7 @@ fn main() {
     let mut ours = Vec::new();
     for g in 1..=n {
         let d = doc(g);
-        let sig = sshsig::sign(&key, CONFIG_NAMESPACE, d.as_bytes());
+        let sig = sshsig::sign(&node.key, CONFIG_NAMESPACE, d.as_bytes());
         let req = ApplyRequest {
             config: d,
             signatures: sig,
@@ -117,26 +73,25 @@ fn main() {
             try_timeout_secs: None,
         };
         let t = Instant::now();
-        let r: ApplyResponse = client.post("/v1/apply", &req).unwrap();
+        let r: ApplyResponse = node.client.post("/v1/apply", &req).unwrap();
         ours.push(t.elapsed());
         assert_eq!(r.generation, g);
     }
     assert_eq!(
-        client.get::<Status>("/v1/status").unwrap().hostname,
+        node.client.get::<Status>("/v1/status").unwrap().hostname,
         format!("bench-{n}")
     );
-    let after = rss_mib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-
-    // The floor: OpenSSH verifying the same kind of document and signature.
+    let after = rss_mib(node.pid());
+    // The floor: OpenSSH verifying the same kind of document and signature
+    // (signed now, verified with machined gone).
     let d = doc(n + 1);
     std::fs::write(tmp.path().join("doc.toml"), &d).unwrap();
     std::fs::write(
         tmp.path().join("doc.toml.sig"),
-        sshsig::sign(&key, CONFIG_NAMESPACE, d.as_bytes()),
+        sshsig::sign(&node.key, CONFIG_NAMESPACE, d.as_bytes()),
     )
     .unwrap();
+    node.stop();
     std::fs::write(tmp.path().join("allowed"), format!("ops {admin_line}\n")).unwrap();
     let mut peer = Vec::new();
     for _ in 0..30 {

@@ -9,7 +9,7 @@ mod figures;
 mod render;
 mod text;
 
-pub use figures::{CpuTotals, Figures, Memory, Pressure};
+pub use figures::{CpuTotals, Figures, Memory, Pressure, human_bytes};
 pub use render::render;
 pub use text::plain_text;
 

@@ -109,10 +109,17 @@ impl DevMachined {
     }
 }
 
-impl Drop for DevMachined {
-    fn drop(&mut self) {
+impl DevMachined {
+    /// Kill machined now (a bench measuring its peer next wants it gone).
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for DevMachined {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
