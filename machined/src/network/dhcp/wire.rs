@@ -57,7 +57,12 @@ fn bad_option(bytes: &[u8]) -> Option<(u8, usize)> {
             at += 1;
             continue;
         }
-        let len = usize::from(*bytes.get(at + 1)?);
+        // A code in the datagram's last byte has no length: dhcproto still
+        // decodes the option before it (found by the 10-minute fuzz run).
+        let Some(&len) = bytes.get(at + 1) else {
+            break;
+        };
+        let len = usize::from(len);
         open = match open {
             Some((c, total)) if c == code => Some((c, total + len)),
             Some((c, total)) if asserted(c, total) => return Some((c, total)),
@@ -120,6 +125,16 @@ mod tests {
         let e = decode_reply(&bytes).expect_err("unterminated");
         assert!(
             matches!(e, ReplyError::OptionLength { code: 154, len: 1 }),
+            "{e}"
+        );
+        // Followed by a lone code in the datagram's last byte, no length:
+        // dhcproto decodes the option before it all the same.
+        let mut bytes = offer_with(&[]);
+        bytes.pop();
+        bytes.extend_from_slice(&[80, 1, 0, 225]);
+        let e = decode_reply(&bytes).expect_err("lone code at the end");
+        assert!(
+            matches!(e, ReplyError::OptionLength { code: 80, len: 1 }),
             "{e}"
         );
     }
