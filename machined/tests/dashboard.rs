@@ -99,16 +99,53 @@ impl Node {
         let key = self.dir.path().join("admin");
         std::fs::write(&key, self.key.to_openssh().unwrap()).unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        Command::new(basaltctl_bin())
-            .args(["--node", nodes, "--fingerprint", &self.fingerprint()])
+        let mut cmd = Command::new(basaltctl_bin());
+        cmd.args(["--node", nodes, "--fingerprint", &self.fingerprint()])
             .arg("--key")
             .arg(&key)
             .arg("--known-nodes")
             .arg(self.dir.path().join("known_nodes"))
             .arg("dashboard")
-            .args(extra)
-            .output()
-            .unwrap()
+            .args(extra);
+        output_reaped(&mut cmd)
+    }
+}
+
+/// `cmd`'s output, spawned through machined's reaper: the node in this
+/// process reaps every child (`waitpid(-1)`), so `Command::output` would
+/// race it and fail with ECHILD.
+fn output_reaped(cmd: &mut Command) -> Output {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{ExitStatus, Stdio};
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (mut child, exit) = machined::supervisor::spawn_reaped(cmd).unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut err = Vec::new();
+        stderr.read_to_end(&mut err).unwrap();
+        err
+    });
+    let mut stdout = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    let stderr = reading.join().unwrap();
+    let exit = exit.blocking_recv().expect("basaltctl's exit");
+    let status = match (exit.code, exit.signal) {
+        (Some(code), _) => ExitStatus::from_raw((code & 0xff) << 8),
+        (None, Some(sig)) => ExitStatus::from_raw(sig & 0x7f),
+        (None, None) => panic!("basaltctl ended without a status: {exit:?}"),
+    };
+    Output {
+        status,
+        stdout,
+        stderr,
     }
 }
 
