@@ -171,9 +171,14 @@ fn a_memory_hog_and_a_fork_bomb_stay_in_their_cgroups() {
     // refused, and the supervisor still started and stopped a service.
     let bomb = get("fork_bomb");
     assert_eq!(num(bomb, "pids_max"), BOMB_PIDS_MAX as i64);
-    assert_eq!(
-        num(bomb, "pids_current_highest"),
-        BOMB_PIDS_MAX as i64,
+    // The kernel charges a fork before checking the limit and takes the
+    // charge back when it is over, so a sample of pids.current can catch
+    // the limit plus one per CPU forking at that instant (65 was seen on
+    // this 2-CPU guest); pids.peak, which records only successful charges,
+    // is what never passes it.
+    let highest = num(bomb, "pids_current_highest");
+    assert!(
+        (BOMB_PIDS_MAX as i64..=BOMB_PIDS_MAX as i64 + 2).contains(&highest),
         "{bomb:?}"
     );
     if bomb["pids_peak"] != "absent" {
