@@ -5,6 +5,8 @@
 
 pub mod config;
 pub mod diff;
+pub mod disk_layout;
+pub mod gpt;
 pub mod image_layout;
 pub mod request;
 pub mod route;
