@@ -35,6 +35,13 @@ pub const ROOT_IMAGE_NAME: &str = "root.squashfs";
 /// switches into (overridable with `basalt.root=`).
 pub const ROOT_IMAGE: &str = "/basalt/root.squashfs";
 
+/// The installer's payload, only in the ISO's initramfs: the first bytes of
+/// `disk.raw` up to root slot A (protective MBR, primary GPT, the ESP with
+/// systemd-boot and the disk's UKI), zstd-compressed. machined writes it to
+/// the install disk, then the root image ([`ROOT_IMAGE`]) into slot A, then
+/// the backup GPT at the end of that disk (see [`crate::disk_layout`]).
+pub const INSTALL_DISK_HEAD: &str = "/basalt/install/disk-head.img.zst";
+
 /// OCI image-layout archives baked into the root image (the pause image,
 /// test workloads), one `<reference with [^A-Za-z0-9._-] as _>.tar` each;
 /// machined imports every one into containerd's `k8s.io` namespace at boot.
