@@ -127,6 +127,35 @@ pub struct Status {
     /// The image's lowest acceptable config generation.
     #[serde(default)]
     pub min_generation: u64,
+    /// The boot disk, slot and boot entry, on a node booted from disk
+    /// (absent on kernel+initramfs and ISO boots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootStatus>,
+}
+
+/// How a disk-booted node booted: which slot, which systemd-boot entry, and
+/// how boot counting judged it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BootStatus {
+    /// `/dev/vda`.
+    pub disk: String,
+    /// `A` or `B`.
+    pub slot: String,
+    /// The systemd-boot entry's file name now (`basalt-0.2.0.efi`), if
+    /// systemd-boot booted the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// The running image's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `not counted`, `trial (N tries left)`, `blessed`, or `marked bad: …`.
+    pub assessment: String,
+    /// What the last upgrade came to, when it did not simply succeed
+    /// (e.g. it failed and the node rolled back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_upgrade: Option<String>,
+    /// Where /var lives: the EPHEMERAL partition, or `ram`.
+    pub var: String,
 }
 
 /// The body of a POST that carries no parameters (`confirm`, `reboot`, …):

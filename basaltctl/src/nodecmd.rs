@@ -323,7 +323,28 @@ pub fn status_text(st: &Status) -> String {
             t.source
         )),
         st.min_generation,
-    ) + &host_checks_text(&st.host_checks)
+    ) + &boot_text(st.boot.as_ref())
+        + &host_checks_text(&st.host_checks)
+}
+
+/// A disk-booted node's slot and boot entry, after the status table.
+fn boot_text(boot: Option<&basalt_api::rpc::BootStatus>) -> String {
+    let Some(b) = boot else {
+        return String::new();
+    };
+    let mut out = format!(
+        "boot         slot {} of {}, entry {}, version {}\nassessment   {}\nvar          {}\n",
+        b.slot,
+        b.disk,
+        b.entry.as_deref().unwrap_or("-"),
+        b.version.as_deref().unwrap_or("-"),
+        b.assessment,
+        b.var,
+    );
+    if let Some(u) = &b.last_upgrade {
+        out.push_str(&format!("last upgrade {u}\n"));
+    }
+    out
 }
 
 /// The CNI's host prerequisites, one line each, after the status table.
@@ -1132,6 +1153,7 @@ mod tests {
             ),
             trusted_time: Some(basalt_api::scope::TrustedTime::new(1_764_547_200, 0, false)),
             min_generation: 3,
+            boot: None,
         };
         assert!(
             status_text(&st).contains("\nready        no: no config yet (maintenance mode)\n"),

@@ -11,6 +11,7 @@
 
 pub mod api_views;
 pub mod auth;
+pub mod bootdisk;
 pub mod containerd;
 pub mod controllers;
 pub mod devmode;
@@ -26,6 +27,7 @@ pub mod peers;
 pub mod pid1;
 pub mod registries;
 pub mod server;
+pub mod slots;
 pub mod state;
 pub mod supervisor;
 pub mod tls;

@@ -110,6 +110,8 @@ pub struct Node {
     /// The config controller's state: the lock serializes applies.
     applied: Mutex<ConfigState>,
     power: mpsc::UnboundedSender<PowerEvent>,
+    /// How a disk-booted node booted (see `crate::slots`); set by PID 1.
+    boot: std::sync::Mutex<Option<basalt_api::rpc::BootStatus>>,
 }
 
 impl Node {
@@ -152,6 +154,7 @@ impl Node {
             tls_fingerprint: parts.tls_fingerprint,
             applied: Mutex::new(applied),
             power: parts.power,
+            boot: std::sync::Mutex::new(None),
         });
         node.learn_secrets(current.as_ref());
         match &current {
@@ -568,6 +571,11 @@ impl Node {
                 &self.config.image_policy,
             )),
             min_generation: self.config.image_policy.min_generation,
+            boot: self
+                .boot
+                .lock()
+                .map(|b| b.clone())
+                .unwrap_or_else(|p| p.into_inner().clone()),
         }
     }
 
@@ -598,6 +606,14 @@ impl Node {
         tracing::warn!("STATE wiped by reset; rebooting into maintenance mode");
         let _ = self.power.send(PowerEvent::Reboot);
         Ok(())
+    }
+
+    /// Records how this node booted, for `status`.
+    pub fn set_boot(&self, boot: basalt_api::rpc::BootStatus) {
+        match self.boot.lock() {
+            Ok(mut b) => *b = Some(boot),
+            Err(p) => *p.into_inner() = Some(boot),
+        }
     }
 
     pub fn request_power(&self, ev: PowerEvent) {

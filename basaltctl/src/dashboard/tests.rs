@@ -22,6 +22,7 @@ fn status(hostname: &str, generation: u64, signers: &[&str]) -> Status {
         identity: basalt_api::scope::NodeIdentity::from_firmware(None, None, vec![]),
         trusted_time: None,
         min_generation: 0,
+        boot: None,
     }
 }
 

@@ -5,7 +5,7 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 
 /// ext4 superblock at 1024; magic 0xEF53 at +0x38; volume name at +0x78.
-fn ext4_label(dev: &str) -> Option<String> {
+pub(crate) fn ext4_label(dev: &str) -> Option<String> {
     let mut f = fs::File::open(dev).ok()?;
     let mut sb = [0u8; 256];
     f.seek(SeekFrom::Start(1024)).ok()?;

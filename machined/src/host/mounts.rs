@@ -59,15 +59,15 @@ pub fn switch_root(image: &str) -> io::Result<()> {
         "squashfs"
     };
     let (loopdev, _hold) = super::loopdev::attach_read_only(image)?;
+    switch_root_from(&loopdev, fstype)
+}
+
+/// Step 3 from a block device (a root slot on the boot disk): mount it
+/// read-only as `fstype` and make it `/`.
+pub fn switch_root_from(dev: &str, fstype: &str) -> io::Result<()> {
     fs::create_dir_all("/sysroot")?;
-    mount(
-        loopdev.as_str(),
-        "/sysroot",
-        fstype,
-        MountFlags::RDONLY,
-        None,
-    )
-    .map_err(|e| io::Error::other(format!("mount {loopdev} ({fstype}) on /sysroot: {e}")))?;
+    mount(dev, "/sysroot", fstype, MountFlags::RDONLY, None)
+        .map_err(|e| io::Error::other(format!("mount {dev} ({fstype}) on /sysroot: {e}")))?;
     for (dir, mode) in [("/sysroot/tmp", "mode=1777"), ("/sysroot/var", "mode=0755")] {
         mount(
             "tmpfs",
@@ -179,6 +179,18 @@ impl Mounter for super::kernel::Linux {
     fn unmount(&self, target: &str) -> io::Result<()> {
         unmount(target, UnmountFlags::empty())
             .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))
+    }
+}
+
+/// EPHEMERAL on /var: container images and their writable layers live
+/// there, so it must allow executables, setuid and device nodes.
+pub fn ephemeral_spec(dev: &str) -> MountSpec<'_> {
+    MountSpec {
+        source: dev,
+        target: "/var",
+        fstype: "ext4",
+        flags: MountFlags::empty(),
+        data: "",
     }
 }
 

@@ -3,16 +3,20 @@
 
 pub mod cmdline;
 
+use crate::bootdisk::{self, BootDisk};
 use crate::host::kernel::Linux;
 use crate::host::mounts::{self, Mounter};
 use crate::host::power::{self, Power, power_off};
-use crate::host::{Host, blockdev, console, modules};
+use crate::host::{Host, blockdev, console, disk, efivars, esp, modules};
 use crate::network::{ControllerOptions, NetworkController};
 use crate::node::{BootParts, Node, PowerEvent};
 use crate::server::{self, Limits};
+use crate::slots::{self, BootEntry};
 use crate::state::StateStore;
 use crate::supervisor::{self, Supervisor, SupervisorConfig};
 use crate::tls::Identity;
+use basalt_api::disk_layout;
+use cmdline::RootArg;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -66,21 +70,10 @@ pub fn run() -> ! {
         }
     };
     tracing::info!("loaded {n} kernel modules");
-    if host.exists(&args.root_image) {
-        match mounts::switch_root(&args.root_image) {
-            Ok(()) => tracing::info!("switched into the read-only root {}", args.root_image),
-            Err(e) => tracing::error!(
-                "mounting the root image {}: {e}; staying in the initramfs",
-                args.root_image
-            ),
-        }
-    } else {
-        tracing::warn!(
-            "no root image at {}; running from the initramfs",
-            args.root_image
-        );
-    }
+    let boot_disk = mount_root(&host, &args.root);
     mounts::late();
+    // Before the runtime and the reaper: mkfs runs as a plain child here.
+    let disk_boot = boot_disk.map(prepare_disk);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -89,10 +82,49 @@ pub fn run() -> ! {
         Ok(rt) => rt,
         Err(e) => fatal(&format!("starting the async runtime: {e}")),
     };
-    let event = rt.block_on(serve(args));
+    let event = rt.block_on(serve(args, disk_boot));
     rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
     tracing::info!("{event:?} now");
     power_off(event)
+}
+
+/// Step 3: switch into the read-only root: the slot the UKI names on the
+/// boot disk, or a root image in the initramfs. A UKI whose slot cannot be
+/// mounted is a failed boot: reboot, so systemd-boot's boot counting can
+/// fall back to the previous entry.
+fn mount_root(host: &Host, root: &RootArg) -> Option<BootDisk> {
+    match root {
+        RootArg::Image(image) => {
+            if !host.exists(image) {
+                tracing::warn!("no root image at {image}; running from the initramfs");
+            } else {
+                match mounts::switch_root(image) {
+                    Ok(()) => tracing::info!("switched into the read-only root {image}"),
+                    Err(e) => tracing::error!(
+                        "mounting the root image {image}: {e}; staying in the initramfs"
+                    ),
+                }
+            }
+            None
+        }
+        RootArg::Slot(guid) => {
+            let found = bootdisk::find(&disk::Linux, *guid, bootdisk::DEVICE_WAIT)
+                .and_then(|bd| Ok((bd.device(&disk::Linux, bd.slot.number(), bd.wait)?, bd)));
+            let (dev, bd) = match found {
+                Ok(f) => f,
+                Err(e) => fatal(&format!("root slot: {e}")),
+            };
+            if let Err(e) = mounts::switch_root_from(&dev, "squashfs") {
+                fatal(&format!("mounting root slot {} ({dev}): {e}", bd.slot));
+            }
+            tracing::info!(
+                "switched into the read-only root: slot {} ({dev}) of /dev/{}",
+                bd.slot,
+                bd.disk.name
+            );
+            Some(bd)
+        }
+    }
 }
 
 /// What PID 1 sets its `oom_score_adj` to: the kernel never picks it, so a
@@ -147,6 +179,81 @@ pub fn place_state(m: &dyn Mounter, dev: Option<&str>, label: &str) -> StatePlac
             ram
         }
     }
+}
+
+/// Step 4, on a boot disk: /var on EPHEMERAL (made at first boot in the
+/// space after STATE), else it stays in RAM.
+/// A disk boot's disk, once STATE and EPHEMERAL are ready.
+struct DiskBoot {
+    disk: BootDisk,
+    /// Where /var lives: EPHEMERAL's device, or `ram`.
+    var: String,
+    /// STATE's device, unless it could not be made.
+    state: Option<String>,
+}
+
+/// Step 4 on a disk boot: EPHEMERAL on /var and STATE, made at first boot.
+fn prepare_disk(mut disk: BootDisk) -> DiskBoot {
+    let var = place_ephemeral(&Linux, &mut disk);
+    let state = match disk.prepare_state(&disk::Linux) {
+        Ok(dev) => Some(dev),
+        Err(e) => {
+            tracing::error!("STATE on the boot disk: {e}");
+            None
+        }
+    };
+    DiskBoot { disk, var, state }
+}
+
+/// Returns where /var lives (the device, or `ram`).
+pub fn place_ephemeral(m: &dyn Mounter, bd: &mut BootDisk) -> String {
+    match bd.prepare_ephemeral(&disk::Linux) {
+        Ok(Some(dev)) => match m.mount(&mounts::ephemeral_spec(&dev)) {
+            Ok(()) => {
+                tracing::info!("EPHEMERAL {dev} mounted at /var");
+                return dev;
+            }
+            Err(e) => tracing::error!("mounting EPHEMERAL {dev}: {e}; /var stays in RAM"),
+        },
+        Ok(None) => tracing::warn!(
+            "no room for EPHEMERAL on /dev/{} after STATE; /var stays in RAM",
+            bd.disk.name
+        ),
+        Err(e) => tracing::error!("EPHEMERAL: {e}; /var stays in RAM"),
+    }
+    "ram".into()
+}
+
+/// Step 7 on a disk boot: judge this boot (see `crate::slots`).
+fn start_assessment(node: &Arc<Node>, bd: &BootDisk, var: String, timeout: Duration) {
+    let entry = if efivars::mount_efivarfs() {
+        BootEntry::from_vars(
+            efivars::loader_string("LoaderEntrySelected").as_deref(),
+            efivars::loader_string("LoaderBootCountPath").as_deref(),
+        )
+    } else {
+        BootEntry::from_vars(None, None)
+    };
+    let esp_dev = match bd.device(&disk::Linux, disk_layout::ESP_NUMBER, bd.wait) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("the ESP: {e}; boot entries cannot be judged");
+            return;
+        }
+    };
+    let status = basalt_api::rpc::BootStatus {
+        disk: bd.disk.path(),
+        slot: bd.slot.to_string(),
+        var,
+        ..Default::default()
+    };
+    tokio::spawn(slots::assess(
+        Arc::clone(node),
+        Arc::new(esp::Esp { dev: esp_dev }),
+        entry,
+        status,
+        timeout,
+    ));
 }
 
 /// Step 9: unmount what [`place_state`] mounted, and nothing else.
@@ -225,7 +332,7 @@ async fn serve_api(identity: &Identity, node: &Arc<Node>) {
     ));
 }
 
-async fn serve(args: cmdline::BootArgs) -> PowerEvent {
+async fn serve(args: cmdline::BootArgs, disk_boot: Option<DiskBoot>) -> PowerEvent {
     if let Err(e) = supervisor::init_reaper() {
         tracing::error!("reaper: {e}");
     }
@@ -237,7 +344,10 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
         Err(e) => fatal(&format!("supervisor: {e}")),
     };
     let host = Host::node();
-    let dev = blockdev::find_by_label(&args.state_label);
+    let dev = match &disk_boot {
+        Some(d) => d.state.clone(),
+        None => blockdev::find_by_label(&args.state_label),
+    };
     let place = place_state(&Linux, dev.as_deref(), &args.state_label);
     let state = match StateStore::open(place.dir, place.ram) {
         Ok(s) => s,
@@ -286,6 +396,9 @@ async fn serve(args: cmdline::BootArgs) -> PowerEvent {
     node.attach_network(net.clone()).await;
     node.start_runtime().await;
     serve_api(&identity, &node).await;
+    if let Some(d) = &disk_boot {
+        start_assessment(&node, &d.disk, d.var.clone(), args.bless_timeout);
+    }
     console::banner(&format!(
         "basalt: API listening on :{} ({})\nbasalt: TLS fingerprint {fingerprint}",
         basalt_api::request::API_PORT,

@@ -1,0 +1,231 @@
+//! Whole disks and their GPTs, as the boot-disk logic (`crate::bootdisk`)
+//! sees them through [`Disks`]: list, read and write a table, tell the
+//! kernel about a new partition, make an ext4, write bytes at an offset.
+
+use basalt_api::gpt::{GptError, Table};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::Command;
+
+/// A whole disk (`vda`, `nvme0n1`), not a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub name: String,
+    pub size: u64,
+}
+
+impl Disk {
+    pub fn path(&self) -> String {
+        format!("/dev/{}", self.name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("{path}: {source}")]
+    Gpt { path: String, source: GptError },
+    #[error("{0}")]
+    Tool(String),
+}
+
+fn io_err(path: &str) -> impl FnOnce(io::Error) -> DiskError + '_ {
+    move |source| DiskError::Io {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// What the boot-disk logic needs from the host (a recording fake in tests).
+pub trait Disks: Send + Sync {
+    /// Whole disks, sorted by name (no loop, RAM or optical devices).
+    fn list(&self) -> Vec<Disk>;
+    fn read_table(&self, disk: &Disk) -> Result<Table, DiskError>;
+    /// Writes the primary and backup tables for the disk's real size.
+    fn write_table(&self, disk: &Disk, table: &Table) -> Result<(), DiskError>;
+    /// `/dev/<name>` of partition `n` of `disk`, once the kernel has it.
+    fn partition_path(&self, disk: &Disk, n: u32) -> Option<String>;
+    /// Tells the kernel about a partition added to a disk in use (BLKPG:
+    /// re-reading the whole table is refused while the root slot is mounted).
+    fn add_partition(&self, disk: &Disk, n: u32, offset: u64, len: u64) -> Result<(), DiskError>;
+    /// The ext4 label at `dev`, if it holds an ext4 filesystem.
+    fn ext4_label(&self, dev: &str) -> Option<String>;
+    fn mkfs_ext4(&self, dev: &str, label: &str) -> Result<(), DiskError>;
+    /// Writes `data` at `offset` of `dev` (no fsync: see [`Disks::sync`]).
+    fn write_at(&self, dev: &str, offset: u64, data: &[u8]) -> Result<(), DiskError>;
+    fn read_at(&self, dev: &str, offset: u64, len: usize) -> Result<Vec<u8>, DiskError>;
+    fn sync(&self, dev: &str) -> Result<(), DiskError>;
+}
+
+/// The real disks of this machine.
+pub struct Linux;
+
+/// `mkfs.ext4` in the root image (profiles take it from e2fsprogs).
+pub const MKFS_EXT4: &str = "/usr/sbin/mkfs.ext4";
+
+const BLKPG: libc::c_ulong = 0x1269;
+const BLKPG_ADD_PARTITION: libc::c_int = 1;
+
+/// `struct blkpg_partition` (linux/blkpg.h).
+#[repr(C)]
+struct BlkpgPartition {
+    start: libc::c_longlong,
+    length: libc::c_longlong,
+    pno: libc::c_int,
+    devname: [u8; 64],
+    volname: [u8; 64],
+}
+
+/// `struct blkpg_ioctl_arg`.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: libc::c_int,
+    flags: libc::c_int,
+    datalen: libc::c_int,
+    data: *mut libc::c_void,
+}
+
+fn read_sys(path: &str) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+impl Disks for Linux {
+    fn list(&self) -> Vec<Disk> {
+        let Ok(dir) = fs::read_dir("/sys/class/block") else {
+            return Vec::new();
+        };
+        let mut disks: Vec<Disk> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| {
+                !["loop", "ram", "sr", "zram", "dm-"]
+                    .iter()
+                    .any(|p| n.starts_with(p))
+            })
+            .filter(|n| !Path::new(&format!("/sys/class/block/{n}/partition")).exists())
+            .filter_map(|name| {
+                let sectors: u64 = read_sys(&format!("/sys/class/block/{name}/size"))?
+                    .parse()
+                    .ok()?;
+                Some(Disk {
+                    name,
+                    size: sectors * 512,
+                })
+            })
+            .filter(|d| d.size > 0)
+            .collect();
+        disks.sort_by(|a, b| a.name.cmp(&b.name));
+        disks
+    }
+
+    fn read_table(&self, disk: &Disk) -> Result<Table, DiskError> {
+        let path = disk.path();
+        let f = File::open(&path).map_err(io_err(&path))?;
+        Table::decode(disk.size, |off, len| {
+            let mut b = vec![0u8; len];
+            f.read_exact_at(&mut b, off).map(|()| b)
+        })
+        .map_err(|source| DiskError::Gpt { path, source })
+    }
+
+    fn write_table(&self, disk: &Disk, table: &Table) -> Result<(), DiskError> {
+        let path = disk.path();
+        let enc = table.encode(disk.size).map_err(|source| DiskError::Gpt {
+            path: path.clone(),
+            source,
+        })?;
+        // Backup first: if power fails between the two, the intact primary
+        // still describes the old table and the backup is merely stale.
+        self.write_at(&path, enc.backup_offset, &enc.backup)?;
+        self.sync(&path)?;
+        self.write_at(&path, 0, &enc.primary)?;
+        self.sync(&path)
+    }
+
+    fn partition_path(&self, disk: &Disk, n: u32) -> Option<String> {
+        let dir = fs::read_dir(format!("/sys/class/block/{}", disk.name)).ok()?;
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|child| child.starts_with(&disk.name))
+            .find(|child| {
+                read_sys(&format!("/sys/class/block/{}/{child}/partition", disk.name))
+                    == Some(n.to_string())
+            })
+            .map(|child| format!("/dev/{child}"))
+            .filter(|p| Path::new(p).exists())
+    }
+
+    fn add_partition(&self, disk: &Disk, n: u32, offset: u64, len: u64) -> Result<(), DiskError> {
+        let path = disk.path();
+        let f = File::open(&path).map_err(io_err(&path))?;
+        let bad =
+            |what: &str| DiskError::Tool(format!("{path}: partition {n}: {what} out of range"));
+        let mut part = BlkpgPartition {
+            start: i64::try_from(offset).map_err(|_| bad("offset"))?,
+            length: i64::try_from(len).map_err(|_| bad("length"))?,
+            pno: i32::try_from(n).map_err(|_| bad("number"))?,
+            devname: [0; 64],
+            volname: [0; 64],
+        };
+        let mut arg = BlkpgIoctlArg {
+            op: BLKPG_ADD_PARTITION,
+            flags: 0,
+            datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+            data: (&mut part as *mut BlkpgPartition).cast(),
+        };
+        // SAFETY: BLKPG reads a `struct blkpg_ioctl_arg` whose `data` points
+        // at a `struct blkpg_partition`; both live on this stack frame for
+        // the duration of the call, and the fd is an open block device.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKPG, &mut arg as *mut BlkpgIoctlArg) };
+        if r < 0 {
+            return Err(io_err(&path)(io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    fn ext4_label(&self, dev: &str) -> Option<String> {
+        super::blockdev::ext4_label(dev)
+    }
+
+    fn mkfs_ext4(&self, dev: &str, label: &str) -> Result<(), DiskError> {
+        let out = Command::new(MKFS_EXT4)
+            .args(["-q", "-F", "-L", label, "-E", "root_owner=0:0", dev])
+            .output()
+            .map_err(io_err(MKFS_EXT4))?;
+        if !out.status.success() {
+            return Err(DiskError::Tool(format!(
+                "{MKFS_EXT4} -L {label} {dev}: {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, dev: &str, offset: u64, data: &[u8]) -> Result<(), DiskError> {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(dev)
+            .map_err(io_err(dev))?;
+        f.write_all_at(data, offset).map_err(io_err(dev))
+    }
+
+    fn read_at(&self, dev: &str, offset: u64, len: usize) -> Result<Vec<u8>, DiskError> {
+        let f = File::open(dev).map_err(io_err(dev))?;
+        let mut b = vec![0u8; len];
+        f.read_exact_at(&mut b, offset).map_err(io_err(dev))?;
+        Ok(b)
+    }
+
+    fn sync(&self, dev: &str) -> Result<(), DiskError> {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(dev)
+            .map_err(io_err(dev))?;
+        f.sync_all().map_err(io_err(dev))
+    }
+}

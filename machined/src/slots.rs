@@ -1,0 +1,291 @@
+//! A/B slots and boot assessment on a disk-booted node.
+//!
+//! systemd-boot tries a new entry `basalt-<v>+3.efi` up to three times
+//! (renaming it before each start) and falls back to the previous entry
+//! once no tries are left. machined judges each counted boot: once the node
+//! is healthy (API up, configured services ready) it blesses the entry
+//! (renames it without the counter, the file `LoaderBootCountPath` names);
+//! if the node is not healthy in time it marks the entry bad and reboots, so
+//! the previous one boots at once. An old system that finds a newer entry
+//! marked bad reports that the upgrade failed and it rolled back.
+
+use crate::host::esp::BootEntries;
+use basalt_api::disk_layout::{BootCounter, UkiName};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+
+/// What this boot is, from systemd-boot's variables and the ESP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootEntry {
+    /// The entry that booted (`LoaderEntrySelected`, its name before
+    /// systemd-boot's rename), if systemd-boot booted us.
+    pub selected: Option<UkiName>,
+    /// The file to rename when this boot is judged (`LoaderBootCountPath`):
+    /// present only on a counted (trial) boot.
+    pub counted: Option<UkiName>,
+}
+
+impl BootEntry {
+    /// From the two variables' values (`\EFI\Linux\basalt-2+0-1.efi`).
+    pub fn from_vars(selected: Option<&str>, count_path: Option<&str>) -> BootEntry {
+        let file = |p: &str| UkiName::parse(p.rsplit(['\\', '/']).next().unwrap_or(p));
+        BootEntry {
+            selected: selected.and_then(file),
+            counted: count_path.and_then(file),
+        }
+    }
+
+    /// The running image's version, as its entry names it.
+    pub fn version(&self) -> Option<&str> {
+        self.counted
+            .as_ref()
+            .or(self.selected.as_ref())
+            .map(|n| n.version.as_str())
+    }
+
+    /// The running entry's file name on the ESP now.
+    pub fn file_name(&self) -> Option<String> {
+        self.counted
+            .as_ref()
+            .or(self.selected.as_ref())
+            .map(UkiName::file_name)
+    }
+}
+
+/// How this boot stands with boot counting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum Assessment {
+    /// A blessed entry (or no systemd-boot): nothing to judge.
+    NotCounted,
+    /// A trial boot waiting to be judged, with the tries systemd-boot has left.
+    Trial {
+        tries_left: u32,
+    },
+    Blessed,
+    /// Judged bad: the previous entry boots next.
+    MarkedBad {
+        reason: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SlotError {
+    #[error(transparent)]
+    Esp(#[from] crate::host::esp::EspError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Blesses the counted entry: the same name without the counter.
+pub fn bless(esp: &dyn BootEntries, counted: &UkiName) -> Result<UkiName, SlotError> {
+    let blessed = counted.blessed();
+    esp.rename(&counted.file_name(), &blessed.file_name())?;
+    Ok(blessed)
+}
+
+/// Marks the counted entry bad: no tries left, so it sorts last.
+pub fn mark_bad(esp: &dyn BootEntries, counted: &UkiName) -> Result<UkiName, SlotError> {
+    let bad = counted.marked_bad();
+    esp.rename(&counted.file_name(), &bad.file_name())?;
+    Ok(bad)
+}
+
+/// What a system that is running `running` learns from the ESP's entries:
+/// a newer entry marked bad is an upgrade that failed and rolled back.
+pub fn rolled_back(entries: &[String], running: &str) -> Option<String> {
+    entries
+        .iter()
+        .filter_map(|e| UkiName::parse(e))
+        .filter(|n| n.is_bad() && version_cmp(&n.version, running) == Ordering::Greater)
+        .max_by(|a, b| version_cmp(&a.version, &b.version))
+        .map(|n| {
+            let tries = n.counter.map_or(0, |c| c.done);
+            format!(
+                "upgrade to {} failed ({} boot{} tried, entry {}); rolled back to {running}",
+                n.version,
+                tries,
+                if tries == 1 { "" } else { "s" },
+                n.file_name()
+            )
+        })
+}
+
+/// The entry `rollback` returns to: the newest good entry other than the
+/// running one.
+pub fn previous_entry(entries: &[String], running: &str) -> Option<UkiName> {
+    entries
+        .iter()
+        .filter_map(|e| UkiName::parse(e))
+        .filter(|n| !n.is_bad() && n.version != running)
+        .max_by(|a, b| version_cmp(&a.version, &b.version))
+}
+
+/// The name a new entry gets: counted, [`basalt_api::disk_layout::UPGRADE_TRIES`] tries.
+pub fn trial_name(version: &str) -> UkiName {
+    UkiName::new(
+        version,
+        Some(BootCounter {
+            left: basalt_api::disk_layout::UPGRADE_TRIES,
+            done: 0,
+        }),
+    )
+}
+
+/// Version order as systemd-boot sorts entries (`strverscmp_improved`,
+/// for the characters a Basalt version may hold): runs of digits compare
+/// as numbers, letters as text, digits after letters; other separators do
+/// not count; `~` sorts before everything, even the end (a pre-release),
+/// `^` after the end but before anything else (a post-release).
+pub fn version_cmp(a: &str, b: &str) -> Ordering {
+    let (ta, tb) = (version_tokens(a), version_tokens(b));
+    let mut i = 0;
+    loop {
+        match (ta.get(i), tb.get(i)) {
+            (None, None) => return Ordering::Equal,
+            (x, y) if x != y => return token_rank(x).cmp(&token_rank(y)),
+            _ => i += 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Token {
+    Tilde,
+    Caret,
+    Alpha(String),
+    /// Leading zeros dropped: `007` is 7.
+    Num(usize, String),
+}
+
+fn version_tokens(v: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut chars = v.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c == '~' || c == '^' {
+            out.push(if c == '~' { Token::Tilde } else { Token::Caret });
+            chars.next();
+        } else if c.is_ascii_alphanumeric() {
+            let digit = c.is_ascii_digit();
+            let mut run = String::new();
+            while let Some(&d) = chars.peek() {
+                if d.is_ascii_alphanumeric() && d.is_ascii_digit() == digit {
+                    run.push(d);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            out.push(if digit {
+                let n = run.trim_start_matches('0').to_string();
+                Token::Num(n.len(), n)
+            } else {
+                Token::Alpha(run)
+            });
+        } else {
+            chars.next();
+        }
+    }
+    out
+}
+
+/// Where a token (or the end, `None`) sorts among the others.
+fn token_rank(t: Option<&Token>) -> (u8, Option<&Token>) {
+    match t {
+        Some(Token::Tilde) => (0, None),
+        None => (1, None),
+        Some(Token::Caret) => (2, None),
+        Some(other) => (3, Some(other)),
+    }
+}
+
+/// How long a trial boot has to become healthy before it is marked bad,
+/// unless `basalt.bless_timeout=<seconds>` says otherwise.
+pub const BLESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Healthy enough to keep: the API answers (this runs inside it) and, once
+/// configured, every configured service is ready and the links are up.
+fn healthy(st: &basalt_api::rpc::Status) -> Result<(), String> {
+    if st.mode == basalt_api::rpc::NodeMode::Maintenance || st.ready {
+        Ok(())
+    } else {
+        Err(st.not_ready.clone().unwrap_or_else(|| "not ready".into()))
+    }
+}
+
+/// Judges this boot and keeps `status` told: a counted boot is blessed once
+/// [`healthy`], or marked bad after `timeout` and the node rebooted.
+pub async fn assess(
+    node: std::sync::Arc<crate::node::Node>,
+    esp: std::sync::Arc<dyn BootEntries>,
+    entry: BootEntry,
+    mut status: basalt_api::rpc::BootStatus,
+    timeout: std::time::Duration,
+) {
+    status.entry = entry.file_name();
+    status.version = entry.version().map(str::to_string);
+    if let Some(v) = entry.version() {
+        match esp.list() {
+            Ok(list) => status.last_upgrade = rolled_back(&list, v),
+            Err(e) => tracing::warn!("listing boot entries: {e}"),
+        }
+        if let Some(u) = &status.last_upgrade {
+            tracing::warn!("{u}");
+        }
+    }
+    let Some(counted) = entry.counted.clone() else {
+        status.assessment = if entry.selected.is_some() {
+            "blessed".into()
+        } else {
+            "not counted (not booted by systemd-boot)".into()
+        };
+        node.set_boot(status);
+        return;
+    };
+    let left = counted.counter.map_or(0, |c| c.left);
+    status.assessment = format!("trial ({left} tries left)");
+    node.set_boot(status.clone());
+    tracing::info!(
+        "trial boot of {}: blessing it once healthy (within {}s)",
+        counted.file_name(),
+        timeout.as_secs()
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    let why = loop {
+        match healthy(&node.status().await) {
+            Ok(()) => break None,
+            Err(why) if tokio::time::Instant::now() >= deadline => break Some(why),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_secs(2)).await,
+        }
+    };
+    let Some(why) = why else {
+        match bless(esp.as_ref(), &counted) {
+            Ok(blessed) => {
+                tracing::info!("healthy: blessed {}", blessed.file_name());
+                status.entry = Some(blessed.file_name());
+                status.assessment = "blessed".into();
+            }
+            Err(e) => {
+                tracing::error!("blessing {}: {e}", counted.file_name());
+                status.assessment = format!("trial; blessing failed: {e}");
+            }
+        }
+        node.set_boot(status);
+        return;
+    };
+    let reason = format!("not healthy after {}s: {why}", timeout.as_secs());
+    tracing::error!(
+        "trial boot of {}: {reason}; marking it bad and rebooting",
+        counted.file_name()
+    );
+    if let Err(e) = mark_bad(esp.as_ref(), &counted) {
+        tracing::error!("marking {} bad: {e}", counted.file_name());
+    }
+    status.assessment = format!("marked bad: {reason}");
+    node.set_boot(status);
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    node.request_power(crate::host::power::PowerEvent::Reboot);
+}
+
+#[cfg(test)]
+mod tests;
