@@ -19,9 +19,9 @@ pub enum BootDiskError {
         "no disk has a partition with GUID {guid} (the root slot the UKI names); disks seen: {seen}"
     )]
     NoRoot { guid: Guid, seen: String },
-    #[error("partition {n} of /dev/{disk} did not appear in /dev")]
+    #[error("partition {n} of disk {disk} did not appear in the device directory")]
     NoDevice { disk: String, n: u32 },
-    #[error("/dev/{0} has no {STATE_NAME} partition")]
+    #[error("disk {0} has no {STATE_NAME} partition")]
     NoState(String),
     #[error(transparent)]
     Disk(#[from] DiskError),

@@ -190,5 +190,5 @@ fn a_partition_the_kernel_never_shows_is_a_clear_error() {
     fake.known.lock().unwrap().remove(&("vda".to_string(), 4));
     let bd = find(&fake, root_slot_guid(&ROOT), Duration::ZERO).unwrap();
     let err = bd.prepare_state(&fake).unwrap_err().to_string();
-    assert_eq!(err, "partition 4 of /dev/vda did not appear in /dev");
+    assert_eq!(err, "partition 4 of disk vda did not appear in the device directory");
 }
