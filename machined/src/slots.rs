@@ -73,8 +73,166 @@ pub enum Assessment {
 pub enum SlotError {
     #[error(transparent)]
     Esp(#[from] crate::host::esp::EspError),
+    #[error(transparent)]
+    Disk(#[from] crate::host::disk::DiskError),
+    #[error(transparent)]
+    BootDisk(#[from] crate::bootdisk::BootDiskError),
+    /// Checked before anything is written: the node is unchanged.
     #[error("{0}")]
     Refused(String),
+    /// Found after writing began (a read-back mismatch): the inactive slot
+    /// holds no bootable entry, the running system is untouched.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A verified upgrade's parts, in the spool file the API wrote.
+#[derive(Debug, Clone)]
+pub struct Payload<'a> {
+    pub spool: &'a std::path::Path,
+    pub version: &'a str,
+    /// (offset, size) of the UKI in the spool file.
+    pub uki: (u64, u64),
+    /// (offset, size) of the root image in the spool file.
+    pub root: (u64, u64),
+    pub root_sha256: [u8; 32],
+}
+
+/// What [`install`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub slot: crate::bootdisk::Slot,
+    /// False when the new UKI boots the running root image (same digest):
+    /// nothing was written to a slot.
+    pub root_written: bool,
+    /// The new entry's file name (`basalt-<v>+3.efi`).
+    pub entry: String,
+}
+
+/// Writes an upgrade: the root image into the inactive slot (unless it is
+/// the running one), then the UKI as a counted entry, last, so that until
+/// that rename nothing the firmware can see has changed. Refuses before
+/// writing anything when the upgrade could not boot or be told apart.
+pub fn install(
+    disks: &dyn crate::host::disk::Disks,
+    esp: &dyn BootEntries,
+    bd: &mut crate::bootdisk::BootDisk,
+    running: &BootEntry,
+    trial_pending: bool,
+    p: &Payload<'_>,
+) -> Result<Installed, SlotError> {
+    use basalt_api::disk_layout::{derived, root_slot_guid};
+    let refuse = |m: String| Err(SlotError::Refused(m));
+    let Some(running_name) = running.file_name() else {
+        return refuse("this boot was not started by systemd-boot, so an upgrade could not be tried and fall back; boot the node from its disk".into());
+    };
+    let running_version = running.version().unwrap_or_default();
+    if trial_pending {
+        return refuse(format!(
+            "the running entry {running_name} is still on trial; wait until it is blessed (status)"
+        ));
+    }
+    if version_cmp(p.version, running_version) != Ordering::Greater {
+        return refuse(format!(
+            "version {} does not sort after the running {running_version}: systemd-boot would never choose it",
+            p.version
+        ));
+    }
+    let target = bd.slot.other();
+    let n = target.number();
+    let Some(part) = bd.table.partitions.get(&n).cloned() else {
+        return refuse(format!(
+            "the boot disk has no slot {target} (partition {n})"
+        ));
+    };
+    if p.root.1 > part.size() {
+        return refuse(format!(
+            "the root image is {} bytes; slot {target} holds {}",
+            p.root.1,
+            part.size()
+        ));
+    }
+    let new_guid = root_slot_guid(&p.root_sha256);
+    let running_guid = bd
+        .table
+        .partitions
+        .get(&bd.slot.number())
+        .map(|r| r.unique_guid);
+    // Only the running entry stays: the old fallback names the slot we are
+    // about to overwrite.
+    for e in esp.list()? {
+        if e != running_name && UkiName::parse(&e).is_some() {
+            esp.remove(&e)?;
+        }
+    }
+    let root_written = running_guid != Some(new_guid);
+    if root_written {
+        let dev = bd.device(disks, n, bd.wait)?;
+        // While it is written the slot answers to no UKI's GUID.
+        set_slot_guid(
+            disks,
+            bd,
+            n,
+            derived(b"slot being written", &bd.table.disk_guid.0),
+        )?;
+        tracing::info!(
+            "writing {} bytes of root image to slot {target} ({dev})",
+            p.root.1
+        );
+        disks.copy_in(p.spool, p.root.0, p.root.1, &dev)?;
+        if disks.sha256(&dev, p.root.1)? != p.root_sha256 {
+            return Err(SlotError::Failed(format!(
+                "slot {target} ({dev}) does not read back the root image written to it"
+            )));
+        }
+        set_slot_guid(disks, bd, n, new_guid)?;
+    }
+    let entry = trial_name(p.version).file_name();
+    esp.write(&entry, p.spool, p.uki.0, p.uki.1)?;
+    tracing::info!(
+        "upgrade to {} written: slot {target}, entry {entry}",
+        p.version
+    );
+    Ok(Installed {
+        slot: target,
+        root_written,
+        entry,
+    })
+}
+
+fn set_slot_guid(
+    disks: &dyn crate::host::disk::Disks,
+    bd: &mut crate::bootdisk::BootDisk,
+    n: u32,
+    guid: basalt_api::gpt::Guid,
+) -> Result<(), SlotError> {
+    let mut t = bd.table.clone();
+    if let Some(p) = t.partitions.get_mut(&n) {
+        p.unique_guid = guid;
+    }
+    disks.write_table(&bd.disk, &t)?;
+    bd.table = t;
+    Ok(())
+}
+
+/// Returns to the previous entry: the running one is marked bad (so it
+/// sorts last) and the newest other good entry boots next.
+pub fn rollback(esp: &dyn BootEntries, running: &BootEntry) -> Result<UkiName, SlotError> {
+    let (Some(name), Some(version)) = (running.file_name(), running.version()) else {
+        return Err(SlotError::Refused(
+            "this boot was not started by systemd-boot; there is no entry to return from".into(),
+        ));
+    };
+    let entries = esp.list()?;
+    let Some(previous) = previous_entry(&entries, version) else {
+        return Err(SlotError::Refused(format!(
+            "no previous boot entry to return to (entries: {})",
+            entries.join(", ")
+        )));
+    };
+    let current = UkiName::parse(&name).unwrap_or_else(|| UkiName::new(version, None));
+    esp.rename(&name, &current.marked_bad().file_name())?;
+    Ok(previous)
 }
 
 /// Blesses the counted entry: the same name without the counter.
@@ -101,6 +259,13 @@ pub fn rolled_back(entries: &[String], running: &str) -> Option<String> {
         .max_by(|a, b| version_cmp(&a.version, &b.version))
         .map(|n| {
             let tries = n.counter.map_or(0, |c| c.done);
+            if tries == 0 {
+                return format!(
+                    "rolled back from {} by request (entry {}); running {running}",
+                    n.version,
+                    n.file_name()
+                );
+            }
             format!(
                 "upgrade to {} failed ({} boot{} tried, entry {}); rolled back to {running}",
                 n.version,

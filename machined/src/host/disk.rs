@@ -59,6 +59,11 @@ pub trait Disks: Send + Sync {
     fn write_at(&self, dev: &str, offset: u64, data: &[u8]) -> Result<(), DiskError>;
     fn read_at(&self, dev: &str, offset: u64, len: usize) -> Result<Vec<u8>, DiskError>;
     fn sync(&self, dev: &str) -> Result<(), DiskError>;
+    /// Copies `len` bytes at `src_offset` of the file `src` to the start of
+    /// `dev`, then flushes `dev`.
+    fn copy_in(&self, src: &Path, src_offset: u64, len: u64, dev: &str) -> Result<(), DiskError>;
+    /// sha256 of the first `len` bytes of `dev` (reading back what was written).
+    fn sha256(&self, dev: &str, len: u64) -> Result<[u8; 32], DiskError>;
 }
 
 /// The real disks of this machine.
@@ -228,4 +233,43 @@ impl Disks for Linux {
             .map_err(io_err(dev))?;
         f.sync_all().map_err(io_err(dev))
     }
+
+    fn copy_in(&self, src: &Path, src_offset: u64, len: u64, dev: &str) -> Result<(), DiskError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let src_name = src.display().to_string();
+        let mut from = File::open(src).map_err(io_err(&src_name))?;
+        from.seek(SeekFrom::Start(src_offset))
+            .map_err(io_err(&src_name))?;
+        let mut to = OpenOptions::new()
+            .write(true)
+            .open(dev)
+            .map_err(io_err(dev))?;
+        let copied = io::copy(&mut from.take(len), &mut to).map_err(io_err(dev))?;
+        if copied != len {
+            return Err(DiskError::Tool(format!(
+                "{src_name}: {copied} of {len} bytes at {src_offset} copied to {dev}"
+            )));
+        }
+        to.sync_all().map_err(io_err(dev))
+    }
+
+    fn sha256(&self, dev: &str, len: u64) -> Result<[u8; 32], DiskError> {
+        use sha2::Digest;
+        use std::io::Read;
+        let f = File::open(dev).map_err(io_err(dev))?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut r = f.take(len);
+        loop {
+            let n = r.read(&mut buf).map_err(io_err(dev))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(h.finalize().into())
+    }
 }
+
+#[cfg(test)]
+pub mod fake;
