@@ -16,6 +16,7 @@ pub mod containerd;
 pub mod controllers;
 pub mod devmode;
 pub mod host;
+pub mod installer;
 pub mod kubernetes;
 pub mod listen;
 pub mod lock;

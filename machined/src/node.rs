@@ -48,6 +48,8 @@ pub enum ApplyError {
     Kubernetes(String),
     #[error("persisting the config failed (nothing changed): {0}")]
     State(#[from] StateError),
+    #[error("{0}")]
+    Install(#[from] crate::installer::InstallError),
 }
 
 impl ApplyError {
@@ -61,6 +63,8 @@ impl ApplyError {
                 | SignedConfigError::NotThisNode { .. }
                 | SignedConfigError::Expired { .. },
             ) => 409,
+            ApplyError::Install(crate::installer::InstallError::Refused(_)) => 409,
+            ApplyError::Install(_) => 500,
             ApplyError::Conflict(_)
             | ApplyError::Kernel(_)
             | ApplyError::Files(_)
@@ -112,6 +116,8 @@ pub struct Node {
     power: mpsc::UnboundedSender<PowerEvent>,
     /// How a disk-booted node booted (see `crate::slots`); set by PID 1.
     boot: std::sync::Mutex<Option<basalt_api::rpc::BootStatus>>,
+    /// Set on an ISO boot: a config with `[machine.install]` installs.
+    installer: std::sync::OnceLock<Arc<dyn crate::installer::Installer>>,
 }
 
 impl Node {
@@ -155,6 +161,7 @@ impl Node {
             applied: Mutex::new(applied),
             power: parts.power,
             boot: std::sync::Mutex::new(None),
+            installer: std::sync::OnceLock::new(),
         });
         node.learn_secrets(current.as_ref());
         match &current {
@@ -425,6 +432,13 @@ impl Node {
                 plan::render(&steps).join("; ")
             )));
         }
+        let install = match (self.installer.get(), &new.machine.install) {
+            (Some(i), Some(target)) => {
+                i.check(target)?;
+                Some((Arc::clone(i), target.clone()))
+            }
+            _ => None,
+        };
         if req.dry_run {
             return Ok(response(&steps, reboot_required));
         }
@@ -433,6 +447,16 @@ impl Node {
             config: req.config.clone().into_bytes(),
             signatures: req.signatures.clone().into_bytes(),
         };
+        if let Some((installer, target)) = install {
+            let (generation, d) = (new.generation, doc.clone());
+            let summary =
+                tokio::task::spawn_blocking(move || installer.install(&target, generation, &d))
+                    .await
+                    .map_err(|e| ApplyError::Conflict(format!("the installer stopped: {e}")))??;
+            tracing::info!("{summary}");
+            steps.push(PlanStep::Installed { summary });
+        }
+        let reboot_required = reboot_required || steps.iter().any(PlanStep::needs_reboot);
         if req.mode == ApplyMode::Staged {
             self.config.store.stage(new.generation, &doc)?;
             steps.insert(
@@ -606,6 +630,11 @@ impl Node {
         tracing::warn!("STATE wiped by reset; rebooting into maintenance mode");
         let _ = self.power.send(PowerEvent::Reboot);
         Ok(())
+    }
+
+    /// Makes this node an installer (an ISO boot).
+    pub fn set_installer(&self, installer: Arc<dyn crate::installer::Installer>) {
+        let _ = self.installer.set(installer);
     }
 
     /// Records how this node booted, for `status`.

@@ -179,7 +179,7 @@ pub fn install(
             "writing {} bytes of root image to slot {target} ({dev})",
             p.root.1
         );
-        disks.copy_in(p.spool, p.root.0, p.root.1, &dev)?;
+        disks.copy_in_at(p.spool, p.root.0, p.root.1, &dev, 0)?;
         if disks.sha256(&dev, p.root.1)? != p.root_sha256 {
             return Err(SlotError::Failed(format!(
                 "slot {target} ({dev}) does not read back the root image written to it"

@@ -14,6 +14,10 @@ pub enum PlanStep {
     },
     /// Install settings change: they take effect at the next boot.
     Install,
+    /// The installer wrote a Basalt disk (from the ISO); it boots next.
+    Installed {
+        summary: String,
+    },
     Hostname {
         to: String,
         from: String,
@@ -63,7 +67,10 @@ pub enum ServiceAction {
 impl PlanStep {
     /// Steps that only a reboot can carry out.
     pub fn needs_reboot(&self) -> bool {
-        matches!(self, PlanStep::Role { .. } | PlanStep::Install)
+        matches!(
+            self,
+            PlanStep::Role { .. } | PlanStep::Install | PlanStep::Installed { .. }
+        )
     }
 }
 
@@ -72,6 +79,7 @@ impl fmt::Display for PlanStep {
         match self {
             PlanStep::Role { from, to } => write!(f, "role {from:?} -> {to:?} (reboot)"),
             PlanStep::Install => f.write_str("install settings changed (reboot)"),
+            PlanStep::Installed { summary } => write!(f, "{summary} (reboot into it)"),
             PlanStep::Hostname { to, from } => write!(f, "set hostname {to} (was {from})"),
             PlanStep::Sysctl { key, value } => write!(f, "sysctl {key} = {value}"),
             PlanStep::File {

@@ -59,9 +59,24 @@ pub trait Disks: Send + Sync {
     fn write_at(&self, dev: &str, offset: u64, data: &[u8]) -> Result<(), DiskError>;
     fn read_at(&self, dev: &str, offset: u64, len: usize) -> Result<Vec<u8>, DiskError>;
     fn sync(&self, dev: &str) -> Result<(), DiskError>;
-    /// Copies `len` bytes at `src_offset` of the file `src` to the start of
-    /// `dev`, then flushes `dev`.
-    fn copy_in(&self, src: &Path, src_offset: u64, len: u64, dev: &str) -> Result<(), DiskError>;
+    /// Copies `len` bytes at `src_offset` of the file `src` to `dev_offset`
+    /// of `dev`, then flushes `dev`.
+    fn copy_in_at(
+        &self,
+        src: &Path,
+        src_offset: u64,
+        len: u64,
+        dev: &str,
+        dev_offset: u64,
+    ) -> Result<(), DiskError>;
+    /// Decompresses the zstd file `src` onto the start of `dev`, flushed;
+    /// returns the bytes written.
+    fn write_zstd(&self, src: &Path, dev: &str) -> Result<u64, DiskError>;
+    /// The first `sectors` 512-byte sectors of the zstd file `src`.
+    fn head_sectors(&self, src: &Path, sectors: u64) -> Result<Vec<u8>, DiskError>;
+    /// Has the kernel read `disk`'s partition table again (BLKRRPART; the
+    /// disk must not be in use).
+    fn reread(&self, disk: &Disk) -> Result<(), DiskError>;
     /// sha256 of the first `len` bytes of `dev` (reading back what was written).
     fn sha256(&self, dev: &str, len: u64) -> Result<[u8; 32], DiskError>;
 }
@@ -234,7 +249,14 @@ impl Disks for Linux {
         f.sync_all().map_err(io_err(dev))
     }
 
-    fn copy_in(&self, src: &Path, src_offset: u64, len: u64, dev: &str) -> Result<(), DiskError> {
+    fn copy_in_at(
+        &self,
+        src: &Path,
+        src_offset: u64,
+        len: u64,
+        dev: &str,
+        dev_offset: u64,
+    ) -> Result<(), DiskError> {
         use std::io::{Read, Seek, SeekFrom};
         let src_name = src.display().to_string();
         let mut from = File::open(src).map_err(io_err(&src_name))?;
@@ -244,6 +266,7 @@ impl Disks for Linux {
             .write(true)
             .open(dev)
             .map_err(io_err(dev))?;
+        to.seek(SeekFrom::Start(dev_offset)).map_err(io_err(dev))?;
         let copied = io::copy(&mut from.take(len), &mut to).map_err(io_err(dev))?;
         if copied != len {
             return Err(DiskError::Tool(format!(
@@ -251,6 +274,44 @@ impl Disks for Linux {
             )));
         }
         to.sync_all().map_err(io_err(dev))
+    }
+
+    fn write_zstd(&self, src: &Path, dev: &str) -> Result<u64, DiskError> {
+        let src_name = src.display().to_string();
+        let from = File::open(src).map_err(io_err(&src_name))?;
+        let mut decoder = zstd::stream::read::Decoder::new(from).map_err(io_err(&src_name))?;
+        let mut to = OpenOptions::new()
+            .write(true)
+            .open(dev)
+            .map_err(io_err(dev))?;
+        let n = io::copy(&mut decoder, &mut to).map_err(io_err(dev))?;
+        to.sync_all().map_err(io_err(dev))?;
+        Ok(n)
+    }
+
+    fn head_sectors(&self, src: &Path, sectors: u64) -> Result<Vec<u8>, DiskError> {
+        use std::io::Read;
+        let src_name = src.display().to_string();
+        let from = File::open(src).map_err(io_err(&src_name))?;
+        let decoder = zstd::stream::read::Decoder::new(from).map_err(io_err(&src_name))?;
+        let mut out = Vec::new();
+        decoder
+            .take(sectors * 512)
+            .read_to_end(&mut out)
+            .map_err(io_err(&src_name))?;
+        Ok(out)
+    }
+
+    fn reread(&self, disk: &Disk) -> Result<(), DiskError> {
+        const BLKRRPART: libc::c_ulong = 0x125F;
+        let path = disk.path();
+        let f = File::open(&path).map_err(io_err(&path))?;
+        // SAFETY: BLKRRPART takes no argument; the fd is an open block device.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), BLKRRPART) };
+        if r < 0 {
+            return Err(io_err(&path)(io::Error::last_os_error()));
+        }
+        Ok(())
     }
 
     fn sha256(&self, dev: &str, len: u64) -> Result<[u8; 32], DiskError> {

@@ -147,6 +147,12 @@ impl Host {
         f.sync_all().map_err(err("sync", &p))
     }
 
+    /// The size of the file at `node_path`.
+    pub fn file_len(&self, node_path: &str) -> Result<u64> {
+        let p = self.path(node_path);
+        fs::metadata(&p).map(|m| m.len()).map_err(err("stat", &p))
+    }
+
     pub fn exists(&self, node_path: &str) -> bool {
         self.path(node_path).exists()
     }

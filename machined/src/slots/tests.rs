@@ -213,7 +213,7 @@ mod writing {
             log,
             [
                 "write_table vda",
-                "copy_in /dev/vda3 12288",
+                "copy_in /dev/vda3+0 12288",
                 "write_table vda"
             ]
         );

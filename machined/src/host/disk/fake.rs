@@ -106,30 +106,65 @@ impl Disks for FakeDisks {
     fn sync(&self, _dev: &str) -> Result<(), DiskError> {
         Ok(())
     }
-    fn copy_in(&self, src: &Path, src_offset: u64, len: u64, dev: &str) -> Result<(), DiskError> {
+    fn copy_in_at(
+        &self,
+        src: &Path,
+        src_offset: u64,
+        len: u64,
+        dev: &str,
+        dev_offset: u64,
+    ) -> Result<(), DiskError> {
         let bytes = std::fs::read(src).unwrap();
         let data = &bytes[src_offset as usize..(src_offset + len) as usize];
-        let (disk, offset) = self.partition_extent(dev);
-        self.write_at(&format!("/dev/{disk}"), offset, data)?;
+        let (disk, offset) = self.extent(dev);
+        self.write_at(&format!("/dev/{disk}"), offset + dev_offset, data)?;
         self.log
             .lock()
             .unwrap()
-            .push(format!("copy_in {dev} {len}"));
+            .push(format!("copy_in {dev}+{dev_offset} {len}"));
+        Ok(())
+    }
+    fn write_zstd(&self, src: &Path, dev: &str) -> Result<u64, DiskError> {
+        let data = zstd::decode_all(std::fs::File::open(src).unwrap()).unwrap();
+        self.write_at(dev, 0, &data)?;
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("write_zstd {dev} {}", data.len()));
+        Ok(data.len() as u64)
+    }
+    fn head_sectors(&self, src: &Path, sectors: u64) -> Result<Vec<u8>, DiskError> {
+        let mut data = zstd::decode_all(std::fs::File::open(src).unwrap()).unwrap();
+        data.truncate((sectors * 512) as usize);
+        Ok(data)
+    }
+    fn reread(&self, disk: &Disk) -> Result<(), DiskError> {
+        let t = self.read_table(disk)?;
+        for n in t.partitions.keys() {
+            self.known.lock().unwrap().insert((disk.name.clone(), *n));
+        }
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("reread {}", disk.name));
         Ok(())
     }
     fn sha256(&self, dev: &str, len: u64) -> Result<[u8; 32], DiskError> {
         use sha2::Digest;
-        let (disk, offset) = self.partition_extent(dev);
+        let (disk, offset) = self.extent(dev);
         let b = self.read_at(&format!("/dev/{disk}"), offset, len as usize)?;
         Ok(sha2::Sha256::digest(&b).into())
     }
 }
 
 impl FakeDisks {
-    /// `/dev/vda3` → ("vda", byte offset of partition 3 in vda's table).
-    fn partition_extent(&self, dev: &str) -> (String, u64) {
+    /// `/dev/vda3` → ("vda", byte offset of partition 3 in vda's table);
+    /// `/dev/vda` → ("vda", 0).
+    fn extent(&self, dev: &str) -> (String, u64) {
         let name = dev.trim_start_matches("/dev/");
-        let split = name.find(|c: char| c.is_ascii_digit()).unwrap();
+        let Some(split) = name.find(|c: char| c.is_ascii_digit()) else {
+            return (name.into(), 0);
+        };
         let (disk, n) = name.split_at(split);
         let size = self.disks.lock().unwrap()[disk].len() as u64;
         let t = self
