@@ -29,3 +29,4 @@ pub mod server;
 pub mod state;
 pub mod supervisor;
 pub mod tls;
+pub mod upgrade;

@@ -96,7 +96,7 @@ pub struct Node {
     pub nonces: Nonces,
     pub boot_id: String,
     pub tls_fingerprint: String,
-    config: ConfigController,
+    pub(crate) config: ConfigController,
     kernel: KernelController,
     files: FilesController,
     dns: DnsController,
@@ -110,6 +110,11 @@ pub struct Node {
     /// The config controller's state: the lock serializes applies.
     applied: Mutex<ConfigState>,
     power: mpsc::UnboundedSender<PowerEvent>,
+    /// Writes upgrades to the disk's A/B slots; unset on a node that does
+    /// not boot from one ([`Node::attach_slots`]).
+    pub(crate) slots: std::sync::OnceLock<Arc<dyn crate::upgrade::SlotWriter>>,
+    /// Held from an upgrade's first byte to its install: one at a time.
+    pub(crate) upgrade_lock: Mutex<()>,
 }
 
 impl Node {
@@ -152,6 +157,8 @@ impl Node {
             tls_fingerprint: parts.tls_fingerprint,
             applied: Mutex::new(applied),
             power: parts.power,
+            slots: std::sync::OnceLock::new(),
+            upgrade_lock: Mutex::new(()),
         });
         node.learn_secrets(current.as_ref());
         match &current {
