@@ -375,22 +375,36 @@ async fn upgrade_route(
     let what = "POST /v1/upgrade";
     let policy = node.policy().await;
     let (nonce, signature) = (auth.nonce.as_deref(), auth.signature.as_deref());
-    if let Err(e) = auth::precheck_admin(&policy, &node.nonces, nonce, signature) {
-        return refuse(node, peers, peer, what, &e);
-    }
-    if node.slots().is_none() {
-        return error(409, crate::upgrade::NO_SLOTS);
-    }
-    let Ok(_one_at_a_time) = node.upgrade_lock.try_lock() else {
-        return error(409, crate::upgrade::UpgradeError::Busy.to_string());
-    };
-    let declared = req
+    let declared: Option<u64> = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse().ok());
+    let early = if let Err(e) = auth::precheck_admin(&policy, &node.nonces, nonce, signature) {
+        Some(refuse(node, peers, peer, what, &e))
+    } else if node.slots().is_none() {
+        Some(error(409, crate::upgrade::NO_SLOTS))
+    } else if let Some(n) = declared.filter(|&n| n > limits.max_upgrade_body) {
+        tracing::info!("{peer}: {what}: {n} bytes declared, over the limit");
+        Some(error(
+            413,
+            upload::UploadError::TooLarge {
+                limit: limits.max_upgrade_body,
+            }
+            .to_string(),
+        ))
+    } else {
+        None
+    };
+    if let Some(response) = early {
+        discard(req.into_body(), limits).await;
+        return response;
+    }
+    let Ok(_one_at_a_time) = node.upgrade_lock.try_lock() else {
+        discard(req.into_body(), limits).await;
+        return error(409, crate::upgrade::UpgradeError::Busy.to_string());
+    };
     let spooled = match upload::receive(
         req.into_body(),
-        declared,
         &node.upgrade_spool_dir(),
         limits.max_upgrade_body,
         limits.upgrade_body_timeout,
@@ -436,6 +450,24 @@ async fn upgrade_route(
             error(e.status(), e.to_string())
         }
     }
+}
+
+/// Read and drop a body the node refuses before storing it, up to the
+/// size and time any request body gets, so that the client (still sending)
+/// reads the answer instead of a reset connection. A larger body is cut
+/// off: the connection closes.
+async fn discard(mut body: Incoming, limits: &Limits) {
+    let mut left = limits.max_body;
+    let drain = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len());
+            if n >= left {
+                return;
+            }
+            left -= n;
+        }
+    };
+    let _ = tokio::time::timeout(limits.body_timeout, drain).await;
 }
 
 /// `GET` endpoints: readers and admins (files: see [`inspect::read_allowed`]).

@@ -49,14 +49,10 @@ impl UploadError {
 /// within `timeout`. On any error the partial file is gone.
 pub async fn receive(
     body: Incoming,
-    declared_len: Option<u64>,
     dir: &Path,
     limit: u64,
     timeout: Duration,
 ) -> Result<Spooled, UploadError> {
-    if declared_len.is_some_and(|n| n > limit) {
-        return Err(UploadError::TooLarge { limit });
-    }
     let spool_err = |source| UploadError::Spool {
         dir: dir.display().to_string(),
         source,
