@@ -319,7 +319,7 @@ impl<R: Read> BundleReader<R> {
             self.offset += n as u64;
             trailing += n as u64;
         }
-        if trailing % BLOCK != 0 {
+        if !trailing.is_multiple_of(BLOCK) {
             return Err(BundleError::Malformed {
                 member: END,
                 offset: self.offset,
