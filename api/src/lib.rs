@@ -19,6 +19,7 @@ pub mod sshsig;
 pub mod text_position;
 pub mod tls_pin;
 pub mod trust;
+pub mod upgrade;
 mod wire;
 
 /// The largest config document (and signature file) a node will look at.

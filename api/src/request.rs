@@ -16,10 +16,18 @@ pub const API_PORT: u16 = 50443;
 
 /// The exact bytes a client signs for one request.
 pub fn canonical(method: &str, path_and_query: &str, body: &[u8], nonce: &str) -> Vec<u8> {
-    let digest: String = Sha256::digest(body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    canonical_digest(method, path_and_query, &Sha256::digest(body).into(), nonce)
+}
+
+/// [`canonical`] from the body's SHA-256, for bodies hashed as they stream
+/// (an upgrade bundle is not held in memory).
+pub fn canonical_digest(
+    method: &str,
+    path_and_query: &str,
+    body_sha256: &[u8; 32],
+    nonce: &str,
+) -> Vec<u8> {
+    let digest: String = body_sha256.iter().map(|b| format!("{b:02x}")).collect();
     format!("basalt-request-v1\n{method}\n{path_and_query}\n{digest}\n{nonce}\n").into_bytes()
 }
 
@@ -31,10 +39,27 @@ pub fn sign(
     body: &[u8],
     nonce: &str,
 ) -> String {
+    sign_digest(
+        key,
+        method,
+        path_and_query,
+        &Sha256::digest(body).into(),
+        nonce,
+    )
+}
+
+/// [`sign`] from the body's SHA-256 (a body streamed from a file).
+pub fn sign_digest(
+    key: &PrivateKey,
+    method: &str,
+    path_and_query: &str,
+    body_sha256: &[u8; 32],
+    nonce: &str,
+) -> String {
     let armored = sshsig::sign(
         key,
         API_NAMESPACE,
-        &canonical(method, path_and_query, body, nonce),
+        &canonical_digest(method, path_and_query, body_sha256, nonce),
     );
     armored
         .lines()
@@ -61,6 +86,19 @@ pub fn verify(
     body: &[u8],
     nonce: &str,
 ) -> Result<SshSig, RequestAuthError> {
+    verify_digest(
+        header,
+        method,
+        path_and_query,
+        &Sha256::digest(body).into(),
+        nonce,
+    )
+}
+
+/// The signature header parsed, its namespace checked, not yet verified:
+/// who claims to sign (a node looks at the key before it accepts a large
+/// body, and verifies once the body's digest is known).
+pub fn parse_header(header: &str) -> Result<SshSig, RequestAuthError> {
     let blob = STANDARD
         .decode(header.trim())
         .map_err(|_| RequestAuthError::Encoding)?;
@@ -73,7 +111,24 @@ pub fn verify(
     if sig.namespace != API_NAMESPACE {
         return Err(RequestAuthError::Namespace(sig.namespace));
     }
-    sig.verify(&canonical(method, path_and_query, body, nonce))?;
+    Ok(sig)
+}
+
+/// [`verify`] from the body's SHA-256.
+pub fn verify_digest(
+    header: &str,
+    method: &str,
+    path_and_query: &str,
+    body_sha256: &[u8; 32],
+    nonce: &str,
+) -> Result<SshSig, RequestAuthError> {
+    let sig = parse_header(header)?;
+    sig.verify(&canonical_digest(
+        method,
+        path_and_query,
+        body_sha256,
+        nonce,
+    ))?;
     Ok(sig)
 }
 

@@ -97,6 +97,13 @@ pub enum Route {
     /// [`crate::config::MachineConfig::redacted_toml`] shows it (404 in
     /// maintenance mode).
     Config,
+    /// `POST /v1/upgrade[?stage=1]`, body: a signed bundle
+    /// ([`crate::upgrade`]) → [`crate::rpc::UpgradeResponse`]. `stage`:
+    /// write the inactive slot, switch at the next reboot.
+    Upgrade { stage: bool },
+    /// `POST /v1/rollback` → [`crate::rpc::RollbackResponse`]: boot the
+    /// previous slot again.
+    Rollback,
 }
 
 /// Why a request line names no endpoint.
@@ -143,7 +150,9 @@ impl Route {
             | Route::Shutdown
             | Route::Reset
             | Route::Bootstrap
-            | Route::Kubeconfig => Method::Post,
+            | Route::Kubeconfig
+            | Route::Upgrade { .. }
+            | Route::Rollback => Method::Post,
         }
     }
 
@@ -175,6 +184,8 @@ impl Route {
             Route::Kubeconfig => "kubeconfig",
             Route::Health => "health",
             Route::Config => "config",
+            Route::Upgrade { .. } => "upgrade",
+            Route::Rollback => "rollback",
         }
     }
 
@@ -221,6 +232,10 @@ impl Route {
             Route::Kubeconfig => format!("{PREFIX}/kubeconfig"),
             Route::Health => format!("{PREFIX}/health"),
             Route::Config => format!("{PREFIX}/config"),
+            Route::Upgrade { stage } => {
+                format!("{PREFIX}/upgrade{}", if *stage { "?stage=1" } else { "" })
+            }
+            Route::Rollback => format!("{PREFIX}/rollback"),
         }
     }
 
@@ -281,6 +296,10 @@ impl Route {
             ("POST", ["kubeconfig"]) => Route::Kubeconfig,
             ("GET", ["health"]) => Route::Health,
             ("GET", ["config"]) => Route::Config,
+            ("POST", ["upgrade"]) => Route::Upgrade {
+                stage: param("stage").is_some_and(|v| v == "1" || v == "true"),
+            },
+            ("POST", ["rollback"]) => Route::Rollback,
             _ => return Err(not_found()),
         };
         Ok(route)
@@ -330,6 +349,9 @@ mod tests {
             Route::Kubeconfig,
             Route::Health,
             Route::Config,
+            Route::Upgrade { stage: false },
+            Route::Upgrade { stage: true },
+            Route::Rollback,
         ]
     }
 
@@ -386,6 +408,8 @@ mod tests {
             ("GET", "/v1/kubeconfig"),
             ("POST", "/v1/health"),
             ("POST", "/v1/config"),
+            ("GET", "/v1/upgrade"),
+            ("GET", "/v1/rollback"),
         ] {
             let e = Route::parse(m, p).unwrap_err();
             assert_eq!(e.status(), 404, "{m} {p}");

@@ -197,6 +197,30 @@ pub struct RebootResponse {
     pub rebooting: bool,
 }
 
+/// `POST /v1/upgrade`: what the node did with a verified bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeResponse {
+    /// The bundle's image version and counter.
+    pub version: String,
+    pub counter: u64,
+    /// The slot written (as the node names it, e.g. `B`).
+    pub slot: String,
+    /// Written for the next reboot only (`?stage=1`).
+    pub staged: bool,
+    /// The node is rebooting into the new slot now.
+    pub rebooting: bool,
+    /// Who signed the manifest (fingerprint and comment).
+    pub signers: Vec<String>,
+}
+
+/// `POST /v1/rollback`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackResponse {
+    /// The slot the node boots next.
+    pub slot: String,
+    pub rebooting: bool,
+}
+
 /// `POST /v1/shutdown`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShutdownResponse {

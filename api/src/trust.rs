@@ -84,10 +84,12 @@ pub enum VerifyError {
     SignatureTooLarge(usize),
     #[error("signature file: {0}")]
     Signature(#[from] SigError),
-    #[error("{}", threshold_message(*.have, *.need, .notes))]
+    #[error("{}", threshold_message(*.have, *.need, .namespace, .notes))]
     Threshold {
         have: usize,
         need: usize,
+        /// The SSHSIG namespace the signatures had to carry.
+        namespace: &'static str,
         /// Why each signature that did not count was set aside.
         notes: Vec<String>,
     },
@@ -95,9 +97,9 @@ pub enum VerifyError {
     NoTrustRoots,
 }
 
-fn threshold_message(have: usize, need: usize, notes: &[String]) -> String {
+fn threshold_message(have: usize, need: usize, namespace: &str, notes: &[String]) -> String {
     let mut msg = format!(
-        "{have} of {need} required signature(s) from distinct trusted admin keys in namespace `{CONFIG_NAMESPACE}`"
+        "{have} of {need} required signature(s) from distinct trusted admin keys in namespace `{namespace}`"
     );
     for n in notes {
         msg.push_str("; ");
@@ -205,12 +207,25 @@ impl TrustRoots {
         self.readers.iter().any(|r| r.same_key(key))
     }
 
+    /// Verify a config's detached signatures ([`TrustRoots::verify_signed`]
+    /// in the config namespace).
+    pub fn verify_document(
+        &self,
+        document: &[u8],
+        signatures: &[u8],
+    ) -> Result<Vec<Signer>, VerifyError> {
+        self.verify_signed(CONFIG_NAMESPACE, document, signatures)
+    }
+
     /// Verify the detached signatures over the exact document bytes, before
     /// anything parses the document. Every block must be well formed and every
     /// signature must verify (a forged block is an attack, not noise); then
-    /// only signatures by distinct admins in the config namespace count.
-    pub fn verify_document(
+    /// only signatures by distinct admins in `namespace` count, so a
+    /// signature made for one purpose (a config, an upgrade) never counts
+    /// for another.
+    pub fn verify_signed(
         &self,
+        namespace: &'static str,
         document: &[u8],
         signatures: &[u8],
     ) -> Result<Vec<Signer>, VerifyError> {
@@ -233,9 +248,9 @@ impl TrustRoots {
         let mut notes = Vec::new();
         for sig in &blocks {
             let fp = sig.key.fingerprint();
-            if sig.namespace != CONFIG_NAMESPACE {
+            if sig.namespace != namespace {
                 notes.push(format!(
-                    "block {}: namespace `{}` is not `{CONFIG_NAMESPACE}`",
+                    "block {}: namespace `{}` is not `{namespace}`",
                     sig.block, sig.namespace
                 ));
                 continue;
@@ -259,7 +274,7 @@ impl TrustRoots {
                 });
             } else if self.is_reader(&sig.key) {
                 notes.push(format!(
-                    "block {}: {fp} is a reader key; readers cannot sign configs",
+                    "block {}: {fp} is a reader key; readers cannot sign configs or upgrades",
                     sig.block
                 ));
             } else {
@@ -273,6 +288,7 @@ impl TrustRoots {
             return Err(VerifyError::Threshold {
                 have: counted.len(),
                 need: self.threshold,
+                namespace,
                 notes,
             });
         }

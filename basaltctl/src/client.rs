@@ -6,6 +6,7 @@ use basalt_api::route::{Method, Route};
 use basalt_api::rpc::{EmptyRequest, ErrorResponse, NonceResponse};
 use basalt_api::sshkey::PrivateKey;
 use basalt_api::tls_pin::fingerprint;
+use basalt_api::upgrade::Sha256Digest;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -32,6 +33,11 @@ pub enum ClientError {
     Api { status: u16, message: String },
     #[error("decoding the node's answer: {0}")]
     Decode(String),
+    #[error("reading {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl ClientError {
@@ -227,6 +233,39 @@ impl NodeClient {
                 .unwrap_or(text);
             Err(ClientError::Api { status, message })
         }
+    }
+
+    /// POST a file as the body, streamed from disk (an upgrade bundle may
+    /// be gigabytes): read once for its sha256, which the request signature
+    /// covers, then again as it is sent. `timeout` bounds the whole upload.
+    pub fn post_file<T: DeserializeOwned>(
+        &self,
+        route: &Route,
+        file: &std::path::Path,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let io = |source| ClientError::File {
+            path: file.display().to_string(),
+            source,
+        };
+        let f = std::fs::File::open(file).map_err(io)?;
+        let (digest, len) = Sha256Digest::of_reader(std::io::BufReader::new(f)).map_err(io)?;
+        let digest = digest.0;
+        let f = std::fs::File::open(file).map_err(io)?;
+        let path_and_query = route.path_and_query();
+        let nonce = self.nonce()?;
+        let sig = request::sign_digest(&self.key, "POST", &path_and_query, &digest, &nonce);
+        let r = self
+            .http
+            .post(format!("{}{path_and_query}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+            .header(NONCE_HEADER, nonce)
+            .header(SIGNATURE_HEADER, sig)
+            .timeout(timeout)
+            .body(reqwest::blocking::Body::sized(f, len))
+            .send()
+            .map_err(|e| self.transport(e))?;
+        decode(r)
     }
 
     /// Call a JSON endpoint that takes no body (a GET, or a POST such as

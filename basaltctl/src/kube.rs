@@ -52,7 +52,7 @@ fn transient(e: &ClientError) -> bool {
     match e {
         ClientError::Transport { .. } | ClientError::Decode(_) => true,
         ClientError::Api { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-        ClientError::FingerprintMismatch { .. } => false,
+        ClientError::FingerprintMismatch { .. } | ClientError::File { .. } => false,
     }
 }
 

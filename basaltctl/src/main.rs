@@ -4,6 +4,7 @@ mod configcmd;
 mod dashcmd;
 mod keys;
 mod nodecmd;
+mod upgradecmd;
 
 use anyhow::Result;
 use basalt_api::route::Route;
@@ -146,6 +147,11 @@ enum Command {
         #[arg(long, default_value = "15m", value_parser = basaltctl::kube::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Signed A/B upgrades: `upgrade --node N BUNDLE [--stage]` sends a
+    /// bundle; `create`, `sign` and `verify` build and check one offline.
+    Upgrade(upgradecmd::UpgradeArgs),
+    /// Boot the node's previous A/B slot again.
+    Rollback,
     /// Wipe STATE (configs, TLS identity) and reboot into maintenance mode.
     Reset {
         /// Required: this cannot be undone.
@@ -363,6 +369,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             force,
         } => done(n::kubeconfig(a, out.as_deref(), server, user, force)),
         Command::Health { timeout } => done(n::health(a, timeout)),
+        Command::Upgrade(up) => done(upgradecmd::run(a, up)),
+        Command::Rollback => done(upgradecmd::rollback(a)),
         Command::Keys(KeysCmd::Gen { out, comment }) => keys::gen_key(&out, &comment),
         Command::Config(cmd) => match cmd {
             ConfigCmd::Gen {

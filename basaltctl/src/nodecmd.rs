@@ -210,7 +210,19 @@ impl Session {
         Ok(v)
     }
 
-    fn print<T: Serialize>(&self, v: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
+    /// POST a file as the body (streamed) and decode the JSON answer.
+    pub fn upload<T: DeserializeOwned>(
+        &mut self,
+        route: &Route,
+        file: &Path,
+        timeout: std::time::Duration,
+    ) -> Result<T> {
+        let v = self.client.post_file(route, file, timeout)?;
+        self.remember()?;
+        Ok(v)
+    }
+
+    pub fn print<T: Serialize>(&self, v: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
         print!("{}", render(self.output, v, text)?);
         Ok(())
     }

@@ -649,3 +649,331 @@ fn support_writes_what_it_could_and_fails_naming_the_nodes_it_could_not_reach() 
     assert!(!err.contains("connecting"), "asked the nodes first: {err}");
     assert_eq!(std::fs::read(e.dir.join("b.tar.zst")).unwrap(), before);
 }
+
+// ---- Upgrade bundles against GNU tar and ssh-keygen -------------------------
+
+fn tar(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("tar")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("GNU tar must be installed");
+    assert!(
+        out.status.success(),
+        "tar {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn random_file(dir: &Path, name: &str, len: usize) {
+    let mut v = vec![0u8; len];
+    getrandom::fill(&mut v).unwrap();
+    std::fs::write(dir.join(name), v).unwrap();
+}
+
+/// A UKI and a root image (random bytes), an unsigned bundle `b.tar` made
+/// with SOURCE_DATE_EPOCH, and the basaltctl admin key `admin`.
+fn upgrade_env() -> Env {
+    let e = env();
+    random_file(&e.dir, "uki.efi", 5000);
+    random_file(&e.dir, "root.squashfs", 70_001);
+    create(&e.dir, "b.tar", "7");
+    ok(
+        &e.dir,
+        &["keys", "gen", "--out", "admin", "--comment", "ops@test"],
+    );
+    e
+}
+
+fn create(dir: &Path, out: &str, counter: &str) {
+    let status = Command::new(BIN)
+        .current_dir(dir)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args([
+            "upgrade",
+            "create",
+            "--uki",
+            "uki.efi",
+            "--root",
+            "root.squashfs",
+            "--version",
+            "0.3.0",
+            "--counter",
+            counter,
+            "--out",
+            out,
+        ])
+        .output()
+        .unwrap()
+        .status;
+    assert!(status.success());
+}
+
+fn trust_toml(dir: &Path, pubs: &[&str], threshold: usize) {
+    let keys: Vec<String> = pubs
+        .iter()
+        .map(|p| format!("{:?}", std::fs::read_to_string(dir.join(p)).unwrap().trim()))
+        .collect();
+    std::fs::write(
+        dir.join("trust.toml"),
+        format!("admins = [{}]\nthreshold = {threshold}\n", keys.join(", ")),
+    )
+    .unwrap();
+}
+
+#[test]
+fn upgrade_create_is_read_by_gnu_tar_and_reproducible() {
+    let e = upgrade_env();
+    let listing = tar(&e.dir, &["tvf", "b.tar"]);
+    let members: Vec<(String, String)> = listing
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[5].to_string(), f[2].to_string())
+        })
+        .collect();
+    let manifest_len = {
+        let dir = e.dir.join("x");
+        std::fs::create_dir(&dir).unwrap();
+        tar(&dir, &["xf", "../b.tar"]);
+        for name in ["uki.efi", "root.squashfs"] {
+            assert_eq!(
+                std::fs::read(dir.join(name)).unwrap(),
+                std::fs::read(e.dir.join(name)).unwrap()
+            );
+        }
+        let m = std::fs::read_to_string(dir.join("manifest.toml")).unwrap();
+        assert!(
+            m.starts_with("format = \"basalt-upgrade/1\"\nversion = \"0.3.0\"\ncounter = 7\n"),
+            "{m}"
+        );
+        m.len().to_string()
+    };
+    assert_eq!(
+        members,
+        [
+            ("manifest.toml".to_string(), manifest_len),
+            ("manifest.toml.sig".into(), "0".into()),
+            ("uki.efi".into(), "5000".into()),
+            ("root.squashfs".into(), "70001".into()),
+        ]
+    );
+    assert!(
+        listing.lines().all(|l| l.starts_with("-rw-r--r-- 0/0")),
+        "{listing}"
+    );
+    // The same inputs, the same bytes.
+    create(&e.dir, "again.tar", "7");
+    assert_eq!(
+        std::fs::read(e.dir.join("b.tar")).unwrap(),
+        std::fs::read(e.dir.join("again.tar")).unwrap()
+    );
+    let out = fail(
+        &e.dir,
+        &[
+            "upgrade",
+            "create",
+            "--uki",
+            "uki.efi",
+            "--root",
+            "root.squashfs",
+            "--version",
+            "0.3.0",
+            "--counter",
+            "8",
+            "--out",
+            "b.tar",
+        ],
+    );
+    assert!(out.contains("refusing to overwrite"), "{out}");
+    let out = fail(
+        &e.dir,
+        &[
+            "upgrade",
+            "create",
+            "--uki",
+            "uki.efi",
+            "--root",
+            "root.squashfs",
+            "--version",
+            "0.3 0",
+            "--counter",
+            "8",
+            "--out",
+            "c.tar",
+        ],
+    );
+    assert!(
+        out.contains("--version: version `0.3 0` contains ' '"),
+        "{out}"
+    );
+}
+
+#[test]
+fn upgrade_sign_k_of_n_then_verify() {
+    let e = upgrade_env();
+    ok(&e.dir, &["keys", "gen", "--out", "second"]);
+    trust_toml(&e.dir, &["admin.pub", "second.pub"], 2);
+    let out = fail(
+        &e.dir,
+        &["upgrade", "verify", "--trust", "trust.toml", "b.tar"],
+    );
+    assert!(out.contains("the bundle is not signed"), "{out}");
+    ok(&e.dir, &["upgrade", "sign", "--key", "admin", "b.tar"]);
+    let out = fail(
+        &e.dir,
+        &["upgrade", "verify", "--trust", "trust.toml", "b.tar"],
+    );
+    assert!(out.contains("1 of 2 required signature(s)"), "{out}");
+    let signed = ok(&e.dir, &["upgrade", "sign", "--key", "second", "b.tar"]);
+    assert!(signed.contains("(2 signature(s))"), "{signed}");
+    let out = ok(
+        &e.dir,
+        &["upgrade", "verify", "--trust", "trust.toml", "b.tar"],
+    );
+    assert!(
+        out.contains("version 0.3.0\ncounter 7\narch x86_64\n"),
+        "{out}"
+    );
+    assert_eq!(out.matches("signed by").count(), 2, "{out}");
+    // Still a tar GNU tar reads, payloads unchanged.
+    assert!(
+        tar(&e.dir, &["tf", "b.tar"])
+            .starts_with("manifest.toml\nmanifest.toml.sig\nuki.efi\nroot.squashfs\n")
+    );
+    // No temporary file left next to it.
+    let names: Vec<String> = std::fs::read_dir(&e.dir)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("signing"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+    // A payload changed after signing: sign refuses, verify names it.
+    let mut bytes = std::fs::read(e.dir.join("b.tar")).unwrap();
+    let at = bytes.len() - 1024 - 300;
+    bytes[at] ^= 1;
+    std::fs::write(e.dir.join("b.tar"), bytes).unwrap();
+    let out = fail(
+        &e.dir,
+        &["upgrade", "verify", "--trust", "trust.toml", "b.tar"],
+    );
+    assert!(out.contains("root.squashfs has sha256"), "{out}");
+    let out = fail(&e.dir, &["upgrade", "sign", "--key", "admin", "b.tar"]);
+    assert!(out.contains("root.squashfs has sha256"), "{out}");
+}
+
+/// `ssh-keygen -Y sign` over manifest.toml, packed by GNU tar.
+fn gnu_bundle(dir: &Path, key: &str, namespace: &str, out: &str) {
+    let out_sign = ssh_keygen(
+        dir,
+        &["-Y", "sign", "-n", namespace, "-f", key, "manifest.toml"],
+        None,
+    );
+    assert!(
+        out_sign.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out_sign.stderr)
+    );
+    tar(
+        dir,
+        &[
+            "--format=ustar",
+            "--owner=0",
+            "--group=0",
+            "--mtime=@1700000000",
+            "-cf",
+            out,
+            "manifest.toml",
+            "manifest.toml.sig",
+            "uki.efi",
+            "root.squashfs",
+        ],
+    );
+}
+
+#[test]
+fn upgrade_bundles_interoperate_with_ssh_keygen_and_gnu_tar() {
+    let e = upgrade_env();
+    let out = ssh_keygen(
+        &e.dir,
+        &["-q", "-t", "ed25519", "-N", "", "-C", "peer", "-f", "peer"],
+        None,
+    );
+    assert!(out.status.success());
+    trust_toml(&e.dir, &["peer.pub", "admin.pub"], 1);
+    tar(&e.dir, &["xf", "b.tar", "manifest.toml"]);
+
+    // ssh-keygen's signature in a GNU tar bundle: accepted.
+    gnu_bundle(&e.dir, "peer", "basalt-upgrade", "gnu.tar");
+    let out = ok(
+        &e.dir,
+        &["upgrade", "verify", "--trust", "trust.toml", "gnu.tar"],
+    );
+    assert!(out.contains("gnu.tar: OK"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "signed by {} (peer)",
+            peer_fingerprint(&e.dir, "peer.pub")
+        )),
+        "{out}"
+    );
+
+    // ssh-keygen's signature in the config namespace: refused.
+    std::fs::remove_file(e.dir.join("manifest.toml.sig")).unwrap();
+    gnu_bundle(&e.dir, "peer", "basalt-config", "config-ns.tar");
+    let out = fail(
+        &e.dir,
+        &[
+            "upgrade",
+            "verify",
+            "--trust",
+            "trust.toml",
+            "config-ns.tar",
+        ],
+    );
+    assert!(
+        out.contains("namespace `basalt-config` is not `basalt-upgrade`"),
+        "{out}"
+    );
+
+    // Our signature: ssh-keygen verifies it in basalt-upgrade, and refuses
+    // it as a config signature.
+    ok(&e.dir, &["upgrade", "sign", "--key", "admin", "b.tar"]);
+    let dir = e.dir.join("ours");
+    std::fs::create_dir(&dir).unwrap();
+    tar(
+        &dir,
+        &["xf", "../b.tar", "manifest.toml", "manifest.toml.sig"],
+    );
+    let key = std::fs::read_to_string(e.dir.join("admin.pub")).unwrap();
+    std::fs::write(dir.join("allowed"), format!("ops {key}")).unwrap();
+    let verify = |ns: &str| {
+        ssh_keygen(
+            &dir,
+            &[
+                "-Y",
+                "verify",
+                "-f",
+                "allowed",
+                "-I",
+                "ops",
+                "-n",
+                ns,
+                "-s",
+                "manifest.toml.sig",
+            ],
+            Some(Path::new("manifest.toml")),
+        )
+    };
+    let good = verify("basalt-upgrade");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&good.stdout).contains("Good \"basalt-upgrade\" signature for ops")
+    );
+    assert!(!verify("basalt-config").status.success());
+}

@@ -32,3 +32,4 @@ pub mod slots;
 pub mod state;
 pub mod supervisor;
 pub mod tls;
+pub mod upgrade;

@@ -100,7 +100,7 @@ pub struct Node {
     pub nonces: Nonces,
     pub boot_id: String,
     pub tls_fingerprint: String,
-    config: ConfigController,
+    pub(crate) config: ConfigController,
     kernel: KernelController,
     files: FilesController,
     dns: DnsController,
@@ -118,6 +118,11 @@ pub struct Node {
     boot: std::sync::Mutex<Option<basalt_api::rpc::BootStatus>>,
     /// Set on an ISO boot: a config with `[machine.install]` installs.
     installer: std::sync::OnceLock<Arc<dyn crate::installer::Installer>>,
+    /// Writes upgrades to the disk's A/B slots; unset on a node that does
+    /// not boot from one ([`Node::attach_slots`]).
+    pub(crate) slots: std::sync::OnceLock<Arc<dyn crate::upgrade::SlotWriter>>,
+    /// Held from an upgrade's first byte to its install: one at a time.
+    pub(crate) upgrade_lock: Mutex<()>,
 }
 
 impl Node {
@@ -162,6 +167,8 @@ impl Node {
             power: parts.power,
             boot: std::sync::Mutex::new(None),
             installer: std::sync::OnceLock::new(),
+            slots: std::sync::OnceLock::new(),
+            upgrade_lock: Mutex::new(()),
         });
         node.learn_secrets(current.as_ref());
         match &current {

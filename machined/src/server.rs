@@ -10,6 +10,7 @@ use crate::kubernetes::node_api::KubernetesApi;
 use crate::log_policy::{self, KnownSecrets};
 use crate::node::{Node, PowerEvent};
 use crate::peers::{PeerLimits, Peers};
+use crate::upgrade::upload;
 use basalt_api::request::{NONCE_HEADER, SIGNATURE_HEADER};
 use basalt_api::route::Route;
 use basalt_api::rpc::{
@@ -40,6 +41,10 @@ pub struct Limits {
     pub nonce_ttl: Duration,
     /// What any one peer may hold (see [`crate::peers`]).
     pub per_peer: PeerLimits,
+    /// The largest upgrade bundle `POST /v1/upgrade` spools.
+    pub max_upgrade_body: u64,
+    /// How long an upgrade upload may take.
+    pub upgrade_body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -53,6 +58,8 @@ impl Default for Limits {
             max_connections: 1024,
             nonce_ttl: crate::auth::NONCE_TTL,
             per_peer: PeerLimits::default(),
+            max_upgrade_body: 2 * 1024 * 1024 * 1024,
+            upgrade_body_timeout: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -253,6 +260,14 @@ async fn answer(
     if is_nonce_request && !peers.allow_unauthenticated(peer.ip(), Instant::now()) {
         return too_many(peers);
     }
+    if let Ok(Route::Upgrade { stage }) = route {
+        let auth = SignedHeaders {
+            nonce,
+            signature,
+            path_and_query,
+        };
+        return upgrade_route(&node, limits, peers, peer, req, auth, stage).await;
+    }
 
     let body = match tokio::time::timeout(
         limits.body_timeout,
@@ -316,6 +331,143 @@ async fn answer(
         Ok(r) => write_route(&node, r, &body).await,
         Err(e) => error(e.status(), e.to_string()),
     }
+}
+
+/// What authenticates a request, taken from its head.
+struct SignedHeaders {
+    nonce: Option<String>,
+    signature: Option<String>,
+    path_and_query: String,
+}
+
+/// A refused caller: logged, counted, and charged to the peer's bucket as
+/// [`answer`] does.
+fn refuse(
+    node: &Node,
+    peers: &Peers,
+    peer: SocketAddr,
+    what: &str,
+    e: &AuthError,
+) -> Response<Body> {
+    tracing::info!("{peer}: {what}: refused: {e}");
+    node.metrics.auth_failure(e.reason());
+    if !peers.allow_unauthenticated(peer.ip(), Instant::now()) {
+        return too_many(peers);
+    }
+    error(e.status(), e.to_string())
+}
+
+/// `POST /v1/upgrade`: the body (a bundle, up to gigabytes) is streamed
+/// into the spool, not memory. Before a byte is stored the request must
+/// name an admin key and a live nonce of ours; once it is all in, its
+/// signature is verified over the streamed digest; only then is the
+/// bundle verified and handed to the slot writer. The spool file is
+/// removed whatever happens.
+async fn upgrade_route(
+    node: &Arc<Node>,
+    limits: &Limits,
+    peers: &Peers,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    auth: SignedHeaders,
+    stage: bool,
+) -> Response<Body> {
+    let what = "POST /v1/upgrade";
+    let policy = node.policy().await;
+    let (nonce, signature) = (auth.nonce.as_deref(), auth.signature.as_deref());
+    let declared: Option<u64> = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let early = if let Err(e) = auth::precheck_admin(&policy, &node.nonces, nonce, signature) {
+        Some(refuse(node, peers, peer, what, &e))
+    } else if node.slots().is_none() {
+        Some(error(409, crate::upgrade::NO_SLOTS))
+    } else if let Some(n) = declared.filter(|&n| n > limits.max_upgrade_body) {
+        tracing::info!("{peer}: {what}: {n} bytes declared, over the limit");
+        Some(error(
+            413,
+            upload::UploadError::TooLarge {
+                limit: limits.max_upgrade_body,
+            }
+            .to_string(),
+        ))
+    } else {
+        None
+    };
+    if let Some(response) = early {
+        discard(req.into_body(), limits).await;
+        return response;
+    }
+    let Ok(_one_at_a_time) = node.upgrade_lock.try_lock() else {
+        discard(req.into_body(), limits).await;
+        return error(409, crate::upgrade::UpgradeError::Busy.to_string());
+    };
+    let spooled = match upload::receive(
+        req.into_body(),
+        &node.upgrade_spool_dir(),
+        limits.max_upgrade_body,
+        limits.upgrade_body_timeout,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!("{peer}: {what}: {e}");
+            return error(e.status(), e.to_string());
+        }
+    };
+    let caller = match auth::authenticate_digest(
+        &policy,
+        &node.nonces,
+        nonce,
+        signature,
+        "POST",
+        &auth.path_and_query,
+        &spooled.sha256,
+    ) {
+        Ok(c) if c.role == Role::Admin => c,
+        Ok(c) => {
+            return refuse(
+                node,
+                peers,
+                peer,
+                what,
+                &AuthError::Forbidden(c.fingerprint),
+            );
+        }
+        Err(e) => return refuse(node, peers, peer, what, &e),
+    };
+    tracing::info!(
+        "{peer}: {what}: {} bytes from {}",
+        spooled.len,
+        caller.fingerprint
+    );
+    match node.install_upgrade(&spooled.file, stage).await {
+        Ok(r) => json(StatusCode::OK, &r),
+        Err(e) => {
+            tracing::warn!("{peer}: {what}: {e}");
+            error(e.status(), e.to_string())
+        }
+    }
+}
+
+/// Read and drop a body the node refuses before storing it, up to the
+/// size and time any request body gets, so that the client (still sending)
+/// reads the answer instead of a reset connection. A larger body is cut
+/// off: the connection closes.
+async fn discard(mut body: Incoming, limits: &Limits) {
+    let mut left = limits.max_body;
+    let drain = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len());
+            if n >= left {
+                return;
+            }
+            left -= n;
+        }
+    };
+    let _ = tokio::time::timeout(limits.body_timeout, drain).await;
 }
 
 /// `GET` endpoints: readers and admins (files: see [`inspect::read_allowed`]).
@@ -458,6 +610,10 @@ async fn write_route(node: &Arc<Node>, route: Route, body: &[u8]) -> Response<Bo
                 Err(e) => error(e.status, e.message),
             }
         }
+        Route::Rollback => match node.rollback_slot().await {
+            Ok(r) => json(StatusCode::OK, &r),
+            Err(e) => error(e.status(), e.to_string()),
+        },
         other => error(405, format!("{} is not a write", other.path_and_query())),
     }
 }

@@ -2040,3 +2040,443 @@ fn several_nodes_answer_at_once_each_labelled_and_one_failing_fails_the_command(
         );
     }
 }
+
+// ---- Signed A/B upgrades ---------------------------------------------------
+
+mod upgrade_support {
+    use basalt_api::sshsig;
+    use basalt_api::upgrade::bundle::{PayloadSource, write_bundle};
+    use basalt_api::upgrade::manifest::{Arch, Format, Payload};
+    use basalt_api::upgrade::{Extent, Manifest, Sha256Digest, UPGRADE_NAMESPACE, Version};
+    use machined::upgrade::{SlotWriter, UpgradeError, UpgradeOutcome, VerifiedBundle};
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    /// What the fake slot writer was handed: counter, stage, and the bytes
+    /// at the payloads' offsets in the spool file.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Install {
+        pub counter: u64,
+        pub stage: bool,
+        pub uki: Vec<u8>,
+        pub root: Vec<u8>,
+    }
+
+    /// A slot writer that records what reaches it.
+    pub struct RecordingSlots {
+        pub installed: u64,
+        pub installs: Mutex<Vec<Install>>,
+        pub rollbacks: Mutex<usize>,
+    }
+
+    impl RecordingSlots {
+        pub fn new(installed: u64) -> Self {
+            Self {
+                installed,
+                installs: Mutex::new(Vec::new()),
+                rollbacks: Mutex::new(0),
+            }
+        }
+    }
+
+    fn read_at(path: &Path, e: Extent) -> Vec<u8> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(path).unwrap();
+        f.seek(SeekFrom::Start(e.offset)).unwrap();
+        let mut out = vec![0; e.size as usize];
+        f.read_exact(&mut out).unwrap();
+        out
+    }
+
+    impl SlotWriter for RecordingSlots {
+        fn installed_counter(&self) -> u64 {
+            self.installed
+        }
+        fn install(
+            &self,
+            bundle: &VerifiedBundle,
+            spool: &Path,
+            stage: bool,
+        ) -> Result<UpgradeOutcome, UpgradeError> {
+            let p = bundle.payloads();
+            self.installs.lock().unwrap().push(Install {
+                counter: bundle.manifest().manifest().counter,
+                stage,
+                uki: read_at(spool, p.uki),
+                root: read_at(spool, p.root),
+            });
+            Ok(UpgradeOutcome {
+                slot: "B".into(),
+                reboot: !stage,
+            })
+        }
+        fn rollback(&self) -> Result<UpgradeOutcome, UpgradeError> {
+            *self.rollbacks.lock().unwrap() += 1;
+            Ok(UpgradeOutcome {
+                slot: "A".into(),
+                reboot: true,
+            })
+        }
+    }
+
+    pub fn random(n: usize) -> Vec<u8> {
+        let mut v = vec![0; n];
+        getrandom::fill(&mut v).unwrap();
+        v
+    }
+
+    pub fn manifest(uki: &[u8], root: &[u8], counter: u64, arch: &str) -> Manifest {
+        let payload = |b: &[u8]| Payload {
+            size: b.len() as u64,
+            sha256: Sha256Digest::of_reader(b).unwrap().0,
+        };
+        Manifest {
+            format: Format,
+            version: Version::try_from("0.3.0".to_string()).unwrap(),
+            counter,
+            arch: Arch::try_from(arch.to_string()).unwrap(),
+            uki: payload(uki),
+            root: payload(root),
+        }
+    }
+
+    pub fn bundle(manifest: &[u8], sigs: &[u8], uki: &[u8], root: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let (mut u, mut r) = (uki, root);
+        write_bundle(
+            &mut out,
+            manifest,
+            sigs,
+            PayloadSource {
+                reader: &mut u,
+                size: uki.len() as u64,
+            },
+            PayloadSource {
+                reader: &mut r,
+                size: root.len() as u64,
+            },
+            0,
+        )
+        .unwrap();
+        out
+    }
+
+    pub fn signed(m: &Manifest, signer: u8, ns: &str, uki: &[u8], root: &[u8]) -> Vec<u8> {
+        let text = m.to_toml();
+        let sig = sshsig::sign(&super::key(signer), ns, text.as_bytes());
+        bundle(text.as_bytes(), sig.as_bytes(), uki, root)
+    }
+
+    pub fn upgrade_ns() -> &'static str {
+        UPGRADE_NAMESPACE
+    }
+}
+
+impl Dev {
+    fn spool_entries(&self) -> Vec<String> {
+        let dir = self.node().node.upgrade_spool_dir();
+        match std::fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn send_bundle(
+        &self,
+        k: u8,
+        bytes: &[u8],
+        stage: bool,
+    ) -> Result<basalt_api::rpc::UpgradeResponse, ClientError> {
+        let file = self.root.path().join("upload.tar");
+        std::fs::write(&file, bytes).unwrap();
+        self.client(k)
+            .post_file(&Route::Upgrade { stage }, &file, Duration::from_secs(60))
+    }
+}
+
+#[test]
+fn upgrade_a_good_bundle_reaches_the_slot_writer_once_with_its_payloads() {
+    use upgrade_support::*;
+    let mut d = dev(Limits::default());
+    let slots = Arc::new(upgrade_support::RecordingSlots::new(5));
+    assert!(d.node().node.attach_slots(slots.clone()));
+    let (uki, root) = (random(3000), random(70_001));
+    let m = manifest(&uki, &root, 6, std::env::consts::ARCH);
+    let b = signed(&m, 1, upgrade_ns(), &uki, &root);
+
+    let r = d.send_bundle(1, &b, true).unwrap();
+    assert_eq!(
+        (
+            r.version.as_str(),
+            r.counter,
+            r.slot.as_str(),
+            r.staged,
+            r.rebooting
+        ),
+        ("0.3.0", 6, "B", true, false)
+    );
+    assert_eq!(r.signers.len(), 1);
+    let installs = slots.installs.lock().unwrap().clone();
+    assert_eq!(
+        installs,
+        vec![upgrade_support::Install {
+            counter: 6,
+            stage: true,
+            uki: uki.clone(),
+            root: root.clone(),
+        }]
+    );
+    assert!(d.spool_entries().is_empty(), "{:?}", d.spool_entries());
+    // Staged: no reboot asked for.
+    assert!(d.node.as_mut().unwrap().power.try_recv().is_err());
+
+    // Not staged: the writer says reboot, and the node does.
+    let r = d.send_bundle(2, &b, false).unwrap();
+    assert!(r.rebooting);
+    assert_eq!(slots.installs.lock().unwrap().len(), 2);
+    let ev = d.node.as_mut().unwrap().power.try_recv().unwrap();
+    assert_eq!(ev, machined::node::PowerEvent::Reboot);
+    assert!(d.spool_entries().is_empty());
+}
+
+#[test]
+fn upgrade_refusals_never_reach_the_slot_writer_and_leave_no_spool() {
+    use upgrade_support::*;
+    let d = dev(Limits {
+        max_upgrade_body: 200_000,
+        ..Limits::default()
+    });
+    let slots = Arc::new(upgrade_support::RecordingSlots::new(5));
+    d.node().node.attach_slots(slots.clone());
+    let arch = std::env::consts::ARCH;
+    let (uki, root) = (random(3000), random(70_001));
+    let good = manifest(&uki, &root, 6, arch);
+    let text = good.to_toml();
+    let mut tampered = signed(&good, 1, upgrade_ns(), &uki, &root);
+    let at = tampered.len() - 1024 - 200;
+    tampered[at] ^= 0xff;
+    let good_bundle = signed(&good, 1, upgrade_ns(), &uki, &root);
+    let other_arch = if arch == "x86_64" {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
+    let cases: Vec<(&str, u8, Vec<u8>, u16, String)> = vec![
+        (
+            "unsigned",
+            1,
+            bundle(text.as_bytes(), b"", &uki, &root),
+            403,
+            "the bundle is not signed".into(),
+        ),
+        (
+            "config namespace",
+            1,
+            signed(&good, 1, basalt_api::CONFIG_NAMESPACE, &uki, &root),
+            403,
+            "namespace `basalt-config` is not `basalt-upgrade`".into(),
+        ),
+        (
+            "api namespace",
+            1,
+            signed(&good, 1, request::API_NAMESPACE, &uki, &root),
+            403,
+            "namespace `basalt-api` is not `basalt-upgrade`".into(),
+        ),
+        (
+            "untrusted signer",
+            1,
+            signed(&good, 9, upgrade_ns(), &uki, &root),
+            403,
+            "is not a trusted admin key".into(),
+        ),
+        (
+            "equal counter",
+            1,
+            signed(
+                &manifest(&uki, &root, 5, arch),
+                1,
+                upgrade_ns(),
+                &uki,
+                &root,
+            ),
+            400,
+            "bundle counter 5 is not above this node's installed counter 5".into(),
+        ),
+        (
+            "older counter",
+            1,
+            signed(
+                &manifest(&uki, &root, 2, arch),
+                1,
+                upgrade_ns(),
+                &uki,
+                &root,
+            ),
+            400,
+            "bundle counter 2 is not above".into(),
+        ),
+        (
+            "wrong arch",
+            1,
+            signed(
+                &manifest(&uki, &root, 6, other_arch),
+                1,
+                upgrade_ns(),
+                &uki,
+                &root,
+            ),
+            400,
+            format!("bundle is for {other_arch} but this node is {arch}"),
+        ),
+        (
+            "hash mismatch",
+            1,
+            tampered,
+            400,
+            "root.squashfs has sha256".into(),
+        ),
+        (
+            "size mismatch",
+            1,
+            signed(&good, 1, upgrade_ns(), &uki, &root[..70_000]),
+            400,
+            "root.squashfs is 70000 bytes but the signed manifest says 70001".into(),
+        ),
+        (
+            "truncated",
+            1,
+            good_bundle[..good_bundle.len() - 3000].to_vec(),
+            400,
+            "root.squashfs: the file ends at byte".into(),
+        ),
+        (
+            "not a tar",
+            1,
+            b"hello".to_vec(),
+            400,
+            "manifest.toml: the file ends at byte 5".into(),
+        ),
+        (
+            "reader key",
+            3,
+            good_bundle.clone(),
+            403,
+            "is a reader key; this call needs an admin".into(),
+        ),
+        (
+            "stranger key",
+            9,
+            good_bundle.clone(),
+            401,
+            "is not trusted by this node".into(),
+        ),
+        (
+            "over the limit",
+            1,
+            signed(&good, 1, upgrade_ns(), &uki, &random(300_000)),
+            413,
+            "upgrade bundle over 200000 bytes".into(),
+        ),
+    ];
+    for (what, k, bytes, status, want) in cases {
+        let e = d.send_bundle(k, &bytes, false).unwrap_err();
+        assert_eq!(api_status(&e), status, "{what}: {e}");
+        assert!(
+            e.to_string().contains(&want),
+            "{what}: {e}\n  should contain: {want}"
+        );
+        assert!(
+            slots.installs.lock().unwrap().is_empty(),
+            "{what} reached install"
+        );
+        assert!(
+            d.spool_entries().is_empty(),
+            "{what}: {:?}",
+            d.spool_entries()
+        );
+    }
+    // The same good bundle afterwards is installed: nothing above broke the route.
+    d.send_bundle(1, &good_bundle, true).unwrap();
+    assert_eq!(slots.installs.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn upgrade_request_signature_covers_the_streamed_body() {
+    use upgrade_support::*;
+    let d = dev(Limits::default());
+    let slots = Arc::new(upgrade_support::RecordingSlots::new(0));
+    d.node().node.attach_slots(slots.clone());
+    let (uki, root) = (random(100), random(200));
+    let b = signed(
+        &manifest(&uki, &root, 1, std::env::consts::ARCH),
+        1,
+        upgrade_ns(),
+        &uki,
+        &root,
+    );
+    let client = d.client(1);
+    let nonce = client.nonce().unwrap();
+    let path = Route::Upgrade { stage: true }.path_and_query();
+    // Signed over other bytes than those sent.
+    let sig = request::sign(&key(1), "POST", &path, b"other body", &nonce);
+    let e = client
+        .send_raw("POST", &path, b.clone(), Some(&nonce), Some(&sig))
+        .unwrap_err();
+    assert_eq!(api_status(&e), 401, "{e}");
+    assert!(e.to_string().contains("bad request signature"), "{e}");
+    assert!(slots.installs.lock().unwrap().is_empty());
+    assert!(d.spool_entries().is_empty());
+    // Signed over these bytes, through the same raw path: accepted.
+    let nonce = client.nonce().unwrap();
+    let sig = request::sign(&key(1), "POST", &path, &b, &nonce);
+    client
+        .send_raw("POST", &path, b, Some(&nonce), Some(&sig))
+        .unwrap();
+    assert_eq!(slots.installs.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn upgrade_and_rollback_without_ab_slots_say_why() {
+    use upgrade_support::*;
+    let mut d = dev(Limits::default());
+    let (uki, root) = (random(100), random(200));
+    let b = signed(
+        &manifest(&uki, &root, 1, std::env::consts::ARCH),
+        1,
+        upgrade_ns(),
+        &uki,
+        &root,
+    );
+    for e in [
+        d.send_bundle(1, &b, false).unwrap_err(),
+        d.client(1)
+            .call::<basalt_api::rpc::RollbackResponse>(&Route::Rollback)
+            .unwrap_err(),
+    ] {
+        assert_eq!(api_status(&e), 409, "{e}");
+        assert!(
+            e.to_string()
+                .contains("this node does not boot from a disk with A/B slots; upgrades need the disk image (disk.raw) or an installed node"),
+            "{e}"
+        );
+    }
+    assert!(d.spool_entries().is_empty());
+    // With slots: rollback reaches the writer and the node reboots.
+    let slots = Arc::new(upgrade_support::RecordingSlots::new(0));
+    d.node().node.attach_slots(slots.clone());
+    let r: basalt_api::rpc::RollbackResponse = d.client(1).call(&Route::Rollback).unwrap();
+    assert_eq!((r.slot.as_str(), r.rebooting), ("A", true));
+    assert_eq!(*slots.rollbacks.lock().unwrap(), 1);
+    let ev = d.node.as_mut().unwrap().power.try_recv().unwrap();
+    assert_eq!(ev, machined::node::PowerEvent::Reboot);
+    // Readers may not roll back.
+    let e = d
+        .client(3)
+        .call::<basalt_api::rpc::RollbackResponse>(&Route::Rollback)
+        .unwrap_err();
+    assert_eq!(api_status(&e), 403);
+    assert_eq!(*slots.rollbacks.lock().unwrap(), 1);
+}

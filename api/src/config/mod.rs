@@ -5,7 +5,7 @@
 //! checks meaning (addresses, paths, role rules, trust). Every error carries
 //! the TOML path and the line:column it points at.
 
-mod locate;
+pub(crate) mod locate;
 mod redacted;
 mod registries;
 mod validate;

@@ -73,6 +73,11 @@ impl ConfigController {
         }
     }
 
+    /// The image's trust roots: who may sign the first config, and upgrades.
+    pub fn image_trust(&self) -> &TrustRoots {
+        &self.image_trust
+    }
+
     /// At boot: promote a staged config, then load the current one. A
     /// stored config that no longer parses is reported and skipped: the
     /// node stays in maintenance mode rather than trusting it.

@@ -16,6 +16,7 @@
 //! - [`signals`]: signals to a service's process group ([`signals::Signals`]).
 //! - [`inspect`]: the API's read-only views of /proc, /sys and files.
 //! - [`stats`]: the node's statistics files for a metrics scrape.
+//! - [`spool`]: an uploaded upgrade bundle, written as it arrives.
 //! - [`recording`]: the recording fake of [`kernel::Kernel`],
 //!   [`mounts::Mounter`], [`modules::ModuleLoader`], [`power::Power`] and
 //!   [`signals::Signals`] (the network executor's netlink seam,
@@ -47,6 +48,7 @@ pub mod mounts;
 pub mod power;
 pub mod recording;
 pub mod signals;
+pub mod spool;
 pub mod stats;
 
 use kernel::{DevKernel, Kernel, Linux};
