@@ -199,6 +199,91 @@ pub fn write(
     }
     add_files(&fs, files, out)?;
     fs.unmount().map_err(io("closing", out))?;
+    fix_dot_entries(&disk).map_err(io("repairing directories in", out))?;
+    disk.sync_all().map_err(io("syncing", out))?;
+    Ok(())
+}
+
+const DIR_ENTRY: usize = 32;
+const ATTR_DIRECTORY: u8 = 0x10;
+const ATTR_LFN: u8 = 0x0F;
+
+/// fatfs 0.3 (with long names on) writes a long-name entry before `.` and
+/// `..` in every new directory, which fsck.fat rightly calls corrupt: the
+/// dot entries must be the directory's first two, bare. This rewrites the
+/// first cluster of every directory to `.`, `..` (cluster 0 when the parent
+/// is the root, as the FAT spec has it), then the rest, in order.
+fn fix_dot_entries(disk: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut boot = [0u8; 512];
+    disk.read_exact_at(&mut boot, 0)?;
+    let bytes_per_sector = u64::from(u16::from_le_bytes([boot[11], boot[12]]));
+    let cluster = bytes_per_sector * u64::from(boot[13]);
+    let reserved = u64::from(u16::from_le_bytes([boot[14], boot[15]]));
+    let fats = u64::from(boot[16]);
+    let fat_sectors = u64::from(u32::from_le_bytes([boot[36], boot[37], boot[38], boot[39]]));
+    let root = u32::from_le_bytes([boot[44], boot[45], boot[46], boot[47]]);
+    let data = (reserved + fats * fat_sectors) * bytes_per_sector;
+    let at = |c: u32| data + u64::from(c - 2) * cluster;
+    let fat_entry = |c: u32| -> std::io::Result<u32> {
+        let mut e = [0u8; 4];
+        disk.read_exact_at(&mut e, reserved * bytes_per_sector + u64::from(c) * 4)?;
+        Ok(u32::from_le_bytes(e) & 0x0FFF_FFFF)
+    };
+    let mut todo = vec![(root, 0u32)];
+    while let Some((dir, parent)) = todo.pop() {
+        let mut buf = vec![0u8; cluster as usize];
+        disk.read_exact_at(&mut buf, at(dir))?;
+        let entries: Vec<&[u8]> = buf.chunks(DIR_ENTRY).take_while(|e| e[0] != 0).collect();
+        let is_dot = |e: &[u8]| {
+            e[11] != ATTR_LFN && (e[..11] == *b".          " || e[..11] == *b"..         ")
+        };
+        let mut kept: Vec<Vec<u8>> = Vec::new();
+        let mut pending_lfn: Vec<Vec<u8>> = Vec::new();
+        let (mut dot, mut dotdot) = (None, None);
+        for e in entries {
+            if e[11] == ATTR_LFN {
+                pending_lfn.push(e.to_vec());
+            } else if is_dot(e) {
+                // Its long-name entries are dropped with it.
+                pending_lfn.clear();
+                let mut e = e.to_vec();
+                if e[1] == b'.' {
+                    let p = if parent == root { 0 } else { parent };
+                    e[20..22].copy_from_slice(&((p >> 16) as u16).to_le_bytes());
+                    e[26..28].copy_from_slice(&(p as u16).to_le_bytes());
+                    dotdot = Some(e);
+                } else {
+                    dot = Some(e);
+                }
+            } else {
+                kept.append(&mut pending_lfn);
+                if e[11] & ATTR_DIRECTORY != 0 && e[0] != 0xE5 {
+                    let c = u32::from(u16::from_le_bytes([e[20], e[21]])) << 16
+                        | u32::from(u16::from_le_bytes([e[26], e[27]]));
+                    todo.push((c, dir));
+                }
+                kept.push(e.to_vec());
+            }
+        }
+        if dir != root {
+            let (Some(dot), Some(dotdot)) = (dot, dotdot) else {
+                return Err(std::io::Error::other(format!(
+                    "directory at cluster {dir} has no . and .. entries"
+                )));
+            };
+            if fat_entry(dir)? < 0x0FFF_FFF8 {
+                return Err(std::io::Error::other(format!(
+                    "directory at cluster {dir} spans more than one cluster"
+                )));
+            }
+            kept.insert(0, dotdot);
+            kept.insert(0, dot);
+        }
+        let mut out = kept.concat();
+        out.resize(cluster as usize, 0);
+        disk.write_all_at(&out, at(dir))?;
+    }
     Ok(())
 }
 
