@@ -51,6 +51,21 @@
                 # or build with lib.mkNodeImage { admins = [ … ]; }.
               '';
           nodeImage = mkNodeImage { adminFiles = [ "${adminFile}" ]; };
+          # The same node as a whole disk (disk.raw + uki.efi) and as an
+          # installer ISO, booted by UEFI firmware through systemd-boot.
+          nodeDisk = mkNodeImage {
+            adminFiles = [ "${adminFile}" ];
+            name = "basalt-node-disk";
+            artifacts = [
+              "uki"
+              "disk"
+            ];
+          };
+          nodeIso = mkNodeImage {
+            adminFiles = [ "${adminFile}" ];
+            name = "basalt-node-iso";
+            artifacts = [ "iso" ];
+          };
         in
         {
           inherit
@@ -60,6 +75,8 @@
             components
             mkNodeImage
             nodeImage
+            nodeDisk
+            nodeIso
             ;
         };
     in
@@ -70,6 +87,8 @@
         default = p.basalt;
       })) (forSystems imageSystems (p: p.components // {
         node-image = p.nodeImage.image;
+        node-disk = p.nodeDisk.image;
+        node-iso = p.nodeIso.image;
       }));
 
       checks = lib.recursiveUpdate (forSystems systems (

@@ -25,6 +25,9 @@
   closureRoot ? null,
   # Every timestamp in the image is clamped to this.
   sourceDateEpoch ? 1,
+  # PATH of the builder: the tools image-builder runs (xorriso for the iso
+  # artifact); null: none (a kernel + initramfs build runs no tool).
+  path ? null,
   name ? "basalt-node-image",
 }:
 assert
@@ -57,4 +60,5 @@ derivation (
     RUST_LOG = "image_builder=info";
   }
   // (if closureRoot != null then { exportReferencesGraph = [ "closure" closureRoot ]; } else { })
+  // (if path != null then { PATH = path; } else { })
 )

@@ -51,6 +51,13 @@
   ],
   sourceDateEpoch ? 1,
   name ? "basalt-node-image",
+  # What to build: "kernel" "initramfs" "rootfs" "uki" "disk" "iso" (the
+  # flake's node-disk and node-iso ask for the bootable media).
+  artifacts ? [
+    "kernel"
+    "initramfs"
+  ],
+  version ? "0.1.0",
 }:
 let
   inherit (pkgs) stdenv;
@@ -79,8 +86,14 @@ let
     inherit target;
   };
 
+  # systemd-stub and systemd-boot for the UKIs and ESPs.
+  efi = "${pkgs.systemd}/lib/systemd/boot/efi";
+
   profileFor = trust: {
     name = "nix";
+    inherit artifacts version;
+    stub = "${efi}/linuxx64.efi.stub";
+    systemdBoot = "${efi}/systemd-bootx64.efi";
     kernelImage = "${kernel}/${stdenv.hostPlatform.linux-kernel.target}";
     modulesDir = "${kernel}/lib/modules/${kernel.modDirVersion}";
     inherit modules config;
@@ -134,6 +147,8 @@ let
     inherit (pkgs) writeText;
     inherit name sourceDateEpoch;
     imageBuilder = "${basalt}/bin/image-builder";
+    # xorriso writes the ISO.
+    path = "${pkgs.xorriso}/bin";
     profile = profileFor trust;
     closureInfo = closure;
   };

@@ -8,12 +8,23 @@
 # the profile refer to those store paths.
 {
   name,
+  # The image's version (os-release, the UKI's .osrel and file name); null:
+  # image-builder's own.
+  version ? null,
   # The kernel image ("${kernel}/bzImage") and its modules directory
   # ("${kernel}/lib/modules/${kernel.modDirVersion}").
   kernelImage,
   modulesDir ? null,
   # Module names loaded by machined before the root switch (dependencies follow).
   modules ? [ ],
+  # The UKIs' command line; null: image-builder's default.
+  cmdline ? null,
+  # systemd's EFI stub and systemd-boot, for the uki/disk/iso artifacts
+  # ("${systemd}/lib/systemd/boot/efi/…"); null: the Debian paths.
+  stub ? null,
+  systemdBoot ? null,
+  # Size of each root slot of disk.raw, MiB; null: 1024.
+  slotSizeMib ? null,
   # The /init binary.
   machined,
   # [ { source = "/nix/store/…/bin/x"; target = "/usr/bin/x"; mode = 493; } ]
@@ -64,6 +75,7 @@ assert (admins != [ ] || adminFiles != [ ]);
 ''
 + optional (modulesDir != null) "modules_dir = ${str modulesDir}\n"
 + "modules = ${list modules}\n"
++ optional (cmdline != null) "cmdline = ${str cmdline}\n"
 + ''
 
   [machined]
@@ -88,6 +100,12 @@ assert (admins != [ ] || adminFiles != [ ]);
   "\n[nix]\npaths = ${list nixPaths}\n"
   + optional (closureFile != null) "closure_file = ${str closureFile}\n"
 )
++ optional (stub != null || systemdBoot != null) (
+  "\n[boot]\n"
+  + optional (stub != null) "stub = ${str stub}\n"
+  + optional (systemdBoot != null) "systemd_boot = ${str systemdBoot}\n"
+)
++ optional (slotSizeMib != null) "\n[disk]\nslot_size_mib = ${toString slotSizeMib}\n"
 + ''
 
   [rootfs]

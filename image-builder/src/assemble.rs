@@ -1,9 +1,10 @@
 //! `build`: from a resolved [`Profile`] to an output directory holding the
-//! kernel, the initramfs (with the root image inside) and `manifest.json`.
+//! kernel, the initramfs (with the root image inside), the bootable media
+//! the profile asks for (UKI, disk, ISO: [`crate::media`]) and `manifest.json`.
 //!
 //! One function per job, called in order by [`build`]: plan modules, fill the
-//! root tree, pack it, fill the initramfs tree, pack it, copy the kernel,
-//! write the manifest. Everything is written into a staging directory next to
+//! root tree, pack it, fill the initramfs tree, pack it, make the media, copy
+//! the kernel, write the manifest. Everything is written into a staging directory next to
 //! the output and renamed into place at the end, so a failed build leaves no
 //! partial output behind.
 
@@ -13,7 +14,7 @@ use crate::kmod::{ModuleIndex, ModulePlan};
 use crate::manifest::{self, HashCache, ImageRecord, Manifest, OutputRecord};
 use crate::profile::{Artifact, Install, Profile, is_nix_path};
 use crate::tree::{Node, Tree};
-use crate::{initrd, kernel, rootfs, shells};
+use crate::{initrd, kernel, media, rootfs, shells};
 use basalt_api::image_layout::{
     BAKED_CONFIG, BAKED_CONFIG_SIGNATURES, IMAGE_POLICY, INIT, MODULES_LIST, MODULES_ROOT,
     ROOT_IMAGE, ROOT_IMAGE_NAME, TRUST_ROOTS,
@@ -116,7 +117,7 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
         &modules.dir,
         &modules.release,
         &modules.plan,
-        &root_image,
+        Some(&root_image),
         epoch,
     )?;
     shells::check_tree(&initramfs_tree)?;
@@ -125,13 +126,25 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
     let initramfs_path = stage.join(initramfs_name);
     initrd::write(&initramfs_tree, profile.output.compression, &initramfs_path)?;
 
-    step("writing outputs and manifest");
     let packed = Packed {
         root_image: PackedImage::hash(root_image)?,
         initramfs: PackedImage::hash(initramfs_path)?,
         initramfs_name,
     };
-    let outputs = output_records(profile, stage, &packed)?;
+    let media = build_media(profile, &etc, &modules, &packed, stage, epoch, &step)?;
+
+    step("writing outputs and manifest");
+    let mut outputs = output_records(profile, stage, &packed)?;
+    for m in &media {
+        let (sha256, size) = crate::hash::file(&m.path)?;
+        outputs.push(OutputRecord {
+            name: m.name.to_string(),
+            kind: m.artifact.to_string(),
+            sha256,
+            size,
+        });
+    }
+    outputs.sort_by(|a, b| a.name.cmp(&b.name));
     let mut cache = HashCache::default();
     let manifest = Manifest {
         format: manifest::FORMAT,
@@ -165,6 +178,54 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
         manifest,
         modules: modules.plan,
     })
+}
+
+/// The bootable outputs the profile asks for (UKI, disk, ISO), from the
+/// packed images; intermediate files live in scratch space.
+fn build_media(
+    profile: &Profile,
+    etc: &[Generated],
+    modules: &Modules,
+    packed: &Packed,
+    stage: &Path,
+    epoch: u32,
+    step: &dyn Fn(&str),
+) -> Result<Vec<media::Made>> {
+    let (need_uki, _, _) = media::wanted(profile);
+    if !need_uki {
+        return Ok(Vec::new());
+    }
+    let scratch = scratch_dir(stage)?;
+    step("packing the disk's initramfs (without the root image)");
+    let small_tree = initramfs_tree(
+        profile,
+        etc,
+        &modules.dir,
+        &modules.release,
+        &modules.plan,
+        None,
+        epoch,
+    )?;
+    shells::check_tree(&small_tree)?;
+    let small = scratch.path().join("initramfs-disk.cpio");
+    initrd::write(&small_tree, profile.output.compression, &small)?;
+    let mut root_sha256 = [0u8; 32];
+    hex::decode_to_slice(&packed.root_image.sha256, &mut root_sha256)
+        .map_err(|e| Error::RootImage(format!("its sha256: {e}")))?;
+    media::build(
+        &media::Inputs {
+            profile,
+            small_initramfs: &small,
+            full_initramfs: &packed.initramfs.path,
+            root_image: &packed.root_image.path,
+            root_sha256,
+            os_release: &os_release(profile),
+            epoch,
+            stage,
+            scratch: scratch.path(),
+        },
+        step,
+    )
 }
 
 /// The profile's `[[packages]]`, built (or taken from the cache) from `packages/`.
@@ -272,6 +333,8 @@ fn output_records(profile: &Profile, stage: &Path, packed: &Packed) -> Result<Ve
                 ROOT_IMAGE_NAME,
                 (packed.root_image.sha256.clone(), packed.root_image.size),
             ),
+            // Recorded from what media::build made.
+            Artifact::Uki | Artifact::Disk | Artifact::Iso => continue,
         };
         outputs.push(OutputRecord {
             name: name.to_string(),
@@ -469,10 +532,12 @@ fn add_generated(tree: &mut Tree, etc: &[Generated], origin: &str) -> Result<()>
     Ok(())
 }
 
+/// The root image's os-release, also the UKIs' `.osrel`: systemd-boot sorts
+/// UKIs by `IMAGE_ID` then version (`IMAGE_VERSION`), newest first.
 fn os_release(profile: &Profile) -> String {
     format!(
-        "NAME=Basalt\nID=basalt\nVERSION_ID={v}\nPRETTY_NAME=\"Basalt {v} ({p})\"\nVARIANT_ID={p}\nHOME_URL=\"https://github.com/basalt-os/basalt\"\n",
-        v = env!("CARGO_PKG_VERSION"),
+        "NAME=Basalt\nID=basalt\nVERSION_ID={v}\nIMAGE_ID=basalt\nIMAGE_VERSION={v}\nPRETTY_NAME=\"Basalt {v} ({p})\"\nVARIANT_ID={p}\nHOME_URL=\"https://github.com/basalt-os/basalt\"\n",
+        v = profile.version,
         p = profile.name.replace(['"', '\\', '\n'], "_"),
     )
 }
@@ -564,14 +629,15 @@ fn link_nix_path(tree: &mut Tree, install: &Install) -> Result<()> {
 }
 
 /// The initramfs: `/init` (machined and, if dynamic, its closure), the
-/// console node, every planned module, `/etc/basalt`, and the root image.
+/// console node, every planned module, `/etc/basalt`, and the root image
+/// (none for the disk's UKI, which mounts it from a root slot).
 fn initramfs_tree(
     profile: &Profile,
     etc: &[Generated],
     modules_dir: &Path,
     release: &str,
     plan: &ModulePlan,
-    root_image: &Path,
+    root_image: Option<&Path>,
     epoch: u32,
 ) -> Result<Tree> {
     let mut tree = Tree::new(epoch);
@@ -612,12 +678,14 @@ fn initramfs_tree(
         )?;
     }
     add_generated(&mut tree, etc, "generated /etc/basalt")?;
-    tree.add_host_file(
-        root_image,
-        Path::new(ROOT_IMAGE),
-        Some(0o444),
-        "the root image",
-    )?;
+    if let Some(root_image) = root_image {
+        tree.add_host_file(
+            root_image,
+            Path::new(ROOT_IMAGE),
+            Some(0o444),
+            "the root image",
+        )?;
+    }
     info!(
         entries = tree.len(),
         modules = plan.load_order.len(),

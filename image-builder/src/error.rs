@@ -71,6 +71,18 @@ pub enum Error {
     #[error("initramfs: {0}")]
     Initramfs(String),
 
+    #[error(transparent)]
+    Uki(#[from] crate::uki::UkiError),
+
+    #[error(transparent)]
+    Esp(#[from] crate::esp::EspError),
+
+    #[error(transparent)]
+    Disk(#[from] crate::disk::DiskError),
+
+    #[error(transparent)]
+    Iso(#[from] crate::iso::IsoError),
+
     #[error("manifest {path}: {reason}")]
     Manifest { path: PathBuf, reason: String },
 

@@ -313,8 +313,11 @@ fn two_builds_at_different_times_are_byte_identical() {
     assert_eq!(
         names(&out),
         BTreeSet::from([
+            "basalt.iso".into(),
+            "disk.raw".into(),
             "initramfs.cpio.zst".into(),
             "manifest.json".into(),
+            "uki.efi".into(),
             "vmlinuz".into()
         ])
     );

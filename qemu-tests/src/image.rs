@@ -17,6 +17,28 @@ pub struct Image {
     pub initramfs: PathBuf,
 }
 
+impl Image {
+    /// `disk.raw`, in a build that asked for it ([`debian_media`]).
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join(image_builder::media::DISK_NAME)
+    }
+
+    /// `basalt.iso`, in a build that asked for it ([`debian_media`]).
+    pub fn iso(&self) -> PathBuf {
+        self.dir.join(image_builder::media::ISO_NAME)
+    }
+}
+
+/// Which outputs a test image is built with: most stories boot the kernel
+/// and initramfs directly and need nothing else (a disk and an ISO add
+/// seconds and hundreds of MB to every build), so only [`debian_media`]
+/// builds the profile's whole list.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outputs {
+    KernelInitramfs,
+    Profile,
+}
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -62,7 +84,28 @@ pub fn debian_with_config(baked: &Baked<'_>) -> Result<&'static Image> {
     if let Some(img) = IMAGE.get() {
         return Ok(img);
     }
-    let img = build("debian", Some(baked))?;
+    let img = build("debian", Some(baked), Outputs::KernelInitramfs)?;
+    Ok(IMAGE.get_or_init(|| img))
+}
+
+/// The minimal image with every output its profile lists: `uki.efi`,
+/// `disk.raw` and `basalt.iso` besides the kernel and initramfs.
+pub fn debian_media() -> Result<&'static Image> {
+    static IMAGE: OnceLock<Image> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(img) = IMAGE.get() {
+        return Ok(img);
+    }
+    let img = build("debian", None, Outputs::Profile)?;
+    for f in [img.disk(), img.iso()] {
+        if !f.exists() {
+            bail!(
+                "{} is missing: configs/images/debian.toml must list the disk and iso artifacts",
+                f.display()
+            );
+        }
+    }
     Ok(IMAGE.get_or_init(|| img))
 }
 
@@ -120,11 +163,11 @@ fn build_once(profile_name: &str, image: &'static OnceLock<Image>) -> Result<&'s
         }
         return Ok(image.get_or_init(|| img));
     }
-    let img = build(profile_name, None)?;
+    let img = build(profile_name, None, Outputs::KernelInitramfs)?;
     Ok(image.get_or_init(|| img))
 }
 
-fn build(profile_name: &str, baked: Option<&Baked<'_>>) -> Result<Image> {
+fn build(profile_name: &str, baked: Option<&Baked<'_>>, outputs: Outputs) -> Result<Image> {
     let profile_path = workspace().join(format!("configs/images/{profile_name}.toml"));
     let machined = machined()?;
     let admin = crate::admin_key().public().to_openssh();
@@ -155,7 +198,17 @@ fn build(profile_name: &str, baked: Option<&Baked<'_>>) -> Result<Image> {
         },
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if outputs == Outputs::KernelInitramfs {
+        use image_builder::profile::Artifact;
+        profile
+            .output
+            .artifacts
+            .retain(|a| matches!(a, Artifact::Kernel | Artifact::Initramfs));
+    }
     let mut h = Sha256::new();
+    for a in &profile.output.artifacts {
+        h.update(a.to_string().as_bytes());
+    }
     file_hash(&mut h, &machined)?;
     file_hash(&mut h, &profile_path)?;
     packages_hash(&mut h)?;

@@ -46,7 +46,29 @@ pub struct VmOptions {
     pub link: Option<LinkNic>,
     /// SMBIOS ids the firmware reports; QEMU's defaults otherwise.
     pub firmware: Option<FirmwareIds>,
+    /// Boot through UEFI firmware (OVMF) from a disk or CD image instead of
+    /// QEMU's `-kernel`/`-initrd`; `append` is then ignored (the UKI's
+    /// command line is part of the image).
+    pub uefi: Option<UefiBoot>,
 }
+
+/// What OVMF boots from.
+#[derive(Debug, Clone)]
+pub enum UefiBoot {
+    /// A raw disk image (disk.raw, or an ISO written to a disk): copied per
+    /// VM, sparse, and grown by [`DISK_GROWTH`] so there is room after the
+    /// image's partitions, as on a real disk.
+    Disk(PathBuf),
+    /// An ISO attached as a CD-ROM, read-only.
+    Cdrom(PathBuf),
+}
+
+/// How much larger than its image a [`UefiBoot::Disk`] copy is.
+pub const DISK_GROWTH: u64 = 1 << 30;
+/// Debian's `ovmf`: the firmware (read-only) and the template of its
+/// variable store (copied per VM).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// SMBIOS type 1 (system) ids: the guest kernel shows them in
 /// `/sys/class/dmi/id/product_{uuid,serial}`.
@@ -110,6 +132,81 @@ mod tempfile_dir {
     }
 }
 
+/// q35 with OVMF (firmware read-only, a private copy of its variables) and
+/// `boot` as the first boot device.
+fn uefi_args(cmd: &mut Command, boot: &UefiBoot, dir: &Path) -> Result<()> {
+    let vars = dir.join("OVMF_VARS.fd");
+    std::fs::copy(OVMF_VARS, &vars)
+        .with_context(|| format!("copying {OVMF_VARS} (Debian package ovmf)"))?;
+    if !Path::new(OVMF_CODE).exists() {
+        bail!("{OVMF_CODE} is missing (Debian package ovmf)");
+    }
+    cmd.args(["-machine", "q35"])
+        .args([
+            "-drive",
+            &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
+        ])
+        .args([
+            "-drive",
+            &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+        ]);
+    match boot {
+        UefiBoot::Disk(image) => {
+            let copy = dir.join("disk.img");
+            sparse_copy(image, &copy, DISK_GROWTH)?;
+            cmd.args([
+                "-drive",
+                &format!("file={},format=raw,if=none,id=boot0", copy.display()),
+                "-device",
+                "virtio-blk-pci,drive=boot0,bootindex=0",
+            ]);
+        }
+        UefiBoot::Cdrom(iso) => {
+            cmd.args([
+                "-drive",
+                &format!(
+                    "file={},format=raw,if=none,id=boot0,media=cdrom,readonly=on",
+                    iso.display()
+                ),
+                "-device",
+                "ide-cd,drive=boot0,bootindex=0",
+            ]);
+        }
+    }
+    Ok(())
+}
+
+/// Copies `src` to `dst` writing only non-zero blocks, then makes `dst`
+/// `grow` bytes longer than `src`: a multi-GB disk.raw costs what its data
+/// costs.
+pub fn sparse_copy(src: &Path, dst: &Path, grow: u64) -> Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    let mut from =
+        std::fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let len = from.metadata()?.len();
+    let to = std::fs::File::create(dst).with_context(|| format!("creating {}", dst.display()))?;
+    to.set_len(len + grow)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match from.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            to.write_all_at(&buf[..n], at)?;
+        }
+        at += n as u64;
+    }
+}
+
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
@@ -144,18 +241,29 @@ impl Vm {
         ])
         .args(["-display", "none", "-monitor", "none"])
         .arg("-serial")
-        .arg(format!("file:{}", console_path.display()))
-        .arg("-kernel")
-        .arg(&image.kernel)
-        .arg("-initrd")
-        .arg(&image.initramfs)
-        .arg("-append")
-        .arg(format!("console=ttyS0 panic=-1 {}", opts.append))
-        .args(["-netdev", &netdev]);
-        match &opts.mac {
-            Some(mac) => cmd.args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")]),
-            None => cmd.args(["-device", "virtio-net-pci,netdev=n0"]),
-        };
+        .arg(format!("file:{}", console_path.display()));
+        // No option ROM on the NIC under UEFI: the firmware must not try a
+        // network boot before (or instead of) the disk.
+        let mut nic = String::from("virtio-net-pci,netdev=n0");
+        match &opts.uefi {
+            Some(boot) => {
+                uefi_args(&mut cmd, boot, &dir)?;
+                nic.push_str(",romfile=");
+            }
+            None => {
+                cmd.arg("-kernel")
+                    .arg(&image.kernel)
+                    .arg("-initrd")
+                    .arg(&image.initramfs)
+                    .arg("-append")
+                    .arg(format!("console=ttyS0 panic=-1 {}", opts.append));
+            }
+        }
+        cmd.args(["-netdev", &netdev]);
+        if let Some(mac) = &opts.mac {
+            nic.push_str(&format!(",mac={mac}"));
+        }
+        cmd.args(["-device", &nic]);
         if let Some(link) = &opts.link {
             cmd.args([
                 "-netdev",

@@ -12,12 +12,16 @@
 //!
 //! ```toml
 //! name = "debian"                 # recorded in the manifest and os-release
+//! version = "${BASALT_IMAGE_VERSION:-0.1.0}"  # optional, default image-builder's version:
+//!                                 # os-release VERSION_ID, the UKI's .osrel and file name
 //! base_dir = "../.."              # optional, relative to this file
 //!
 //! [kernel]
 //! image = "/boot/vmlinuz-*"       # exactly one match
 //! modules_dir = "/lib/modules/…"  # optional: default /lib/modules/<release read from the image>
 //! modules = ["ext4", "virtio_net"]  # plus dependencies; `-`/`_` alike; built-ins skipped
+//! cmdline = "console=ttyS0 panic=10"  # optional (this default): the UKIs' .cmdline; the disk's
+//!                                 # UKI adds basalt.root=PARTUUID=<slot A>
 //!
 //! [machined]
 //! path = "${BASALT_MACHINED:-${CARGO_TARGET_DIR:-target}/release/machined}"   # → /init
@@ -61,8 +65,16 @@
 //! [rootfs]
 //! compression = "zstd"            # squashfs blocks: zstd | gzip
 //!
+//! [boot]                          # optional: the EFI binaries of the uki/disk/iso outputs
+//! stub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"           # (these defaults: Debian's
+//! systemd_boot = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi" #  systemd-boot-efi)
+//!
+//! [disk]
+//! slot_size_mib = 1024            # optional (this default): each root slot of disk.raw
+//!
 //! [output]
-//! artifacts = ["kernel", "initramfs"]   # also "rootfs" (root.squashfs on its own)
+//! artifacts = ["kernel", "initramfs"]   # also "rootfs" (root.squashfs on its own),
+//!                                 # "uki" (uki.efi), "disk" (disk.raw), "iso" (basalt.iso)
 //! compression = "zstd"            # initramfs: zstd | gzip | none
 //! ```
 
@@ -81,6 +93,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub name: String,
+    /// `version`, checked to be usable in a file name and os-release.
+    pub version: String,
     /// The profile file itself.
     pub file: PathBuf,
     pub kernel: Kernel,
@@ -101,8 +115,35 @@ pub struct Profile {
     /// Nix store paths to put under `/nix/store` in the root image.
     pub nix: Option<NixSettings>,
     pub rootfs: RootfsSettings,
+    pub boot: BootFiles,
+    pub disk: DiskSettings,
     pub output: OutputSettings,
 }
+
+/// `[boot]`: systemd's EFI binaries. Checked when a build needs them (a
+/// kernel + initramfs build does not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootFiles {
+    /// systemd-stub, the head of every UKI.
+    pub stub: PathBuf,
+    /// systemd-boot, `\EFI\BOOT\BOOTX64.EFI` on the ESPs.
+    pub systemd_boot: PathBuf,
+}
+
+pub const DEFAULT_STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+pub const DEFAULT_SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+
+/// `[disk]`: the layout of `disk.raw`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSettings {
+    /// Bytes in each root slot (a MiB multiple).
+    pub slot_size: u64,
+}
+
+/// The UKIs' command line when the profile names none: the console the
+/// QEMU stories read, and a reboot 10 s after a panic (so a failed trial
+/// boot falls back).
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=10";
 
 /// Where Nix inputs come from. Binaries and files whose source is under
 /// `/nix/store/` are taken from these inputs rather than from the host.
@@ -138,6 +179,8 @@ pub struct Kernel {
     /// `None`: `/lib/modules/<version read from the kernel image>`.
     pub modules_dir: Option<PathBuf>,
     pub modules: Vec<String>,
+    /// `[kernel] cmdline`: the UKIs' command line.
+    pub cmdline: String,
 }
 
 /// Binaries of one component under `packages/`, built (or taken from the
@@ -192,8 +235,7 @@ pub enum Compression {
     None,
 }
 
-/// The files a build can produce besides `manifest.json`. New kinds (UKI,
-/// disk, ISO) join this list.
+/// The files a build can produce besides `manifest.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Artifact {
@@ -203,6 +245,14 @@ pub enum Artifact {
     Initramfs,
     /// The root image on its own, `root.squashfs` (it is inside the initramfs too).
     Rootfs,
+    /// `uki.efi`: the disk's unified kernel image (kernel, a small initramfs
+    /// without the root image, cmdline naming root slot A).
+    Uki,
+    /// `disk.raw`: GPT, ESP (systemd-boot + the UKI), root slot A.
+    Disk,
+    /// `basalt.iso`: boots as a CD or written to a disk; carries the root
+    /// image and the installer's payload in its UKI's initramfs.
+    Iso,
 }
 
 impl fmt::Display for Artifact {
@@ -211,6 +261,9 @@ impl fmt::Display for Artifact {
             Artifact::Kernel => "kernel",
             Artifact::Initramfs => "initramfs",
             Artifact::Rootfs => "rootfs",
+            Artifact::Uki => "uki",
+            Artifact::Disk => "disk",
+            Artifact::Iso => "iso",
         })
     }
 }

@@ -14,6 +14,9 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProfile {
     pub(super) name: String,
+    /// The image's version (os-release `VERSION_ID`, the UKI's file name and
+    /// its `.osrel`, which systemd-boot sorts by); `${VAR}` expands.
+    pub(super) version: Option<Spanned<String>>,
     pub(super) base_dir: Option<Spanned<String>>,
     pub(super) kernel: RawKernel,
     pub(super) machined: RawMachined,
@@ -34,7 +37,24 @@ pub(super) struct RawProfile {
     #[serde(default)]
     pub(super) rootfs: RawRootfs,
     #[serde(default)]
+    pub(super) boot: RawBoot,
+    #[serde(default)]
+    pub(super) disk: RawDisk,
+    #[serde(default)]
     pub(super) output: RawOutput,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBoot {
+    pub(super) stub: Option<Spanned<String>>,
+    pub(super) systemd_boot: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDisk {
+    pub(super) slot_size_mib: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +64,8 @@ pub(super) struct RawKernel {
     pub(super) modules_dir: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) modules: Vec<Spanned<String>>,
+    /// The UKIs' command line; `${VAR}` expands.
+    pub(super) cmdline: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,8 +7,9 @@ use super::raw::{
     RawConfig, RawInstall, RawKernel, RawNix, RawOciImage, RawPackage, RawProfile, RawTrust,
 };
 use super::{
-    BakedConfig, Install, Kernel, LoadOptions, NixSettings, NixSource, OutputSettings, PackageRef,
-    Profile, RootfsSettings, is_nix_path,
+    BakedConfig, BootFiles, DEFAULT_CMDLINE, DEFAULT_STUB, DEFAULT_SYSTEMD_BOOT, DiskSettings,
+    Install, Kernel, LoadOptions, NixSettings, NixSource, OutputSettings, PackageRef, Profile,
+    RootfsSettings, is_nix_path,
 };
 use crate::error::{Error, Result};
 use crate::expand::expand;
@@ -81,11 +82,24 @@ pub(super) fn resolve(
         Some(c) => Some(resolve_config(&ctx, c)?),
         None => None,
     };
+    let version = resolve_version(&ctx, raw.version.as_ref())?;
+    let disk = resolve_disk(&ctx, &raw.disk)?;
+    let boot = BootFiles {
+        stub: match &raw.boot.stub {
+            Some(p) => ctx.path(p, "boot.stub")?,
+            None => PathBuf::from(DEFAULT_STUB),
+        },
+        systemd_boot: match &raw.boot.systemd_boot {
+            Some(p) => ctx.path(p, "boot.systemd_boot")?,
+            None => PathBuf::from(DEFAULT_SYSTEMD_BOOT),
+        },
+    };
     let mut artifacts = raw.output.artifacts.clone();
     artifacts.sort();
     artifacts.dedup();
     Ok(Profile {
         name: raw.name,
+        version,
         file: file.to_path_buf(),
         kernel,
         machined,
@@ -100,6 +114,8 @@ pub(super) fn resolve(
         rootfs: RootfsSettings {
             compression: raw.rootfs.compression,
         },
+        boot,
+        disk,
         output: OutputSettings {
             artifacts,
             compression: raw.output.compression,
@@ -265,10 +281,79 @@ fn resolve_kernel(ctx: &Ctx<'_>, raw: &RawKernel) -> Result<Kernel> {
         }
         modules.push(name.clone());
     }
+    let cmdline = match &raw.cmdline {
+        Some(c) => {
+            let text = ctx.expand(c, "kernel.cmdline")?;
+            check_cmdline(&text).map_err(|m| ctx.error_at(c.span(), "kernel.cmdline", m))?;
+            text
+        }
+        None => DEFAULT_CMDLINE.to_string(),
+    };
     Ok(Kernel {
         image,
         modules_dir,
         modules,
+        cmdline,
+    })
+}
+
+/// One line of printable ASCII, without the root argument image-builder adds.
+fn check_cmdline(text: &str) -> std::result::Result<(), String> {
+    if !text.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        return Err("expected one line of printable ASCII".into());
+    }
+    if text.contains(basalt_api::disk_layout::ROOT_ARG) {
+        return Err(format!(
+            "leave `{}` out: image-builder adds it for the disk's UKI",
+            basalt_api::disk_layout::ROOT_ARG
+        ));
+    }
+    Ok(())
+}
+
+/// `version`, or image-builder's own. It names the UKI file
+/// (`basalt-<version>.efi`, where a `+` would read as a boot counter) and
+/// goes unquoted into os-release, so only `[A-Za-z0-9._~-]`, starting with
+/// an alphanumeric.
+fn resolve_version(ctx: &Ctx<'_>, raw: Option<&Spanned<String>>) -> Result<String> {
+    let Some(raw) = raw else {
+        return Ok(env!("CARGO_PKG_VERSION").to_string());
+    };
+    let v = ctx.expand(raw, "version")?;
+    let ok = v.len() <= 64
+        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-'));
+    if !ok {
+        return Err(ctx.error_at(
+            raw.span(),
+            "version",
+            format!(
+                "`{v}`: expected up to 64 of [A-Za-z0-9._~-], starting with a letter or digit \
+                 (it names the UKI file; `+` would read as a boot counter)"
+            ),
+        ));
+    }
+    Ok(v)
+}
+
+fn resolve_disk(ctx: &Ctx<'_>, raw: &super::raw::RawDisk) -> Result<DiskSettings> {
+    use basalt_api::disk_layout::{DEFAULT_SLOT_SIZE, MIB};
+    let Some(mib) = &raw.slot_size_mib else {
+        return Ok(DiskSettings {
+            slot_size: DEFAULT_SLOT_SIZE,
+        });
+    };
+    // 1 TiB: far beyond any root image, and well inside GPT's arithmetic.
+    if !(1..=1024 * 1024).contains(mib.get_ref()) {
+        return Err(ctx.error_at(
+            mib.span(),
+            "disk.slot_size_mib",
+            format!("{}: expected 1 to 1048576 (MiB)", mib.get_ref()),
+        ));
+    }
+    Ok(DiskSettings {
+        slot_size: mib.get_ref() * MIB,
     })
 }
 
