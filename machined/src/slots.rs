@@ -382,11 +382,12 @@ fn healthy(st: &basalt_api::rpc::Status) -> Result<(), String> {
 /// [`healthy`], or marked bad after `timeout` and the node rebooted.
 pub async fn assess(
     node: std::sync::Arc<crate::node::Node>,
-    esp: std::sync::Arc<dyn BootEntries>,
-    entry: BootEntry,
+    slots: std::sync::Arc<disk_slots::DiskSlots>,
     mut status: basalt_api::rpc::BootStatus,
     timeout: std::time::Duration,
 ) {
+    let esp = std::sync::Arc::clone(&slots.esp);
+    let entry = slots.entry.clone();
     status.entry = entry.file_name();
     status.version = entry.version().map(str::to_string);
     if let Some(v) = entry.version() {
@@ -427,6 +428,7 @@ pub async fn assess(
         match bless(esp.as_ref(), &counted) {
             Ok(blessed) => {
                 tracing::info!("healthy: blessed {}", blessed.file_name());
+                slots.blessed(&blessed.version);
                 status.entry = Some(blessed.file_name());
                 status.assessment = "blessed".into();
             }
@@ -451,6 +453,8 @@ pub async fn assess(
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     node.request_power(crate::host::power::PowerEvent::Reboot);
 }
+
+pub mod disk_slots;
 
 #[cfg(test)]
 mod tests;

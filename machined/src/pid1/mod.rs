@@ -8,9 +8,11 @@ use crate::host::kernel::Linux;
 use crate::host::mounts::{self, Mounter};
 use crate::host::power::{self, Power, power_off};
 use crate::host::{Host, blockdev, console, disk, efivars, esp, modules};
+use crate::installer::DiskInstaller;
 use crate::network::{ControllerOptions, NetworkController};
 use crate::node::{BootParts, Node, PowerEvent};
 use crate::server::{self, Limits};
+use crate::slots::disk_slots::DiskSlots;
 use crate::slots::{self, BootEntry};
 use crate::state::StateStore;
 use crate::supervisor::{self, Supervisor, SupervisorConfig};
@@ -224,8 +226,10 @@ pub fn place_ephemeral(m: &dyn Mounter, bd: &mut BootDisk) -> String {
     "ram".into()
 }
 
-/// Step 7 on a disk boot: judge this boot (see `crate::slots`).
-fn start_assessment(node: &Arc<Node>, bd: &BootDisk, var: String, timeout: Duration) {
+/// Step 7 on a disk boot: judge this boot (see `crate::slots`), and let
+/// upgrades write the other slot.
+fn start_assessment(node: &Arc<Node>, d: &DiskBoot, state_dir: &str, timeout: Duration) {
+    let bd = &d.disk;
     let entry = if efivars::mount_efivarfs() {
         BootEntry::from_vars(
             efivars::loader_string("LoaderEntrySelected").as_deref(),
@@ -237,23 +241,27 @@ fn start_assessment(node: &Arc<Node>, bd: &BootDisk, var: String, timeout: Durat
     let esp_dev = match bd.device(&disk::Linux, disk_layout::ESP_NUMBER, bd.wait) {
         Ok(d) => d,
         Err(e) => {
-            tracing::error!("the ESP: {e}; boot entries cannot be judged");
+            tracing::error!("the ESP: {e}; boot entries cannot be judged or upgraded");
             return;
         }
     };
     let status = basalt_api::rpc::BootStatus {
         disk: bd.disk.path(),
         slot: bd.slot.to_string(),
-        var,
+        var: d.var.clone(),
         ..Default::default()
     };
-    tokio::spawn(slots::assess(
-        Arc::clone(node),
-        Arc::new(esp::Esp { dev: esp_dev }),
+    let slots = Arc::new(DiskSlots {
+        disks: Arc::new(disk::Linux),
+        esp: Arc::new(esp::Esp { dev: esp_dev }),
+        disk: std::sync::Mutex::new(bd.clone()),
+        trial: entry.counted.is_some().into(),
         entry,
-        status,
-        timeout,
-    ));
+        host: Host::node(),
+        counters_path: format!("{state_dir}/upgrade.json"),
+    });
+    node.attach_slots(Arc::clone(&slots) as Arc<dyn crate::upgrade::SlotWriter>);
+    tokio::spawn(slots::assess(Arc::clone(node), slots, status, timeout));
 }
 
 /// Step 9: unmount what [`place_state`] mounted, and nothing else.
@@ -344,8 +352,12 @@ async fn serve(args: cmdline::BootArgs, disk_boot: Option<DiskBoot>) -> PowerEve
         Err(e) => fatal(&format!("supervisor: {e}")),
     };
     let host = Host::node();
+    // The installer (an ISO boot) runs from RAM: a STATE it finds belongs
+    // to a disk it may be about to overwrite.
+    let installing = host.exists(basalt_api::image_layout::INSTALL_DISK_HEAD);
     let dev = match &disk_boot {
         Some(d) => d.state.clone(),
+        None if installing => None,
         None => blockdev::find_by_label(&args.state_label),
     };
     let place = place_state(&Linux, dev.as_deref(), &args.state_label);
@@ -392,12 +404,21 @@ async fn serve(args: cmdline::BootArgs, disk_boot: Option<DiskBoot>) -> PowerEve
         nonces,
         power: tx,
     });
+    if let Some(i) = DiskInstaller::from_payload(
+        &node.host,
+        Arc::new(disk::Linux),
+        Arc::new(Linux),
+        place.dir,
+    ) {
+        tracing::info!("installer: a config with [machine.install] writes this image to a disk");
+        node.set_installer(Arc::new(i));
+    }
     node.apply_baked_config().await;
     node.attach_network(net.clone()).await;
     node.start_runtime().await;
     serve_api(&identity, &node).await;
     if let Some(d) = &disk_boot {
-        start_assessment(&node, &d.disk, d.var.clone(), args.bless_timeout);
+        start_assessment(&node, d, place.dir, args.bless_timeout);
     }
     console::banner(&format!(
         "basalt: API listening on :{} ({})\nbasalt: TLS fingerprint {fingerprint}",
