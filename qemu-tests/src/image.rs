@@ -167,7 +167,23 @@ fn build_once(profile_name: &str, image: &'static OnceLock<Image>) -> Result<&'s
     Ok(image.get_or_init(|| img))
 }
 
+/// The minimal image with every output, built as image version `version`
+/// (`BASALT_IMAGE_VERSION`): an upgrade to carry to a node, or a node to
+/// carry one to. Cached on disk like the others.
+pub fn debian_media_version(version: &str) -> Result<Image> {
+    build_versioned("debian", None, Outputs::Profile, Some(version))
+}
+
 fn build(profile_name: &str, baked: Option<&Baked<'_>>, outputs: Outputs) -> Result<Image> {
+    build_versioned(profile_name, baked, outputs, None)
+}
+
+fn build_versioned(
+    profile_name: &str,
+    baked: Option<&Baked<'_>>,
+    outputs: Outputs,
+    version: Option<&str>,
+) -> Result<Image> {
     let profile_path = workspace().join(format!("configs/images/{profile_name}.toml"));
     let machined = machined()?;
     let admin = crate::admin_key().public().to_openssh();
@@ -186,8 +202,10 @@ fn build(profile_name: &str, baked: Option<&Baked<'_>>, outputs: Outputs) -> Res
     std::fs::rename(&partial, &keys)
         .with_context(|| format!("renaming {} to {}", partial.display(), keys.display()))?;
     let keys_str = keys.display().to_string();
+    let version_env = version.map(str::to_string);
     let env = move |name: &str| match name {
         "BASALT_ADMIN_PUB" => Some(keys_str.clone()),
+        "BASALT_IMAGE_VERSION" if version_env.is_some() => version_env.clone(),
         other => profile::process_env(other),
     };
     let mut profile = profile::load(
@@ -220,6 +238,10 @@ fn build(profile_name: &str, baked: Option<&Baked<'_>>, outputs: Outputs) -> Res
     if let Some(b) = baked {
         h.update(b.config.as_bytes());
         h.update(b.signature.as_bytes());
+    }
+    if let Some(v) = version {
+        h.update(b"version\0");
+        h.update(v.as_bytes());
     }
     let key: String = h
         .finalize()

@@ -10,7 +10,11 @@
 //!   is what `dd` to a USB stick gives.
 
 use basalt_api::disk_layout::{self, root_slot_guid};
-use basalt_api::rpc::{NodeMode, Status};
+use basalt_api::route::Route;
+use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, NodeMode, Status, UpgradeResponse};
+use basalt_api::upgrade::UPGRADE_NAMESPACE;
+use basalt_api::{CONFIG_NAMESPACE, sshsig};
+use basaltctl::client::NodeClient;
 use qemu_tests::vm::{UefiBoot, Vm, VmOptions};
 use qemu_tests::{admin_key, image};
 use std::time::{Duration, Instant};
@@ -75,34 +79,255 @@ fn assert_booted_by_firmware(vm: &Vm, cmdline: &str) {
     );
 }
 
-#[test]
-fn disk_raw_boots_under_ovmf_through_systemd_boot_to_machined() {
-    let img = image::debian_media().expect("image");
-    // The root image's digest names slot A; the manifest records it.
+fn root_guid(img: &image::Image) -> basalt_api::gpt::Guid {
     let manifest =
         image_builder::manifest::Manifest::read(&img.dir.join("manifest.json")).expect("manifest");
     let mut root_sha = [0u8; 32];
     for (i, b) in root_sha.iter_mut().enumerate() {
         *b = u8::from_str_radix(&manifest.rootfs.sha256[2 * i..2 * i + 2], 16).expect("hex");
     }
-    let guid = root_slot_guid(&root_sha);
-    let (vm, status, took) = boot("disk-raw", UefiBoot::Disk(img.disk()));
+    root_slot_guid(&root_sha)
+}
+
+fn worker(generation: u64) -> String {
+    include_str!("../../configs/worker.toml")
+        .replace(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIRBnXLtUn61qn3ftZ0PoOixOodqYhzuC1OWicDtwZPQ ops@example",
+            &admin_key().public().to_openssh(),
+        )
+        .replace("generation = 1", &format!("generation = {generation}"))
+}
+
+fn apply(c: &NodeClient, doc: &str) {
+    let r: ApplyResponse = c
+        .post(
+            "/v1/apply",
+            &ApplyRequest {
+                config: doc.to_string(),
+                signatures: sshsig::sign(&admin_key(), CONFIG_NAMESPACE, doc.as_bytes()),
+                mode: ApplyMode::Auto,
+                dry_run: false,
+                try_timeout_secs: None,
+            },
+        )
+        .expect("apply");
+    assert!(!r.reboot_required, "{r:?}");
+}
+
+/// Waits until `status` satisfies `done`, printing what it saw.
+fn wait_status(c: &NodeClient, within: Duration, done: impl Fn(&Status) -> bool) -> Status {
+    let deadline = Instant::now() + within;
+    loop {
+        match c.get::<Status>("/v1/status") {
+            Ok(s) if done(&s) => return s,
+            Ok(s) if Instant::now() > deadline => panic!("gave up waiting; last status {s:?}"),
+            Err(e) if Instant::now() > deadline => panic!("gave up waiting: {e}"),
+            _ => std::thread::sleep(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// disk.raw under OVMF: machined mounts slot A named by the UKI, makes
+/// STATE and EPHEMERAL at first boot; a config and the TLS identity
+/// survive a reboot.
+#[test]
+fn disk_raw_boots_slot_a_and_keeps_config_and_identity_across_a_reboot() {
+    let img = image::debian_media().expect("image");
+    let guid = root_guid(img);
+    let (mut vm, status, took) = boot("disk-raw", UefiBoot::Disk(img.disk()));
     assert_booted_by_firmware(
         &vm,
         &format!("console=ttyS0 panic=10 {}{guid}", disk_layout::ROOT_ARG),
     );
-    // Until machined mounts the root slot named by basalt.root=PARTUUID=
-    // (the lead's part of issue 13), it finds no root image at that name
-    // and keeps running from the UKI's small initramfs, which has none:
-    // that is what it says today. When that lands, this becomes "switched
-    // into the read-only root" and the root mount a squashfs from slot A.
-    assert!(
-        vm.console()
-            .contains(&format!("no root image at PARTUUID={guid}")),
-        "{}",
-        vm.console_tail(40)
+    let console = vm.console();
+    for said in [
+        "switched into the read-only root: slot A (/dev/vda2) of /dev/vda",
+        "EPHEMERAL: partition 5 of /dev/vda made",
+        "EPHEMERAL /dev/vda5 mounted at /var",
+        "STATE: /dev/vda4 holds no ext4; making one",
+    ] {
+        assert!(console.contains(said), "{said}:\n{}", vm.console_tail(40));
+    }
+    eprintln!("disk-raw: first boot to API in {took:?}");
+    assert_eq!(status.state, "/var/lib/basalt/state", "STATE on the disk");
+    let boot = status.boot.clone().expect("a disk boot reports itself");
+    assert_eq!(
+        (boot.disk.as_str(), boot.slot.as_str(), boot.var.as_str()),
+        ("/dev/vda", "A", "/dev/vda5")
     );
-    eprintln!("disk-raw: state {:?}, {took:?}", status.state);
+    assert_eq!(boot.entry.as_deref(), Some("basalt-0.1.0.efi"));
+    assert_eq!(
+        boot.assessment, "blessed",
+        "the first entry carries no counter"
+    );
+
+    let fp = status.tls_fingerprint.clone();
+    let admin = vm.client(&fp, admin_key(), BOOT).expect("API");
+    apply(&admin, &worker(1));
+    let _: serde_json::Value = admin
+        .post("/v1/reboot", &serde_json::json!({}))
+        .expect("reboot");
+    let fp2 = vm.fingerprint(2, BOOT).expect("second boot");
+    assert_eq!(fp2, fp, "the TLS identity lives on STATE");
+    let admin = vm
+        .client(&fp2, admin_key(), BOOT)
+        .expect("API after reboot");
+    let s: Status = admin.get("/v1/status").expect("status");
+    assert_eq!((s.generation, s.hostname.as_str()), (1, "worker-1"));
+    assert_ne!(s.boot_id, status.boot_id, "it really rebooted");
+    assert_eq!(s.boot.map(|b| b.slot), Some("A".into()));
+    assert!(
+        !vm.console().contains("making one") || vm.console().matches("making one").count() == 1,
+        "STATE is made once"
+    );
+    assert_eq!(vm.panic_line(), None);
+}
+
+/// The image at `v`'s UKI and root image, as a bundle signed by `key` in
+/// `namespace` (unsigned when `None`).
+fn bundle(
+    dir: &std::path::Path,
+    img: &image::Image,
+    version: &str,
+    counter: u64,
+    sign_as: Option<&str>,
+) -> std::path::PathBuf {
+    use basalt_api::upgrade::bundle::{PayloadSource, write_bundle};
+    use basalt_api::upgrade::manifest::{Arch, Format, Payload};
+    use basalt_api::upgrade::{Manifest, Sha256Digest, Version};
+    let uki = img.dir.join("uki.efi");
+    let root = img.dir.join("root.squashfs");
+    let payload = |p: &std::path::Path| {
+        let (sha256, size) =
+            Sha256Digest::of_reader(std::fs::File::open(p).expect("payload")).expect("hash");
+        Payload { size, sha256 }
+    };
+    let m = Manifest {
+        format: Format,
+        version: Version::try_from(version.to_string()).expect("version"),
+        counter,
+        arch: Arch::try_from("x86_64".to_string()).expect("arch"),
+        uki: payload(&uki),
+        root: payload(&root),
+    };
+    let text = m.to_toml();
+    let sig = sign_as.map_or_else(String::new, |ns| {
+        sshsig::sign(&admin_key(), ns, text.as_bytes())
+    });
+    let out = dir.join(format!(
+        "{version}-{counter}-{}.bundle",
+        sign_as.unwrap_or("unsigned")
+    ));
+    let mut f = std::fs::File::create(&out).expect("bundle file");
+    let (mut u, mut r) = (
+        std::fs::File::open(&uki).expect("uki"),
+        std::fs::File::open(&root).expect("root"),
+    );
+    write_bundle(
+        &mut f,
+        text.as_bytes(),
+        sig.as_bytes(),
+        PayloadSource {
+            reader: &mut u,
+            size: m.uki.size,
+        },
+        PayloadSource {
+            reader: &mut r,
+            size: m.root.size,
+        },
+        0,
+    )
+    .expect("write bundle");
+    out
+}
+
+fn upgrade(c: &NodeClient, bundle: &std::path::Path) -> Result<UpgradeResponse, String> {
+    c.post_file(
+        &Route::Upgrade { stage: false },
+        bundle,
+        Duration::from_secs(600),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// A→B: bad bundles are refused and change nothing; a good one is written
+/// to slot B, boots, is blessed once healthy, and a reboot stays on it.
+#[test]
+fn an_upgrade_boots_slot_b_is_blessed_and_bad_bundles_change_nothing() {
+    let img = image::debian_media().expect("image");
+    let next = image::debian_media_version("0.2.0").expect("image 0.2.0");
+    let dir = image::target_dir().join("upgrade-bundles");
+    std::fs::create_dir_all(&dir).expect("bundle dir");
+    let (mut vm, status, _) = boot("upgrade", UefiBoot::Disk(img.disk()));
+    let admin = vm
+        .client(&status.tls_fingerprint, admin_key(), BOOT)
+        .expect("API");
+    apply(&admin, &worker(1));
+    wait_status(&admin, BOOT, |s| s.ready);
+
+    for (b, want) in [
+        (bundle(&dir, &next, "0.2.0", 1, None), "not signed"),
+        (
+            bundle(&dir, &next, "0.2.0", 1, Some(CONFIG_NAMESPACE)),
+            "basalt-upgrade",
+        ),
+        (
+            bundle(&dir, img, "0.1.0", 1, Some(UPGRADE_NAMESPACE)),
+            "does not sort after the running 0.1.0",
+        ),
+    ] {
+        let err = upgrade(&admin, &b).expect_err("refused");
+        assert!(err.contains(want), "{}: {err}", b.display());
+    }
+    // Tampered: one byte of the root image changed after signing.
+    let good = bundle(&dir, &next, "0.2.0", 1, Some(UPGRADE_NAMESPACE));
+    let tampered = &dir.join("tampered.bundle");
+    let mut bytes = std::fs::read(&good).expect("bundle");
+    let at = bytes.len() - 2048;
+    bytes[at] ^= 0xff;
+    std::fs::write(&tampered, bytes).expect("write");
+    let err = upgrade(&admin, &tampered).expect_err("refused");
+    assert!(err.contains("sha256") || err.contains("digest"), "{err}");
+    let s: Status = admin.get("/v1/status").expect("status");
+    assert_eq!(s.boot_id, status.boot_id, "no reboot");
+    assert_eq!(
+        s.boot.as_ref().map(|b| b.entry.clone()),
+        Some(Some("basalt-0.1.0.efi".into()))
+    );
+
+    let r = upgrade(&admin, &good).expect("the signed bundle");
+    assert_eq!(
+        (r.version.as_str(), r.counter, r.slot.as_str()),
+        ("0.2.0", 1, "B")
+    );
+    let fp = vm.fingerprint(2, BOOT).expect("boots the new entry");
+    let admin = vm.client(&fp, admin_key(), BOOT).expect("API on B");
+    let s = wait_status(&admin, BOOT, |s| {
+        s.boot.as_ref().is_some_and(|b| b.assessment == "blessed")
+    });
+    let b = s.boot.expect("boot");
+    assert_eq!(
+        (b.slot.as_str(), b.version.as_deref(), b.entry.as_deref()),
+        ("B", Some("0.2.0"), Some("basalt-0.2.0.efi"))
+    );
+    assert_eq!(s.generation, 1, "the config came along in STATE");
+    assert!(
+        vm.console().contains("healthy: blessed basalt-0.2.0.efi"),
+        "{}",
+        vm.console_tail(30)
+    );
+    // The same counter again is refused; a reboot stays on B.
+    let err = upgrade(&admin, &good).expect_err("counter 1 is installed");
+    assert!(err.contains("counter"), "{err}");
+    let _: serde_json::Value = admin
+        .post("/v1/reboot", &serde_json::json!({}))
+        .expect("reboot");
+    let fp = vm.fingerprint(3, BOOT).expect("third boot");
+    let admin = vm.client(&fp, admin_key(), BOOT).expect("API");
+    let s: Status = admin.get("/v1/status").expect("status");
+    let b = s.boot.expect("boot");
+    assert_eq!((b.slot.as_str(), b.assessment.as_str()), ("B", "blessed"));
+    assert_eq!(vm.panic_line(), None);
 }
 
 #[test]
