@@ -317,6 +317,7 @@ fn two_builds_at_different_times_are_byte_identical() {
             "disk.raw".into(),
             "initramfs.cpio.zst".into(),
             "manifest.json".into(),
+            "root.squashfs".into(),
             "uki.efi".into(),
             "vmlinuz".into()
         ])

@@ -20,6 +20,16 @@ use basalt_api::image_layout::{INSTALL_DISK_HEAD, ROOT_IMAGE};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Where the initramfs' `/basalt` stays visible after PID 1 switches into
+/// the root image: a bind mount under /run, which moves into the new root
+/// with /run (see `pid1`).
+pub const MEDIA: &str = "/run/basalt/installer";
+
+/// `path` (under `/basalt` in the initramfs) as seen through [`MEDIA`].
+pub fn media_path(path: &str) -> String {
+    format!("{MEDIA}{}", path.strip_prefix("/basalt").unwrap_or(path))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     /// Found before writing: the disk is as it was.
@@ -63,12 +73,14 @@ impl DiskInstaller {
         mounter: Arc<dyn Mounter>,
         ram_state: &str,
     ) -> Option<DiskInstaller> {
-        (host.exists(INSTALL_DISK_HEAD) && host.exists(ROOT_IMAGE)).then(|| DiskInstaller {
-            disks,
-            mounter,
-            host: host.clone(),
-            ram_state: ram_state.to_string(),
-        })
+        (host.exists(&media_path(INSTALL_DISK_HEAD)) && host.exists(&media_path(ROOT_IMAGE))).then(
+            || DiskInstaller {
+                disks,
+                mounter,
+                host: host.clone(),
+                ram_state: ram_state.to_string(),
+            },
+        )
     }
 
     fn target(&self, install: &Install) -> Result<Disk, InstallError> {
@@ -111,7 +123,7 @@ impl DiskInstaller {
         let head = self
             .disks
             .head_sectors(
-                &self.host.path(INSTALL_DISK_HEAD),
+                &self.host.path(media_path(INSTALL_DISK_HEAD)),
                 2 + basalt_api::gpt::ENTRY_SECTORS,
             )
             .map_err(|source| InstallError::Disk {
@@ -187,16 +199,16 @@ impl Installer for DiskInstaller {
         }
         let written = self
             .disks
-            .write_zstd(&self.host.path(INSTALL_DISK_HEAD), &dev)
+            .write_zstd(&self.host.path(media_path(INSTALL_DISK_HEAD)), &dev)
             .map_err(derr)?;
-        let root = self.host.path(ROOT_IMAGE);
-        let root_len = self
-            .host
-            .file_len(ROOT_IMAGE)
-            .map_err(|e| InstallError::State {
-                disk: dev.clone(),
-                what: e.to_string(),
-            })?;
+        let root = self.host.path(media_path(ROOT_IMAGE));
+        let root_len =
+            self.host
+                .file_len(&media_path(ROOT_IMAGE))
+                .map_err(|e| InstallError::State {
+                    disk: dev.clone(),
+                    what: e.to_string(),
+                })?;
         self.disks
             .copy_in_at(&root, 0, root_len, &dev, slot_a.offset())
             .map_err(derr)?;

@@ -61,6 +61,11 @@ pub enum UefiBoot {
     Disk(PathBuf),
     /// An ISO attached as a CD-ROM, read-only.
     Cdrom(PathBuf),
+    /// The installer's setup: `disk` (a file used in place, so a test can
+    /// look at it and boot it again) first in the boot order, the ISO as a
+    /// CD second. A blank disk does not boot, so the ISO does; once
+    /// installed, the disk does.
+    Installer { iso: PathBuf, disk: PathBuf },
 }
 
 /// How much larger than its image a [`UefiBoot::Disk`] copy is.
@@ -159,6 +164,21 @@ fn uefi_args(cmd: &mut Command, boot: &UefiBoot, dir: &Path) -> Result<()> {
                 &format!("file={},format=raw,if=none,id=boot0", copy.display()),
                 "-device",
                 "virtio-blk-pci,drive=boot0,bootindex=0",
+            ]);
+        }
+        UefiBoot::Installer { iso, disk } => {
+            cmd.args([
+                "-drive",
+                &format!("file={},format=raw,if=none,id=boot0", disk.display()),
+                "-device",
+                "virtio-blk-pci,drive=boot0,bootindex=0",
+                "-drive",
+                &format!(
+                    "file={},format=raw,if=none,id=boot1,media=cdrom,readonly=on",
+                    iso.display()
+                ),
+                "-device",
+                "ide-cd,drive=boot1,bootindex=1",
             ]);
         }
         UefiBoot::Cdrom(iso) => {

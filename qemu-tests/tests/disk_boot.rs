@@ -355,3 +355,80 @@ fn the_iso_written_to_a_disk_boots_under_ovmf() {
         vm.console_tail(40)
     );
 }
+
+/// The installer: the ISO boots (a blank disk does not), a signed config
+/// with `[machine.install]` writes the disk, and the VM comes back from the
+/// disk as the same node with the same config.
+#[test]
+fn the_iso_installs_to_a_blank_disk_and_the_node_comes_back_from_it() {
+    let img = image::debian_media().expect("image");
+    let disk = image::target_dir()
+        .join("qemu-images")
+        .join("iso-install-disk.raw");
+    let _ = std::fs::remove_file(&disk);
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(4 << 30))
+        .expect("a blank 4 GiB disk");
+    let (mut vm, status, _) = boot(
+        "iso-install",
+        UefiBoot::Installer {
+            iso: img.iso(),
+            disk: disk.clone(),
+        },
+    );
+    assert!(
+        vm.console()
+            .contains("installer: a config with [machine.install]"),
+        "{}",
+        vm.console_tail(30)
+    );
+    assert_eq!(status.boot, None, "the ISO is not a disk boot");
+    let admin = vm
+        .client(&status.tls_fingerprint, admin_key(), BOOT)
+        .expect("API");
+    let doc = format!("{}\n[machine.install]\ndisk = \"/dev/vda\"\n", worker(1));
+    let r: ApplyResponse = admin
+        .post(
+            "/v1/apply",
+            &ApplyRequest {
+                config: doc.clone(),
+                signatures: sshsig::sign(&admin_key(), CONFIG_NAMESPACE, doc.as_bytes()),
+                mode: ApplyMode::Auto,
+                dry_run: false,
+                try_timeout_secs: None,
+            },
+        )
+        .expect("apply with machine.install");
+    assert!(r.reboot_required, "{r:?}");
+    assert!(
+        r.plan
+            .iter()
+            .any(|p| p.starts_with("installed to /dev/vda: slot A")),
+        "{:?}",
+        r.plan
+    );
+    let fp = vm.fingerprint(2, BOOT).expect("boots from the disk");
+    assert_eq!(
+        fp, status.tls_fingerprint,
+        "the identity was installed with the config"
+    );
+    let admin = vm
+        .client(&fp, admin_key(), BOOT)
+        .expect("API from the disk");
+    let s: Status = admin.get("/v1/status").expect("status");
+    assert_eq!((s.generation, s.hostname.as_str()), (1, "worker-1"));
+    let b = s.boot.expect("a disk boot now");
+    assert_eq!(
+        (b.disk.as_str(), b.slot.as_str(), b.assessment.as_str()),
+        ("/dev/vda", "A", "blessed")
+    );
+    assert!(
+        vm.console()
+            .contains("switched into the read-only root: slot A (/dev/vda2) of /dev/vda"),
+        "{}",
+        vm.console_tail(30)
+    );
+    assert_eq!(vm.panic_line(), None);
+    drop(vm);
+    let _ = std::fs::remove_file(&disk);
+}

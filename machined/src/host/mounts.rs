@@ -90,6 +90,13 @@ pub fn switch_root_from(dev: &str, fstype: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// A bind mount of `src` on `target` (created).
+pub fn bind(src: &str, target: &str) -> io::Result<()> {
+    fs::create_dir_all(target)?;
+    mount(src, target, "", MountFlags::BIND, None)
+        .map_err(|e| io::Error::other(format!("bind {src} on {target}: {e}")))
+}
+
 /// The unified cgroup hierarchy (cgroup v2 only: no v1 controllers).
 pub const CGROUP2_FS: &str = "/sys/fs/cgroup";
 /// The BPF filesystem: pinned maps and programs outlive their loader

@@ -28,13 +28,13 @@ fn rig(target_size: u64, target_data: bool) -> Rig {
     let mut head = vec![0u8; slot_a as usize];
     head[..enc.primary.len()].copy_from_slice(&enc.primary);
     head[2 * MIB as usize..2 * MIB as usize + 3].copy_from_slice(b"ESP");
-    host.create_dir_all("/basalt/install").unwrap();
+    host.create_dir_all(&media_path("/basalt/install")).unwrap();
     std::fs::write(
-        host.path(INSTALL_DISK_HEAD),
+        host.path(media_path(INSTALL_DISK_HEAD)),
         zstd::encode_all(&head[..], 3).unwrap(),
     )
     .unwrap();
-    std::fs::write(host.path(ROOT_IMAGE), &root).unwrap();
+    std::fs::write(host.path(media_path(ROOT_IMAGE)), &root).unwrap();
     host.create_dir_all("/run/basalt/state/tls").unwrap();
     std::fs::write(host.path("/run/basalt/state/tls/key.pem"), b"KEY").unwrap();
     host.create_dir_all("/run/basalt/install-state").unwrap();

@@ -100,6 +100,13 @@ fn mount_root(host: &Host, root: &RootArg) -> Option<BootDisk> {
             if !host.exists(image) {
                 tracing::warn!("no root image at {image}; running from the initramfs");
             } else {
+                // The installer's payload sits beside the root image in the
+                // initramfs, which the switch hides: keep it under /run.
+                if host.exists(basalt_api::image_layout::INSTALL_DISK_HEAD)
+                    && let Err(e) = mounts::bind("/basalt", crate::installer::MEDIA)
+                {
+                    tracing::error!("keeping the installer's payload: {e}");
+                }
                 match mounts::switch_root(image) {
                     Ok(()) => tracing::info!("switched into the read-only root {image}"),
                     Err(e) => tracing::error!(
@@ -354,7 +361,9 @@ async fn serve(args: cmdline::BootArgs, disk_boot: Option<DiskBoot>) -> PowerEve
     let host = Host::node();
     // The installer (an ISO boot) runs from RAM: a STATE it finds belongs
     // to a disk it may be about to overwrite.
-    let installing = host.exists(basalt_api::image_layout::INSTALL_DISK_HEAD);
+    let installing = host.exists(&crate::installer::media_path(
+        basalt_api::image_layout::INSTALL_DISK_HEAD,
+    ));
     let dev = match &disk_boot {
         Some(d) => d.state.clone(),
         None if installing => None,
