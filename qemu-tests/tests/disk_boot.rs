@@ -192,11 +192,23 @@ fn bundle(
     counter: u64,
     sign_as: Option<&str>,
 ) -> std::path::PathBuf {
+    bundle_of(dir, img, img, version, counter, sign_as)
+}
+
+/// A bundle of `uki_img`'s UKI and `root_img`'s root image.
+fn bundle_of(
+    dir: &std::path::Path,
+    uki_img: &image::Image,
+    root_img: &image::Image,
+    version: &str,
+    counter: u64,
+    sign_as: Option<&str>,
+) -> std::path::PathBuf {
     use basalt_api::upgrade::bundle::{PayloadSource, write_bundle};
     use basalt_api::upgrade::manifest::{Arch, Format, Payload};
     use basalt_api::upgrade::{Manifest, Sha256Digest, Version};
-    let uki = img.dir.join("uki.efi");
-    let root = img.dir.join("root.squashfs");
+    let uki = uki_img.dir.join("uki.efi");
+    let root = root_img.dir.join("root.squashfs");
     let payload = |p: &std::path::Path| {
         let (sha256, size) =
             Sha256Digest::of_reader(std::fs::File::open(p).expect("payload")).expect("hash");
@@ -431,4 +443,51 @@ fn the_iso_installs_to_a_blank_disk_and_the_node_comes_back_from_it() {
     assert_eq!(vm.panic_line(), None);
     drop(vm);
     let _ = std::fs::remove_file(&disk);
+}
+
+/// An upgrade that never becomes healthy, built on purpose: a correctly
+/// signed bundle whose UKI names a root image the bundle does not carry
+/// (0.3.0's UKI, 0.1.0's root). Its machined cannot find its root and
+/// reboots; systemd-boot tries it three times, then falls back to 0.1.0,
+/// which says in `status` what happened.
+#[test]
+fn an_upgrade_that_never_becomes_healthy_rolls_back_by_itself() {
+    let img = image::debian_media().expect("image");
+    let broken = image::debian_media_version("0.3.0").expect("image 0.3.0");
+    let dir = image::target_dir().join("upgrade-bundles");
+    std::fs::create_dir_all(&dir).expect("bundle dir");
+    let (mut vm, status, _) = boot("rollback", UefiBoot::Disk(img.disk()));
+    let admin = vm
+        .client(&status.tls_fingerprint, admin_key(), BOOT)
+        .expect("API");
+    let b = bundle_of(&dir, &broken, img, "0.3.0", 5, Some(UPGRADE_NAMESPACE));
+    let r = upgrade(&admin, &b).expect("a signed bundle is accepted");
+    assert_eq!(r.version, "0.3.0");
+    // Three failed tries, then the old entry: allow each a full OVMF boot.
+    let fp = vm
+        .fingerprint(2, Duration::from_secs(900))
+        .expect("back on 0.1.0");
+    assert_eq!(fp, status.tls_fingerprint);
+    let console = vm.console();
+    let tries = console
+        .matches("root slot: no disk has a partition with GUID")
+        .count();
+    assert_eq!(
+        tries,
+        3,
+        "systemd-boot tries a new entry three times:\n{}",
+        vm.console_tail(60)
+    );
+    let admin = vm.client(&fp, admin_key(), BOOT).expect("API");
+    let s: Status = admin.get("/v1/status").expect("status");
+    let b = s.boot.expect("boot");
+    assert_eq!(
+        (b.slot.as_str(), b.entry.as_deref()),
+        ("A", Some("basalt-0.1.0.efi"))
+    );
+    let said = b.last_upgrade.unwrap_or_default();
+    assert!(
+        said.starts_with("upgrade to 0.3.0 failed (3 boots tried, entry basalt-0.3.0+0-3.efi); rolled back to 0.1.0"),
+        "{said}"
+    );
 }
