@@ -652,6 +652,17 @@ impl Node {
         }
     }
 
+    /// Requests `ev` once `delay` has passed: time for the answer of the
+    /// request that caused it to reach the client before services and
+    /// links go down.
+    pub fn request_power_after(&self, ev: PowerEvent, delay: std::time::Duration) {
+        let power = self.power.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = power.send(ev);
+        });
+    }
+
     pub fn request_power(&self, ev: PowerEvent) {
         let _ = self.power.send(ev);
     }

@@ -38,6 +38,9 @@ pub trait SlotWriter: Send + Sync {
     fn rollback(&self) -> Result<UpgradeOutcome, UpgradeError>;
 }
 
+/// How long after answering an upgrade or rollback the node reboots.
+const REBOOT_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What a [`SlotWriter`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpgradeOutcome {
@@ -182,7 +185,9 @@ impl Node {
             }
         );
         if outcome.reboot {
-            self.request_power(crate::node::PowerEvent::Reboot);
+            // The answer must reach the client first: a reboot right away
+            // raced it (the client saw the connection drop).
+            self.request_power_after(crate::node::PowerEvent::Reboot, REBOOT_DELAY);
         }
         Ok(UpgradeResponse {
             version: m.version.to_string(),
@@ -207,7 +212,9 @@ impl Node {
             .map_err(|e| UpgradeError::Slot(format!("the rollback task failed: {e}")))??;
         tracing::warn!("rollback: slot {} boots next", outcome.slot);
         if outcome.reboot {
-            self.request_power(crate::node::PowerEvent::Reboot);
+            // The answer must reach the client first: a reboot right away
+            // raced it (the client saw the connection drop).
+            self.request_power_after(crate::node::PowerEvent::Reboot, REBOOT_DELAY);
         }
         Ok(RollbackResponse {
             slot: outcome.slot,
