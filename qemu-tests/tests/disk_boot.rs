@@ -470,7 +470,7 @@ fn an_upgrade_that_never_becomes_healthy_rolls_back_by_itself() {
     assert_eq!(fp, status.tls_fingerprint);
     let console = vm.console();
     let tries = console
-        .matches("root slot: no disk has a partition with GUID")
+        .matches("basalt: FATAL: root slot: no disk has a partition with GUID")
         .count();
     assert_eq!(
         tries,
