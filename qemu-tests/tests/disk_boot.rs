@@ -293,7 +293,7 @@ fn an_upgrade_boots_slot_b_is_blessed_and_bad_bundles_change_nothing() {
     }
     // Tampered: one byte of the root image changed after signing.
     let good = bundle(&dir, &next, "0.2.0", 1, Some(UPGRADE_NAMESPACE));
-    let tampered = &dir.join("tampered.bundle");
+    let tampered = dir.join("tampered.bundle");
     let mut bytes = std::fs::read(&good).expect("bundle");
     let at = bytes.len() - 2048;
     bytes[at] ^= 0xff;
