@@ -85,9 +85,8 @@ impl DiskInstaller {
 
     fn target(&self, install: &Install) -> Result<Disk, InstallError> {
         let refuse = |m: String| Err(InstallError::Refused(m));
-        let name = install.disk.trim_start_matches("/dev/");
         let disks = self.disks.list();
-        let Some(disk) = disks.iter().find(|d| d.name == name).cloned() else {
+        let Some(disk) = disks.iter().find(|d| d.is_named(&install.disk)).cloned() else {
             let seen: Vec<String> = disks.iter().map(|d| d.path()).collect();
             return refuse(format!(
                 "no disk {} here (disks: {})",

@@ -21,6 +21,11 @@ impl Disk {
     pub fn path(&self) -> String {
         format!("/dev/{}", self.name)
     }
+
+    /// Whether `spec` names this disk: its `/dev` path or its name.
+    pub fn is_named(&self, spec: &str) -> bool {
+        spec.strip_prefix("/dev/").unwrap_or(spec) == self.name
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
