@@ -61,6 +61,9 @@ pub enum UefiBoot {
     Disk(PathBuf),
     /// An ISO attached as a CD-ROM, read-only.
     Cdrom(PathBuf),
+    /// A disk image used in place (not copied): what one VM leaves on it,
+    /// the next boots (e.g. after QEMU was killed).
+    DiskInPlace(PathBuf),
     /// The installer's setup: `disk` (a file used in place, so a test can
     /// look at it and boot it again) first in the boot order, the ISO as a
     /// CD second. A blank disk does not boot, so the ISO does; once
@@ -162,6 +165,14 @@ fn uefi_args(cmd: &mut Command, boot: &UefiBoot, dir: &Path) -> Result<()> {
             cmd.args([
                 "-drive",
                 &format!("file={},format=raw,if=none,id=boot0", copy.display()),
+                "-device",
+                "virtio-blk-pci,drive=boot0,bootindex=0",
+            ]);
+        }
+        UefiBoot::DiskInPlace(disk) => {
+            cmd.args([
+                "-drive",
+                &format!("file={},format=raw,if=none,id=boot0", disk.display()),
                 "-device",
                 "virtio-blk-pci,drive=boot0,bootindex=0",
             ]);

@@ -491,3 +491,67 @@ fn an_upgrade_that_never_becomes_healthy_rolls_back_by_itself() {
         "{said}"
     );
 }
+
+/// Power lost while an upgrade is written (QEMU killed as machined writes
+/// slot B): the disk still boots 0.1.0 from slot A, and the same upgrade
+/// can be written again.
+#[test]
+fn killing_the_machine_while_an_upgrade_is_written_leaves_a_booting() {
+    let img = image::debian_media().expect("image");
+    let next = image::debian_media_version("0.2.0").expect("image 0.2.0");
+    let dir = image::target_dir().join("upgrade-bundles");
+    std::fs::create_dir_all(&dir).expect("bundle dir");
+    let disk = image::target_dir()
+        .join("qemu-images")
+        .join("killed-disk.raw");
+    let _ = std::fs::remove_file(&disk);
+    qemu_tests::vm::sparse_copy(&img.disk(), &disk, qemu_tests::vm::DISK_GROWTH)
+        .expect("disk copy");
+    let good = bundle(&dir, &next, "0.2.0", 1, Some(UPGRADE_NAMESPACE));
+
+    let (mut vm, status, _) = boot("killed", UefiBoot::DiskInPlace(disk.clone()));
+    let fp = status.tls_fingerprint.clone();
+    let admin = vm.client(&fp, admin_key(), BOOT).expect("API");
+    drop(admin);
+    let sender = vm.client(&fp, admin_key(), BOOT).expect("API");
+    let sending = {
+        let good = good.clone();
+        std::thread::spawn(move || upgrade(&sender, &good))
+    };
+    vm.wait_console("bytes of root image to slot B", 1, BOOT)
+        .expect("machined starts writing slot B");
+    let console_path = vm.console_path.clone();
+    drop(vm);
+    let console = std::fs::read_to_string(&console_path).expect("the killed VM's console");
+    assert!(
+        !console.contains("upgrade to 0.2.0 written"),
+        "QEMU was killed too late: the upgrade was complete"
+    );
+    assert!(
+        sending.join().expect("upload thread").is_err(),
+        "the upload never got an answer"
+    );
+
+    let (mut vm, s, _) = boot("killed-again", UefiBoot::DiskInPlace(disk.clone()));
+    assert!(
+        !vm.console().contains("upgrade to 0.2.0 written"),
+        "this boot wrote nothing"
+    );
+    assert_eq!(s.tls_fingerprint, fp, "the same node");
+    let b = s.boot.expect("boot");
+    assert_eq!(
+        (b.slot.as_str(), b.entry.as_deref(), b.version.as_deref()),
+        ("A", Some("basalt-0.1.0.efi"), Some("0.1.0"))
+    );
+    let admin = vm.client(&fp, admin_key(), BOOT).expect("API");
+    let r: UpgradeResponse = admin
+        .post_file(
+            &Route::Upgrade { stage: true },
+            &good,
+            Duration::from_secs(600),
+        )
+        .expect("the same upgrade, written again (staged)");
+    assert_eq!((r.slot.as_str(), r.staged), ("B", true));
+    drop(vm);
+    let _ = std::fs::remove_file(&disk);
+}
