@@ -72,7 +72,7 @@ fn cluster_size(size: u64) -> Result<u32, EspError> {
 fn fat_time(epoch: u32) -> DateTime {
     let days = i64::from(epoch) / 86_400;
     let secs = i64::from(epoch) % 86_400;
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = basalt_api::scope::civil_from_days(days);
     if y < 1980 {
         return DateTime {
             date: Date {
@@ -101,20 +101,6 @@ fn fat_time(epoch: u32) -> DateTime {
             millis: 0,
         },
     }
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Every time fatfs asks for "now" is the build's epoch.
