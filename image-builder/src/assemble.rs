@@ -134,17 +134,7 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
     let media = build_media(profile, &etc, &modules, &packed, stage, epoch, &step)?;
 
     step("writing outputs and manifest");
-    let mut outputs = output_records(profile, stage, &packed)?;
-    for m in &media {
-        let (sha256, size) = crate::hash::file(&m.path)?;
-        outputs.push(OutputRecord {
-            name: m.name.to_string(),
-            kind: m.artifact.to_string(),
-            sha256,
-            size,
-        });
-    }
-    outputs.sort_by(|a, b| a.name.cmp(&b.name));
+    let outputs = all_output_records(profile, stage, &packed, &media)?;
     let mut cache = HashCache::default();
     let manifest = Manifest {
         format: manifest::FORMAT,
@@ -178,6 +168,27 @@ pub fn build(profile: &Profile, out: &Path, options: &BuildOptions<'_>) -> Resul
         manifest,
         modules: modules.plan,
     })
+}
+
+/// Every output's record (the packed images' and the media's), by name.
+fn all_output_records(
+    profile: &Profile,
+    stage: &Path,
+    packed: &Packed,
+    media: &[crate::media::Made],
+) -> Result<Vec<OutputRecord>> {
+    let mut outputs = output_records(profile, stage, packed)?;
+    for m in media {
+        let (sha256, size) = crate::hash::file(&m.path)?;
+        outputs.push(OutputRecord {
+            name: m.name.to_string(),
+            kind: m.artifact.to_string(),
+            sha256,
+            size,
+        });
+    }
+    outputs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(outputs)
 }
 
 /// The bootable outputs the profile asks for (UKI, disk, ISO), from the
