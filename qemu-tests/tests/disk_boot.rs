@@ -268,7 +268,8 @@ fn upgrade(c: &NodeClient, bundle: &std::path::Path) -> Result<UpgradeResponse, 
 fn an_upgrade_boots_slot_b_is_blessed_and_bad_bundles_change_nothing() {
     let img = image::debian_media().expect("image");
     let next = image::debian_media_version("0.2.0").expect("image 0.2.0");
-    let dir = image::target_dir().join("upgrade-bundles");
+    let dir = image::target_dir().join("upgrade-bundles").join("a-to-b");
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bundle dir");
     let (mut vm, status, _) = boot("upgrade", UefiBoot::Disk(img.disk()));
     let admin = vm
@@ -340,6 +341,8 @@ fn an_upgrade_boots_slot_b_is_blessed_and_bad_bundles_change_nothing() {
     let b = s.boot.expect("boot");
     assert_eq!((b.slot.as_str(), b.assessment.as_str()), ("B", "blessed"));
     assert_eq!(vm.panic_line(), None);
+    // Bundles are tens of MB each; CI machines are short of disk.
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -454,7 +457,10 @@ fn the_iso_installs_to_a_blank_disk_and_the_node_comes_back_from_it() {
 fn an_upgrade_that_never_becomes_healthy_rolls_back_by_itself() {
     let img = image::debian_media().expect("image");
     let broken = image::debian_media_version("0.3.0").expect("image 0.3.0");
-    let dir = image::target_dir().join("upgrade-bundles");
+    let dir = image::target_dir()
+        .join("upgrade-bundles")
+        .join("never-healthy");
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bundle dir");
     let (mut vm, status, _) = boot("rollback", UefiBoot::Disk(img.disk()));
     let admin = vm
@@ -490,6 +496,7 @@ fn an_upgrade_that_never_becomes_healthy_rolls_back_by_itself() {
         said.starts_with("upgrade to 0.3.0 failed (3 boots tried, entry basalt-0.3.0+0-3.efi); rolled back to 0.1.0"),
         "{said}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Power lost while an upgrade is written (QEMU killed as machined writes
@@ -499,7 +506,8 @@ fn an_upgrade_that_never_becomes_healthy_rolls_back_by_itself() {
 fn killing_the_machine_while_an_upgrade_is_written_leaves_a_booting() {
     let img = image::debian_media().expect("image");
     let next = image::debian_media_version("0.2.0").expect("image 0.2.0");
-    let dir = image::target_dir().join("upgrade-bundles");
+    let dir = image::target_dir().join("upgrade-bundles").join("killed");
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bundle dir");
     let disk = image::target_dir()
         .join("qemu-images")
@@ -554,4 +562,5 @@ fn killing_the_machine_while_an_upgrade_is_written_leaves_a_booting() {
     assert_eq!((r.slot.as_str(), r.staged), ("B", true));
     drop(vm);
     let _ = std::fs::remove_file(&disk);
+    let _ = std::fs::remove_dir_all(&dir);
 }
