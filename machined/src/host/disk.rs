@@ -89,6 +89,31 @@ pub trait Disks: Send + Sync {
 /// The real disks of this machine.
 pub struct Linux;
 
+/// Copies exactly `len` bytes at `offset` of the file `src` into `to`; an
+/// error names the file and says how far it got.
+pub(super) fn copy_range(
+    src: &Path,
+    offset: u64,
+    len: u64,
+    to: &mut impl io::Write,
+) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", src.display()));
+    let mut from = File::open(src).map_err(named)?;
+    from.seek(SeekFrom::Start(offset)).map_err(named)?;
+    let copied = io::copy(&mut from.take(len), to).map_err(named)?;
+    if copied != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "{}: {copied} of {len} bytes at {offset} copied",
+                src.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `mkfs.ext4` in the root image (profiles take it from e2fsprogs).
 pub const MKFS_EXT4: &str = "/usr/sbin/mkfs.ext4";
 
@@ -262,22 +287,14 @@ impl Disks for Linux {
         dev: &str,
         dev_offset: u64,
     ) -> Result<(), DiskError> {
-        use std::io::{Read, Seek, SeekFrom};
-        let src_name = src.display().to_string();
-        let mut from = File::open(src).map_err(io_err(&src_name))?;
-        from.seek(SeekFrom::Start(src_offset))
-            .map_err(io_err(&src_name))?;
+        use std::io::{Seek, SeekFrom};
         let mut to = OpenOptions::new()
             .write(true)
             .open(dev)
             .map_err(io_err(dev))?;
         to.seek(SeekFrom::Start(dev_offset)).map_err(io_err(dev))?;
-        let copied = io::copy(&mut from.take(len), &mut to).map_err(io_err(dev))?;
-        if copied != len {
-            return Err(DiskError::Tool(format!(
-                "{src_name}: {copied} of {len} bytes at {src_offset} copied to {dev}"
-            )));
-        }
+        copy_range(src, src_offset, len, &mut to)
+            .map_err(|e| DiskError::Tool(format!("{e} to {dev}")))?;
         to.sync_all().map_err(io_err(dev))
     }
 
@@ -320,20 +337,16 @@ impl Disks for Linux {
     }
 
     fn sha256(&self, dev: &str, len: u64) -> Result<[u8; 32], DiskError> {
-        use sha2::Digest;
         use std::io::Read;
         let f = File::open(dev).map_err(io_err(dev))?;
-        let mut h = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut r = f.take(len);
-        loop {
-            let n = r.read(&mut buf).map_err(io_err(dev))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
+        let (digest, read) =
+            basalt_api::upgrade::Sha256Digest::of_reader(f.take(len)).map_err(io_err(dev))?;
+        if read != len {
+            return Err(DiskError::Tool(format!(
+                "{dev}: {read} of {len} bytes could be read back"
+            )));
         }
-        Ok(h.finalize().into())
+        Ok(digest.0)
     }
 }
 

@@ -6,7 +6,7 @@
 
 use rustix::mount::{MountFlags, UnmountFlags, mount, unmount};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
 
 const MOUNT: &str = "/run/basalt/esp";
@@ -114,22 +114,13 @@ impl BootEntries for Esp {
         let dir = uki_dir();
         // systemd-boot lists only `*.efi`: a half-written file is never an entry.
         let tmp = dir.join(format!("{name}.part"));
-        let mut from = File::open(src).map_err(err("open", src))?;
-        from.seek(SeekFrom::Start(offset))
-            .map_err(err("seek", src))?;
         let mut to = OpenOptions::new()
             .create(true)
             .truncate(true)
             .write(true)
             .open(&tmp)
             .map_err(err("create", &tmp))?;
-        let copied = io::copy(&mut from.take(len), &mut to).map_err(err("write", &tmp))?;
-        if copied != len {
-            return Err(err("copy", src)(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{copied} of {len} bytes"),
-            )));
-        }
+        super::disk::copy_range(src, offset, len, &mut to).map_err(err("write", &tmp))?;
         to.sync_all().map_err(err("fsync", &tmp))?;
         fs::rename(&tmp, dir.join(name)).map_err(err("rename", &tmp))?;
         sync_dir(&dir)
