@@ -11,7 +11,9 @@
 
 use basalt_api::disk_layout::{self, root_slot_guid};
 use basalt_api::route::Route;
-use basalt_api::rpc::{ApplyMode, ApplyRequest, ApplyResponse, NodeMode, Status, UpgradeResponse};
+use basalt_api::rpc::{
+    ApplyMode, ApplyRequest, ApplyResponse, NodeMode, RollbackResponse, Status, UpgradeResponse,
+};
 use basalt_api::upgrade::UPGRADE_NAMESPACE;
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::NodeClient;
@@ -127,62 +129,6 @@ fn wait_status(c: &NodeClient, within: Duration, done: impl Fn(&Status) -> bool)
     }
 }
 
-/// disk.raw under OVMF: machined mounts slot A named by the UKI, makes
-/// STATE and EPHEMERAL at first boot; a config and the TLS identity
-/// survive a reboot.
-#[test]
-fn disk_raw_boots_slot_a_and_keeps_config_and_identity_across_a_reboot() {
-    let img = image::debian_media().expect("image");
-    let guid = root_guid(img);
-    let (mut vm, status, took) = boot("disk-raw", UefiBoot::Disk(img.disk()));
-    assert_booted_by_firmware(
-        &vm,
-        &format!("console=ttyS0 panic=10 {}{guid}", disk_layout::ROOT_ARG),
-    );
-    let console = vm.console();
-    for said in [
-        "switched into the read-only root: slot A (/dev/vda2) of /dev/vda",
-        "EPHEMERAL: partition 5 of /dev/vda made",
-        "EPHEMERAL /dev/vda5 mounted at /var",
-        "STATE: /dev/vda4 holds no ext4; making one",
-    ] {
-        assert!(console.contains(said), "{said}:\n{}", vm.console_tail(40));
-    }
-    eprintln!("disk-raw: first boot to API in {took:?}");
-    assert_eq!(status.state, "/var/lib/basalt/state", "STATE on the disk");
-    let boot = status.boot.clone().expect("a disk boot reports itself");
-    assert_eq!(
-        (boot.disk.as_str(), boot.slot.as_str(), boot.var.as_str()),
-        ("/dev/vda", "A", "/dev/vda5")
-    );
-    assert_eq!(boot.entry.as_deref(), Some("basalt-0.1.0.efi"));
-    assert_eq!(
-        boot.assessment, "blessed",
-        "the first entry carries no counter"
-    );
-
-    let fp = status.tls_fingerprint.clone();
-    let admin = vm.client(&fp, admin_key(), BOOT).expect("API");
-    apply(&admin, &worker(1));
-    let _: serde_json::Value = admin
-        .post("/v1/reboot", &serde_json::json!({}))
-        .expect("reboot");
-    let fp2 = vm.fingerprint(2, BOOT).expect("second boot");
-    assert_eq!(fp2, fp, "the TLS identity lives on STATE");
-    let admin = vm
-        .client(&fp2, admin_key(), BOOT)
-        .expect("API after reboot");
-    let s: Status = admin.get("/v1/status").expect("status");
-    assert_eq!((s.generation, s.hostname.as_str()), (1, "worker-1"));
-    assert_ne!(s.boot_id, status.boot_id, "it really rebooted");
-    assert_eq!(s.boot.map(|b| b.slot), Some("A".into()));
-    assert!(
-        !vm.console().contains("making one") || vm.console().matches("making one").count() == 1,
-        "STATE is made once"
-    );
-    assert_eq!(vm.panic_line(), None);
-}
-
 /// The image at `v`'s UKI and root image, as a bundle signed by `key` in
 /// `namespace` (unsigned when `None`).
 fn bundle(
@@ -262,19 +208,55 @@ fn upgrade(c: &NodeClient, bundle: &std::path::Path) -> Result<UpgradeResponse, 
     .map_err(|e| e.to_string())
 }
 
-/// A→B: bad bundles are refused and change nothing; a good one is written
-/// to slot B, boots, is blessed once healthy, and a reboot stays on it.
+/// The first boot of disk.raw: machined mounts slot A named by the UKI and
+/// makes STATE and EPHEMERAL.
+fn assert_first_disk_boot(vm: &Vm, img: &image::Image, status: &Status) {
+    assert_booted_by_firmware(
+        vm,
+        &format!(
+            "console=ttyS0 panic=10 {}{}",
+            disk_layout::ROOT_ARG,
+            root_guid(img)
+        ),
+    );
+    let console = vm.console();
+    for said in [
+        "switched into the read-only root: slot A (/dev/vda2) of /dev/vda",
+        "EPHEMERAL: partition 5 of /dev/vda made",
+        "EPHEMERAL /dev/vda5 mounted at /var",
+        "STATE: /dev/vda4 holds no ext4; making one",
+    ] {
+        assert!(console.contains(said), "{said}:\n{}", vm.console_tail(40));
+    }
+    assert_eq!(status.state, "/var/lib/basalt/state", "STATE on the disk");
+    let boot = status.boot.clone().expect("a disk boot reports itself");
+    assert_eq!(
+        (boot.disk.as_str(), boot.slot.as_str(), boot.var.as_str()),
+        ("/dev/vda", "A", "/dev/vda5")
+    );
+    assert_eq!(boot.entry.as_deref(), Some("basalt-0.1.0.efi"));
+    assert_eq!(
+        boot.assessment, "blessed",
+        "the first entry carries no counter"
+    );
+}
+
+/// disk.raw under OVMF, one machine's life: slot A boots and takes a
+/// config; bad bundles are refused and change nothing; a good one is
+/// written to slot B, boots with the config and TLS identity kept on STATE,
+/// is blessed once healthy, and a reboot stays on it; `rollback` returns to
+/// A. (One VM for all of it: each OVMF boot is half a minute of CI.)
 #[test]
-fn an_upgrade_boots_slot_b_is_blessed_and_bad_bundles_change_nothing() {
+fn disk_raw_boots_a_upgrades_to_b_keeps_config_and_identity_and_rolls_back() {
     let img = image::debian_media().expect("image");
     let next = image::debian_media_version("0.2.0").expect("image 0.2.0");
     let dir = image::target_dir().join("upgrade-bundles").join("a-to-b");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bundle dir");
     let (mut vm, status, _) = boot("upgrade", UefiBoot::Disk(img.disk()));
-    let admin = vm
-        .client(&status.tls_fingerprint, admin_key(), BOOT)
-        .expect("API");
+    assert_first_disk_boot(&vm, img, &status);
+    let first_fp = status.tls_fingerprint.clone();
+    let admin = vm.client(&first_fp, admin_key(), BOOT).expect("API");
     apply(&admin, &worker(1));
     wait_status(&admin, BOOT, |s| s.ready);
 
@@ -314,6 +296,7 @@ fn an_upgrade_boots_slot_b_is_blessed_and_bad_bundles_change_nothing() {
         ("0.2.0", 1, "B")
     );
     let fp = vm.fingerprint(2, BOOT).expect("boots the new entry");
+    assert_eq!(fp, first_fp, "the TLS identity lives on STATE");
     let admin = vm.client(&fp, admin_key(), BOOT).expect("API on B");
     let s = wait_status(&admin, BOOT, |s| {
         s.boot.as_ref().is_some_and(|b| b.assessment == "blessed")
@@ -336,10 +319,37 @@ fn an_upgrade_boots_slot_b_is_blessed_and_bad_bundles_change_nothing() {
         .post("/v1/reboot", &serde_json::json!({}))
         .expect("reboot");
     let fp = vm.fingerprint(3, BOOT).expect("third boot");
+    assert_eq!(fp, first_fp, "the TLS identity lives on STATE");
     let admin = vm.client(&fp, admin_key(), BOOT).expect("API");
     let s: Status = admin.get("/v1/status").expect("status");
+    assert_eq!((s.generation, s.hostname.as_str()), (1, "worker-1"));
+    assert_eq!(
+        vm.console().matches("holds no ext4; making one").count(),
+        1,
+        "STATE is made once"
+    );
     let b = s.boot.expect("boot");
     assert_eq!((b.slot.as_str(), b.assessment.as_str()), ("B", "blessed"));
+    // The operator returns to 0.1.0 (`basaltctl rollback`): B's entry is
+    // marked bad, so systemd-boot starts A's, and the node says why.
+    let r: RollbackResponse = admin
+        .post("/v1/rollback", &serde_json::json!({}))
+        .expect("rollback");
+    assert_eq!((r.slot.as_str(), r.rebooting), ("A", true), "{r:?}");
+    let fp = vm.fingerprint(4, BOOT).expect("boots A again");
+    let admin = vm.client(&fp, admin_key(), BOOT).expect("API on A");
+    let s: Status = admin.get("/v1/status").expect("status");
+    let b = s.boot.expect("boot");
+    assert_eq!(
+        (b.slot.as_str(), b.version.as_deref(), b.entry.as_deref()),
+        ("A", Some("0.1.0"), Some("basalt-0.1.0.efi"))
+    );
+    let why = b.last_upgrade.unwrap_or_default();
+    assert!(
+        why.contains("rolled back from 0.2.0 by request"),
+        "status says: {why}"
+    );
+    assert_eq!(s.generation, 1, "the config is still there");
     assert_eq!(vm.panic_line(), None);
     // Bundles are tens of MB each; CI machines are short of disk.
     let _ = std::fs::remove_dir_all(&dir);
@@ -560,6 +570,24 @@ fn killing_the_machine_while_an_upgrade_is_written_leaves_a_booting() {
         )
         .expect("the same upgrade, written again (staged)");
     assert_eq!((r.slot.as_str(), r.staged), ("B", true));
+    // Staged: the node keeps running A until something reboots it (an
+    // unstaged upgrade reboots 2 s after its answer).
+    std::thread::sleep(Duration::from_secs(8));
+    let now: Status = admin.get("/v1/status").expect("status after staging");
+    assert_eq!(now.boot_id, s.boot_id, "a staged upgrade does not reboot");
+    let _: serde_json::Value = admin
+        .post("/v1/reboot", &serde_json::json!({}))
+        .expect("reboot");
+    let fp = vm.fingerprint(2, BOOT).expect("the next boot");
+    let admin = vm.client(&fp, admin_key(), BOOT).expect("API on B");
+    let s = wait_status(&admin, BOOT, |s| {
+        s.boot.as_ref().is_some_and(|b| b.assessment == "blessed")
+    });
+    let b = s.boot.expect("boot");
+    assert_eq!(
+        (b.slot.as_str(), b.version.as_deref(), b.entry.as_deref()),
+        ("B", Some("0.2.0"), Some("basalt-0.2.0.efi"))
+    );
     drop(vm);
     let _ = std::fs::remove_file(&disk);
     let _ = std::fs::remove_dir_all(&dir);
