@@ -11,9 +11,16 @@
 //! in the root image as Nix built them, `/init` and modules in the initramfs, three closure
 //! routes giving the same bytes, and `nix-build --check` rebuilding bit for bit.
 //!
+//! The same derivation also builds the flake's `node-disk` (uki.efi + disk.raw) and `node-iso`
+//! (basalt.iso) with the arguments `nix/node-image.nix` gives it: systemd-stub and systemd-boot
+//! from a systemd store path (here the host's systemd-boot-efi files at nixpkgs' layout), a
+//! version, and xorriso's bin directory as the builder's PATH. sgdisk, mtools, objdump/objcopy
+//! and xorriso read those back.
+//!
 //! Needs root and Debian's `nix-bin` (chroot-store builds run in Nix's sandbox), plus
-//! squashfs-tools, cpio and zstd: `scripts/install-deps`. Nothing outside the fixture directory
-//! (under cargo's target tmp dir) is written but the static build in the target dir.
+//! squashfs-tools, cpio, zstd, systemd-boot-efi, gdisk, mtools, binutils and xorriso:
+//! `scripts/install-deps`. Nothing outside the fixture directory (under cargo's target tmp dir)
+//! is written but the static build in the target dir.
 
 mod nix_support;
 
@@ -29,6 +36,15 @@ use nix_support::{describe_tree, make_writable, nix_command, run};
 use sha2::{Digest, Sha256};
 
 const KERNEL_RELEASE: &str = "6.1.0-basalt-contract";
+/// Debian's systemd-boot-efi: the stand-in for nixpkgs' `${systemd}/lib/systemd/boot/efi`.
+const HOST_EFI: &str = "/usr/lib/systemd/boot/efi";
+const EFI_STUB: &str = "linuxx64.efi.stub";
+const SYSTEMD_BOOT: &str = "systemd-bootx64.efi";
+/// `version` of the disk and iso attributes in nix/tests/contract.nix (not image-builder's own,
+/// so a profile that dropped it would show).
+const MEDIA_VERSION: &str = "7.3.1";
+/// Their `slotSizeMib`.
+const MEDIA_SLOT_MIB: u64 = 16;
 const SOURCE_DATE_EPOCH: u32 = 1_700_000_000;
 const NIX_CONF: &str = "build-users-group =\nsubstituters =\nsandbox = false\n\
                         extra-sandbox-paths = /bin /lib /lib64 /usr\n\
@@ -110,6 +126,8 @@ struct Contract {
     /// A copy of the static binary, imported by `builtins.path`.
     image_builder: PathBuf,
     kernel_src: PathBuf,
+    /// Holds lib/systemd/boot/efi/ (copies of [`HOST_EFI`]'s stub and systemd-boot).
+    systemd_src: PathBuf,
     /// `nix-build` output of each attribute of `nix/tests/contract.nix` built up front.
     out: BTreeMap<&'static str, StorePath>,
 }
@@ -123,6 +141,8 @@ const ATTRS: &[&str] = &[
     "image-graph",
     "image-registration",
     "image-store-paths",
+    "image-disk",
+    "image-iso",
 ];
 
 impl Contract {
@@ -154,6 +174,8 @@ impl Contract {
             .args(["--arg", "kernelSrc"])
             .arg(path_expr(&self.kernel_src))
             .args(["--argstr", "kernelRelease", KERNEL_RELEASE])
+            .args(["--arg", "systemdSrc"])
+            .arg(path_expr(&self.systemd_src))
             .args(["--argstr", "admin", &admin_line()])
             .args(["--arg", "sourceDateEpoch", &SOURCE_DATE_EPOCH.to_string()]);
         for a in attrs {
@@ -223,12 +245,25 @@ fn build_contract() -> Contract {
     assert!(strip.success(), "strip failed");
     let kernel_src = dir.join("kernel");
     write_kernel_stand_in(&kernel_src);
+    let systemd_src = dir.join("systemd");
+    let efi = systemd_src.join("lib/systemd/boot/efi");
+    fs::create_dir_all(&efi).expect("systemd stand-in dirs");
+    for f in [EFI_STUB, SYSTEMD_BOOT] {
+        let host = Path::new(HOST_EFI).join(f);
+        fs::copy(&host, efi.join(f)).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (systemd-boot-efi; scripts/install-deps)",
+                host.display()
+            )
+        });
+    }
 
     let mut contract = Contract {
         store_root: dir.join("root"),
         dir,
         image_builder,
         kernel_src,
+        systemd_src,
         out: BTreeMap::new(),
     };
     let started = std::time::Instant::now();
@@ -562,6 +597,374 @@ fn a_closure_missing_what_the_profile_installs_fails_the_build() {
     assert!(
         log.contains("is not inside any of the Nix inputs"),
         "image-builder should name the missing input:\n{log}"
+    );
+}
+
+// ---- node-disk and node-iso: the bootable media, read back by their peers -------------------
+
+/// Runs a host tool (from `scripts/install-deps`) and returns its stdout; fails on a non-zero exit.
+fn peer(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (scripts/install-deps): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// One row of `sgdisk -p`: number, first and last sector, name.
+struct GptRow {
+    number: u32,
+    first: u64,
+    last: u64,
+    name: String,
+}
+
+/// `sgdisk -p` parsed: the logical sector size and the partition rows.
+fn sgdisk_print(disk: &Path) -> (u64, Vec<GptRow>) {
+    let text = peer("sgdisk", &["-p", path_str(disk)]);
+    let sector = text
+        .lines()
+        // "Sector size (logical): 512 bytes" for an image file; "(logical/physical): 512/4096
+        // bytes" for a device.
+        .find_map(|l| l.strip_prefix("Sector size (logical"))
+        .and_then(|rest| rest.split_once("): "))
+        .and_then(|(_, n)| n.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no sector size in sgdisk -p:\n{text}"));
+    let rows = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Number"))
+        .skip(1)
+        .map(|l| {
+            // Number  Start (sector)  End (sector)  Size  Code  Name
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert!(f.len() >= 7, "sgdisk -p row: {l:?}");
+            GptRow {
+                number: f[0].parse().expect("number"),
+                first: f[1].parse().expect("start"),
+                last: f[2].parse().expect("end"),
+                name: f[6..].join(" "),
+            }
+        })
+        .collect();
+    (sector, rows)
+}
+
+/// The `basalt.root=PARTUUID=` GUID of a UKI's command line, upper case as sgdisk prints it.
+fn root_partuuid(cmdline: &str) -> String {
+    cmdline
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix(basalt_api::disk_layout::ROOT_ARG))
+        .unwrap_or_else(|| panic!("no {} in {cmdline:?}", basalt_api::disk_layout::ROOT_ARG))
+        .to_ascii_uppercase()
+}
+
+/// The manifest lists exactly `names` (sorted), each with the file's sha256 and size.
+fn assert_outputs(out: &Path, names: &[&str]) {
+    let m = manifest(out);
+    assert_eq!(m.profile, "nix-contract");
+    let listed: Vec<&str> = m.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(listed, names);
+    for o in &m.outputs {
+        let (hex, size) = sha256_file(&out.join(&o.name));
+        assert_eq!(o.sha256, hex, "{}", o.name);
+        assert_eq!(o.size, size, "{}", o.name);
+    }
+    let mut present: Vec<String> = fs::read_dir(out)
+        .expect("read output")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    present.sort();
+    let mut expected: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    expected.push("manifest.json".into());
+    expected.sort();
+    assert_eq!(present, expected, "files in {}", out.display());
+}
+
+/// sha256 (hex, by coreutils' sha256sum) and length of a file (disk.raw is hundreds of MB,
+/// mostly holes: not read into memory).
+fn sha256_file(path: &Path) -> (String, u64) {
+    let sum = peer("sha256sum", &[path_str(path)]);
+    let hex = sum.split_whitespace().next().expect("sha256sum output");
+    let len = fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .len();
+    (hex.to_owned(), len)
+}
+
+#[test]
+fn node_disk_is_a_gpt_disk_sgdisk_accepts_with_the_four_partitions() {
+    let c = contract();
+    let out = c.output("image-disk");
+    assert_outputs(&out, &["disk.raw", "uki.efi"]);
+    let disk = out.join("disk.raw");
+    let verify = peer("sgdisk", &["-v", path_str(&disk)]);
+    assert!(
+        verify.contains("No problems found."),
+        "sgdisk -v:\n{verify}"
+    );
+    let (sector, rows) = sgdisk_print(&disk);
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["EFI", "BASALT-A", "BASALT-B", "STATE"]);
+    assert_eq!(
+        rows.iter().map(|r| r.number).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    // The profile's slotSizeMib reached image-builder: both slots are that size.
+    for r in &rows[1..3] {
+        assert_eq!(
+            (r.last + 1 - r.first) * sector,
+            MEDIA_SLOT_MIB << 20,
+            "{}",
+            r.name
+        );
+    }
+    // The disk's UKI boots slot A, which holds the root image.
+    let uki = out.join("uki.efi");
+    let cmdline = String::from_utf8(uki_section(&uki, ".cmdline")).expect("utf8 cmdline");
+    let slot_a = peer("sgdisk", &["-i", "2", path_str(&disk)]);
+    let guid = slot_a
+        .lines()
+        .find_map(|l| l.strip_prefix("Partition unique GUID: "))
+        .unwrap_or_else(|| panic!("sgdisk -i 2:\n{slot_a}"));
+    assert_eq!(root_partuuid(&cmdline), guid.trim());
+}
+
+#[test]
+fn node_disk_esp_holds_systemd_boot_and_the_uki_as_mtools_reads_it() {
+    let c = contract();
+    let out = c.output("image-disk");
+    let disk = out.join("disk.raw");
+    let (sector, rows) = sgdisk_print(&disk);
+    let esp = rows
+        .iter()
+        .find(|r| r.name == "EFI")
+        .expect("EFI partition");
+    let image = format!("{}@@{}", path_str(&disk), esp.first * sector);
+    let boot = peer("mdir", &["-b", "-i", &image, "::/EFI/BOOT"]);
+    assert_eq!(boot.trim(), "::/EFI/BOOT/BOOTX64.EFI");
+    let uki_name = format!("basalt-{MEDIA_VERSION}.efi");
+    let linux = peer("mdir", &["-b", "-i", &image, "::/EFI/Linux"]);
+    assert_eq!(linux.trim(), format!("::/EFI/Linux/{uki_name}"));
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let copied = |inside: &str| {
+        let to = work.path().join(inside.replace('/', "_"));
+        peer(
+            "mcopy",
+            &["-n", "-i", &image, &format!("::/{inside}"), path_str(&to)],
+        );
+        fs::read(&to).expect("copied file")
+    };
+    let systemd = c.systemd_src.join("lib/systemd/boot/efi");
+    assert!(
+        copied("EFI/BOOT/BOOTX64.EFI") == fs::read(systemd.join(SYSTEMD_BOOT)).expect("read"),
+        "BOOTX64.EFI is the systemd stand-in's systemd-boot, byte for byte"
+    );
+    assert!(
+        copied(&format!("EFI/Linux/{uki_name}")) == fs::read(out.join("uki.efi")).expect("read"),
+        "the ESP's UKI is the output's uki.efi, byte for byte"
+    );
+    assert_eq!(
+        String::from_utf8(copied("loader/loader.conf")).expect("utf8"),
+        basalt_api::disk_layout::LOADER_CONF
+    );
+}
+
+/// `objcopy -O binary --only-section=<name>`: a UKI section's bytes.
+fn uki_section(uki: &Path, name: &str) -> Vec<u8> {
+    let work = tempfile::tempdir().expect("tempdir");
+    let to = work.path().join("section");
+    peer(
+        "objcopy",
+        &[
+            "-O",
+            "binary",
+            &format!("--only-section={name}"),
+            path_str(uki),
+            path_str(&to),
+        ],
+    );
+    fs::read(&to).expect("section")
+}
+
+#[test]
+fn node_disk_uki_is_the_stub_with_our_sections_as_binutils_reads_it() {
+    let c = contract();
+    let uki = c.output("image-disk").join("uki.efi");
+    let headers = peer("objdump", &["-h", path_str(&uki)]);
+    let names: Vec<&str> = headers
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 7 && f[0].parse::<u32>().is_ok()).then(|| f[1])
+        })
+        .collect();
+    assert!(names.len() > 4, "objdump -h:\n{headers}");
+    assert_eq!(
+        names[names.len() - 4..],
+        [".osrel", ".cmdline", ".initrd", ".linux"],
+        "objdump -h:\n{headers}"
+    );
+    assert!(names.contains(&".sdmagic"), "the stub's own sections stay");
+    assert!(
+        uki_section(&uki, ".linux") == fs::read(c.kernel_src.join("bzImage")).expect("bzImage"),
+        ".linux is the kernel store path's bzImage, byte for byte"
+    );
+    let osrel = String::from_utf8(uki_section(&uki, ".osrel")).expect("utf8 .osrel");
+    assert!(
+        osrel
+            .lines()
+            .any(|l| l == format!("VERSION_ID={MEDIA_VERSION}")),
+        "the profile's version reaches os-release:\n{osrel}"
+    );
+}
+
+#[test]
+fn node_iso_has_a_uefi_el_torito_boot_image_as_xorriso_reads_it() {
+    let c = contract();
+    let out = c.output("image-iso");
+    assert_outputs(&out, &["basalt.iso"]);
+    let iso = out.join("basalt.iso");
+    let report = peer(
+        "xorriso",
+        &["-indev", path_str(&iso), "-report_el_torito", "plain"],
+    );
+    // "El Torito boot img :   1  UEFI  y   none  0x0000  0x00      0    <lba>"
+    let images: Vec<&str> = report
+        .lines()
+        .filter_map(|l| l.strip_prefix("El Torito boot img :"))
+        .collect();
+    assert_eq!(images.len(), 1, "one boot image:\n{report}");
+    // Fields: index, platform, bootable, emulation, load segment, system type, …
+    let f: Vec<&str> = images[0].split_whitespace().collect();
+    assert_eq!(f.get(1), Some(&"UEFI"), "{}", images[0]);
+    assert_eq!(f.get(2), Some(&"y"), "bootable: {}", images[0]);
+    assert_eq!(f.get(3), Some(&"none"), "no emulation: {}", images[0]);
+}
+
+/// `nix show-derivation` of the derivation that built `attr`.
+fn derivation_of(c: &Contract, attr: &str) -> serde_json::Value {
+    let drv = c.nix_store(&["-q", "--deriver", &c.out[attr].to_string()]);
+    let mut show = nix_command(&c.dir, "nix");
+    show.args(["--store", &c.store_uri(), "show-derivation"])
+        .arg(drv.trim());
+    let all: serde_json::Value = serde_json::from_str(&run(show)).expect("json");
+    all.get(drv.trim())
+        .unwrap_or_else(|| panic!("{drv} in {all}"))
+        .clone()
+}
+
+/// The media's boot binaries and xorriso come from store paths, as the flake's do. Were the
+/// profile to drop `[boot]`, this sandbox would still find Debian's defaults under /usr (a real
+/// Nix sandbox has no /usr) and the outputs would not change, so only the derivation can tell.
+/// (Without `path` the iso build fails: Nix sets PATH=/path-not-set.)
+#[test]
+fn node_disk_and_iso_take_boot_binaries_and_xorriso_from_the_store() {
+    let c = contract();
+    let systemd_boot = fs::read(
+        c.systemd_src
+            .join("lib/systemd/boot/efi")
+            .join(SYSTEMD_BOOT),
+    )
+    .expect("systemd-boot stand-in");
+    let host = fs::read(Path::new(HOST_EFI).join(SYSTEMD_BOOT)).expect("host systemd-boot");
+    assert!(systemd_boot == host, "the stand-in is the host's file");
+    for (attr, artifacts) in [
+        ("image-disk", vec!["uki", "disk"]),
+        ("image-iso", vec!["iso"]),
+    ] {
+        let drv = derivation_of(c, attr);
+        assert_eq!(
+            drv["builder"],
+            format!("{}/bin/image-builder", c.out["image-builder"]),
+            "{attr}"
+        );
+        // PATH is xorriso's bin directory, and xorriso an input of the build.
+        let path = drv["env"]["PATH"].as_str().expect("PATH");
+        let xorriso = path.strip_suffix("/bin").expect("<xorriso>/bin");
+        assert!(
+            xorriso.ends_with("-xorriso-stand-in"),
+            "{attr}: PATH={path}"
+        );
+        let inputs = drv["inputDrvs"].as_object().expect("inputDrvs");
+        let xorriso_drv = inputs
+            .keys()
+            .find(|d| d.ends_with("-xorriso-stand-in.drv"))
+            .unwrap_or_else(|| panic!("{attr}: xorriso is not an input: {inputs:?}"));
+        assert_eq!(
+            c.nix_store(&["-q", "--outputs", xorriso_drv]).trim(),
+            xorriso
+        );
+        assert_eq!(
+            fs::read_link(
+                c.physical(&parse_store_path(xorriso).expect("store path"))
+                    .join("bin/xorriso")
+            )
+            .expect("bin/xorriso"),
+            Path::new("/usr/bin/xorriso")
+        );
+
+        // The profile names the systemd store path's stub and systemd-boot, and refers to it.
+        let args: Vec<&str> = drv["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|a| a.as_str().expect("string arg"))
+            .collect();
+        assert_eq!(args[..2], ["build", "--profile"], "{attr}");
+        let profile_path = parse_store_path(args[2]).expect("profile store path");
+        let systemd = c
+            .nix_store(&["-q", "--references", args[2]])
+            .lines()
+            .find(|r| r.ends_with("-systemd-stand-in"))
+            .unwrap_or_else(|| panic!("{attr}: the profile does not refer to systemd"))
+            .to_owned();
+        let text = fs::read_to_string(c.physical(&profile_path)).expect("profile");
+        let profile: toml::Table = toml::from_str(&text).expect("the profile is TOML");
+        assert_eq!(profile["version"].as_str(), Some(MEDIA_VERSION), "{attr}");
+        let efi = format!("{systemd}/lib/systemd/boot/efi");
+        assert_eq!(
+            profile["boot"]["stub"].as_str(),
+            Some(format!("{efi}/{EFI_STUB}").as_str()),
+            "{attr}"
+        );
+        assert_eq!(
+            profile["boot"]["systemd_boot"].as_str(),
+            Some(format!("{efi}/{SYSTEMD_BOOT}").as_str()),
+            "{attr}"
+        );
+        let listed: Vec<&str> = profile["output"]["artifacts"]
+            .as_array()
+            .expect("artifacts")
+            .iter()
+            .map(|a| a.as_str().expect("artifact"))
+            .collect();
+        assert_eq!(listed, artifacts, "{attr}");
+    }
+}
+
+#[test]
+fn nix_rebuilds_the_disk_and_the_iso_bit_for_bit() {
+    let c = contract();
+    let printed = run(c.nix_build(&["--check"], &["image-disk", "image-iso"]));
+    let paths: Vec<&str> = printed.lines().collect();
+    assert_eq!(
+        paths,
+        [
+            c.out["image-disk"].to_string(),
+            c.out["image-iso"].to_string()
+        ]
     );
 }
 

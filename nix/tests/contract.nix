@@ -8,13 +8,21 @@
 # - closureInfo: ./closure-info.awk over structured attrs, in nixpkgs'
 #   closureInfo output layout (registration, store-paths, total-nar-size);
 # - writeText: a /bin/sh derivation (the test's sandbox exposes the host's
-#   /bin, /lib, /lib64 and /usr).
+#   /bin, /lib, /lib64 and /usr);
+# - systemd: the host's systemd-boot-efi files (stub and systemd-boot),
+#   imported at nixpkgs' systemd layout, lib/systemd/boot/efi/;
+# - xorriso: a store path whose bin/xorriso is the host's /usr/bin/xorriso.
+# The disk and iso attributes pass image.nix what ../node-image.nix passes it
+# for the flake's node-disk and node-iso: boot binaries, version, artifacts,
+# and xorriso's bin directory as the builder's PATH.
 {
   # A directory holding bin/image-builder (statically linked).
   imageBuilderSrc,
   # A directory holding bzImage and lib/modules/<kernelRelease>/.
   kernelSrc,
   kernelRelease,
+  # A directory holding lib/systemd/boot/efi/{linuxx64.efi.stub,systemd-bootx64.efi}.
+  systemdSrc,
   # An OpenSSH ed25519 public key line.
   admin,
   sourceDateEpoch ? 1700000000,
@@ -50,6 +58,21 @@ let
   kernel = builtins.path {
     path = kernelSrc;
     name = "linux-stand-in";
+  };
+  systemd = builtins.path {
+    path = systemdSrc;
+    name = "systemd-stand-in";
+  };
+  xorriso = sh "xorriso-stand-in" ''
+    mkdir -p $out/bin
+    ln -s /usr/bin/xorriso $out/bin/xorriso
+  '' { };
+  # As ../node-image.nix names them in nixpkgs' systemd.
+  efi = "${systemd}/lib/systemd/boot/efi";
+  media = {
+    version = "7.3.1";
+    stub = "${efi}/linuxx64.efi.stub";
+    systemdBoot = "${efi}/systemd-bootx64.efi";
   };
 
   # app → lib → data, and app → image-builder (its bin/basalt-app is a
@@ -154,6 +177,30 @@ in
     name = "basalt-image-store-paths";
     closureInfo = appClosure;
     closureInfoFile = "store-paths";
+  };
+  # The flake's node-disk and node-iso. The disk's root slots are 16 MiB
+  # (the default 1 GiB makes a 2.4 GiB sparse disk.raw that Nix reads whole
+  # to hash, twice under --check); the iso keeps the default, as the flake does.
+  image-disk = image {
+    name = "basalt-image-disk";
+    closureInfo = appClosure;
+    path = "${xorriso}/bin";
+    profile =
+      profile
+      // media
+      // {
+        artifacts = [
+          "uki"
+          "disk"
+        ];
+        slotSizeMib = 16;
+      };
+  };
+  image-iso = image {
+    name = "basalt-image-iso";
+    closureInfo = appClosure;
+    path = "${xorriso}/bin";
+    profile = profile // media // { artifacts = [ "iso" ]; };
   };
   # A closure that misses what the profile installs (app is left out):
   # image-builder must fail the build.
