@@ -189,12 +189,15 @@ impl Mounter for super::kernel::Linux {
     }
 }
 
+/// Where EPHEMERAL is mounted.
+pub const VAR: &str = "/var";
+
 /// EPHEMERAL on /var: container images and their writable layers live
 /// there, so it must allow executables, setuid and device nodes.
 pub fn ephemeral_spec(dev: &str) -> MountSpec<'_> {
     MountSpec {
         source: dev,
-        target: "/var",
+        target: VAR,
         fstype: "ext4",
         flags: MountFlags::empty(),
         data: "",

@@ -214,6 +214,9 @@ fn prepare_disk(mut disk: BootDisk) -> DiskBoot {
     DiskBoot { disk, var, state }
 }
 
+/// What [`DiskBoot::var`] says when /var stays in RAM.
+const RAM_VAR: &str = "ram";
+
 /// Returns where /var lives (the device, or `ram`).
 pub fn place_ephemeral(m: &dyn Mounter, bd: &mut BootDisk) -> String {
     match bd.prepare_ephemeral(&disk::Linux) {
@@ -230,7 +233,7 @@ pub fn place_ephemeral(m: &dyn Mounter, bd: &mut BootDisk) -> String {
         ),
         Err(e) => tracing::error!("EPHEMERAL: {e}; /var stays in RAM"),
     }
-    "ram".into()
+    RAM_VAR.into()
 }
 
 /// Step 7 on a disk boot: judge this boot (see `crate::slots`), and let
@@ -281,10 +284,15 @@ pub fn release_state(m: &dyn Mounter, place: &StatePlace) {
 }
 
 /// The last step before power-off: flush, then unmount STATE if PID 1
-/// mounted it.
-pub fn flush_and_release(p: &dyn Power, m: &dyn Mounter, place: &StatePlace) {
+/// mounted it, then EPHEMERAL (`var_mounted`; STATE's mount point lies
+/// inside /var, so it goes first). A filesystem still busy stays mounted:
+/// its data is flushed, and ext4's journal replays at the next mount.
+pub fn flush_and_release(p: &dyn Power, m: &dyn Mounter, place: &StatePlace, var_mounted: bool) {
     p.sync();
     release_state(m, place);
+    if var_mounted && let Err(e) = m.unmount(mounts::VAR) {
+        tracing::warn!("unmounting EPHEMERAL at {}: {e}", mounts::VAR);
+    }
 }
 
 fn image_trust(host: &Host) -> basalt_api::trust::TrustRoots {
@@ -441,7 +449,8 @@ async fn serve(args: cmdline::BootArgs, disk_boot: Option<DiskBoot>) -> PowerEve
     if let Some(n) = &net {
         n.release_all().await;
     }
-    flush_and_release(&power::Linux, &Linux, &place);
+    let var_mounted = disk_boot.as_ref().is_some_and(|d| d.var != RAM_VAR);
+    flush_and_release(&power::Linux, &Linux, &place, var_mounted);
     event
 }
 

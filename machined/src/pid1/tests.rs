@@ -39,7 +39,7 @@ fn a_state_partition_is_mounted_then_unmounted() {
 fn going_down_flushes_before_unmounting_state() {
     let k = RecordingKernel::new("node");
     let place = place_state(&k, Some("/dev/vdb"), "STATE");
-    flush_and_release(&k, &k, &place);
+    flush_and_release(&k, &k, &place, false);
     assert_eq!(
         k.calls()[1..],
         [Call::Sync, Call::Unmount(STATE_MOUNT.into())]
@@ -66,4 +66,19 @@ fn pid1_tells_the_kernel_never_to_oom_kill_it() {
     let k = RecordingKernel::new("node");
     shield_from_oom_killer(&k);
     assert_eq!(k.calls(), [Call::SetOwnOomScoreAdj(-1000)]);
+}
+
+#[test]
+fn going_down_from_a_disk_unmounts_state_then_ephemeral() {
+    let k = RecordingKernel::new("node");
+    let place = place_state(&k, Some("/dev/vda4"), "STATE");
+    flush_and_release(&k, &k, &place, true);
+    assert_eq!(
+        k.calls()[1..],
+        [
+            Call::Sync,
+            Call::Unmount(STATE_MOUNT.into()),
+            Call::Unmount(crate::host::mounts::VAR.into())
+        ]
+    );
 }
