@@ -208,6 +208,22 @@ fn upgrade(c: &NodeClient, bundle: &std::path::Path) -> Result<UpgradeResponse, 
     .map_err(|e| e.to_string())
 }
 
+/// Boot number `boot` of `vm` runs 0.2.0 from slot B and blesses its
+/// entry once healthy; returns its fingerprint, a client and that status.
+fn blessed_on_b(vm: &mut Vm, boot: usize) -> (String, NodeClient, Status) {
+    let fp = vm.fingerprint(boot, BOOT).expect("boots the new entry");
+    let admin = vm.client(&fp, admin_key(), BOOT).expect("API on B");
+    let s = wait_status(&admin, BOOT, |s| {
+        s.boot.as_ref().is_some_and(|b| b.assessment == "blessed")
+    });
+    let b = s.boot.clone().expect("boot");
+    assert_eq!(
+        (b.slot.as_str(), b.version.as_deref(), b.entry.as_deref()),
+        ("B", Some("0.2.0"), Some("basalt-0.2.0.efi"))
+    );
+    (fp, admin, s)
+}
+
 /// The first boot of disk.raw: machined mounts slot A named by the UKI and
 /// makes STATE and EPHEMERAL.
 fn assert_first_disk_boot(vm: &Vm, img: &image::Image, status: &Status) {
@@ -295,17 +311,8 @@ fn disk_raw_boots_a_upgrades_to_b_keeps_config_and_identity_and_rolls_back() {
         (r.version.as_str(), r.counter, r.slot.as_str()),
         ("0.2.0", 1, "B")
     );
-    let fp = vm.fingerprint(2, BOOT).expect("boots the new entry");
+    let (fp, admin, s) = blessed_on_b(&mut vm, 2);
     assert_eq!(fp, first_fp, "the TLS identity lives on STATE");
-    let admin = vm.client(&fp, admin_key(), BOOT).expect("API on B");
-    let s = wait_status(&admin, BOOT, |s| {
-        s.boot.as_ref().is_some_and(|b| b.assessment == "blessed")
-    });
-    let b = s.boot.expect("boot");
-    assert_eq!(
-        (b.slot.as_str(), b.version.as_deref(), b.entry.as_deref()),
-        ("B", Some("0.2.0"), Some("basalt-0.2.0.efi"))
-    );
     assert_eq!(s.generation, 1, "the config came along in STATE");
     assert!(
         vm.console().contains("healthy: blessed basalt-0.2.0.efi"),
@@ -578,16 +585,7 @@ fn killing_the_machine_while_an_upgrade_is_written_leaves_a_booting() {
     let _: serde_json::Value = admin
         .post("/v1/reboot", &serde_json::json!({}))
         .expect("reboot");
-    let fp = vm.fingerprint(2, BOOT).expect("the next boot");
-    let admin = vm.client(&fp, admin_key(), BOOT).expect("API on B");
-    let s = wait_status(&admin, BOOT, |s| {
-        s.boot.as_ref().is_some_and(|b| b.assessment == "blessed")
-    });
-    let b = s.boot.expect("boot");
-    assert_eq!(
-        (b.slot.as_str(), b.version.as_deref(), b.entry.as_deref()),
-        ("B", Some("0.2.0"), Some("basalt-0.2.0.efi"))
-    );
+    blessed_on_b(&mut vm, 2);
     drop(vm);
     let _ = std::fs::remove_file(&disk);
     let _ = std::fs::remove_dir_all(&dir);
