@@ -63,7 +63,7 @@ impl ApplyError {
                 | SignedConfigError::NotThisNode { .. }
                 | SignedConfigError::Expired { .. },
             ) => 409,
-            ApplyError::Install(crate::installer::InstallError::Refused(_)) => 409,
+            ApplyError::Install(crate::installer::InstallError::Refused { .. }) => 409,
             ApplyError::Install(_) => 500,
             ApplyError::Conflict(_)
             | ApplyError::Kernel(_)

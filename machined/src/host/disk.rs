@@ -10,11 +10,20 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 
-/// A whole disk (`vda`, `nvme0n1`), not a partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A whole disk (`vda`, `nvme0n1`), not a partition, with what the kernel
+/// says about it. An attribute the kernel does not give is None, never "".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Disk {
     pub name: String,
     pub size: u64,
+    /// `device/model` (SCSI, SATA, NVMe).
+    pub model: Option<String>,
+    /// `serial` (virtio-blk) or `device/serial` (NVMe).
+    pub serial: Option<String>,
+    /// `wwid` (NVMe namespaces) or `device/wwid` (SCSI, SATA).
+    pub wwid: Option<String>,
+    /// `queue/rotational`: whether the disk spins.
+    pub rotational: Option<bool>,
 }
 
 impl Disk {
@@ -143,6 +152,16 @@ fn read_sys(path: &str) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
+/// The first of `/sys/class/block/<name>/<file>` for `files` that the
+/// kernel gives and that is not blank (SCSI pads models with spaces;
+/// virtio-blk shows an empty serial when the host set none).
+fn attribute(name: &str, files: &[&str]) -> Option<String> {
+    files
+        .iter()
+        .filter_map(|f| read_sys(&format!("/sys/class/block/{name}/{f}")))
+        .find(|v| !v.is_empty())
+}
+
 impl Disks for Linux {
     fn list(&self) -> Vec<Disk> {
         let Ok(dir) = fs::read_dir("/sys/class/block") else {
@@ -162,8 +181,18 @@ impl Disks for Linux {
                     .parse()
                     .ok()?;
                 Some(Disk {
-                    name,
+                    model: attribute(&name, &["device/model"]),
+                    serial: attribute(&name, &["serial", "device/serial"]),
+                    wwid: attribute(&name, &["wwid", "device/wwid"]),
+                    rotational: attribute(&name, &["queue/rotational"]).and_then(|r| {
+                        match r.as_str() {
+                            "0" => Some(false),
+                            "1" => Some(true),
+                            _ => None,
+                        }
+                    }),
                     size: sectors * 512,
+                    name,
                 })
             })
             .filter(|d| d.size > 0)
