@@ -271,15 +271,41 @@ impl Disks for Linux {
     }
 
     fn mkfs_ext4(&self, dev: &str, label: &str) -> Result<(), DiskError> {
-        let out = Command::new(MKFS_EXT4)
-            .args(["-q", "-F", "-L", label, "-E", "root_owner=0:0", dev])
-            .output()
-            .map_err(io_err(MKFS_EXT4))?;
-        if !out.status.success() {
+        use std::io::Read;
+        use std::process::Stdio;
+        use tokio::sync::oneshot::error::TryRecvError;
+        let mut cmd = Command::new(MKFS_EXT4);
+        cmd.args(["-q", "-F", "-L", label, "-E", "root_owner=0:0", dev])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // Through the reaper: it owns waitpid(-1), so std's own wait (as in
+        // `Command::output`) could lose the exit status to it (ECHILD).
+        let (mut child, mut exit) = crate::supervisor::spawn_reaped(&mut cmd)
+            .map_err(|e| DiskError::Tool(format!("{MKFS_EXT4}: {e}")))?;
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        // Polled rather than `blocking_recv`, which panics when called on
+        // an async runtime's thread; this call blocks as mkfs runs anyway.
+        let status = loop {
+            match exit.try_recv() {
+                Ok(status) => break status,
+                Err(TryRecvError::Empty) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(TryRecvError::Closed) => {
+                    return Err(DiskError::Tool(format!(
+                        "{MKFS_EXT4} -L {label} {dev}: its exit status was lost"
+                    )));
+                }
+            }
+        };
+        if !status.success() {
             return Err(DiskError::Tool(format!(
-                "{MKFS_EXT4} -L {label} {dev}: {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
+                "{MKFS_EXT4} -L {label} {dev}: {status}: {}",
+                stderr.trim()
             )));
         }
         Ok(())
