@@ -45,6 +45,15 @@ pub enum InstallError {
     State { disk: String, what: String },
 }
 
+/// `/dev/vdb`, or `/dev/vdb (matched by serial = "…")`: which disk a
+/// selector chose is news to the operator.
+fn chosen(install: &Install, disk: &Disk) -> String {
+    match install.target() {
+        Some(InstallTarget::Selector(sel)) => format!("{} (matched by {sel})", disk.path()),
+        _ => disk.path(),
+    }
+}
+
 fn refused(key: &'static str, why: String) -> InstallError {
     InstallError::Refused { key, why }
 }
@@ -52,7 +61,8 @@ fn refused(key: &'static str, why: String) -> InstallError {
 /// Where a ISO-booted node keeps what it installs from, and does it.
 pub trait Installer: Send + Sync {
     /// Whether `install` can be done: checked before a config is accepted.
-    fn check(&self, install: &Install) -> Result<(), InstallError>;
+    /// Returns the disk it would write, as the plan names it.
+    fn check(&self, install: &Install) -> Result<String, InstallError>;
     /// Writes the disk, then the config (and identity) into its STATE.
     fn install(
         &self,
@@ -198,8 +208,8 @@ impl DiskInstaller {
 }
 
 impl Installer for DiskInstaller {
-    fn check(&self, install: &Install) -> Result<(), InstallError> {
-        self.target(install).map(|_| ())
+    fn check(&self, install: &Install) -> Result<String, InstallError> {
+        self.target(install).map(|disk| chosen(install, &disk))
     }
 
     fn install(
@@ -210,11 +220,7 @@ impl Installer for DiskInstaller {
     ) -> Result<String, InstallError> {
         let disk = self.target(install)?;
         let dev = disk.path();
-        // Which disk a selector chose is news to the operator: say so.
-        let chosen = match install.target() {
-            Some(InstallTarget::Selector(sel)) => format!("{dev} (matched by {sel})"),
-            _ => dev.clone(),
-        };
+        let chosen = chosen(install, &disk);
         let derr = |source| InstallError::Disk {
             disk: dev.clone(),
             source,

@@ -385,14 +385,14 @@ fn blank_disk(name: &str, len: u64) -> std::path::PathBuf {
 }
 
 /// Signs and applies `doc` for an install; the node's refusal as an error.
-fn apply_install(c: &NodeClient, doc: &str) -> Result<ApplyResponse, String> {
+fn apply_install(c: &NodeClient, doc: &str, dry_run: bool) -> Result<ApplyResponse, String> {
     c.post(
         "/v1/apply",
         &ApplyRequest {
             config: doc.to_string(),
             signatures: sshsig::sign(&admin_key(), CONFIG_NAMESPACE, doc.as_bytes()),
             mode: ApplyMode::Auto,
-            dry_run: false,
+            dry_run,
             try_timeout_secs: None,
         },
     )
@@ -448,6 +448,7 @@ fn the_iso_installs_to_the_disk_its_selector_matches_and_the_node_comes_back_fro
     let err = apply_install(
         &admin,
         &install("serial = \"no-such-disk\"\nsize = \">= 3GiB\"\n"),
+        false,
     )
     .expect_err("no disk has that serial");
     assert_eq!(
@@ -457,7 +458,8 @@ fn the_iso_installs_to_the_disk_its_selector_matches_and_the_node_comes_back_fro
             seen.join("; ")
         )
     );
-    let err = apply_install(&admin, &install("size = \">= 3GiB\"\n")).expect_err("two match");
+    let err =
+        apply_install(&admin, &install("size = \">= 3GiB\"\n"), false).expect_err("two match");
     assert_eq!(
         err,
         format!(
@@ -467,11 +469,17 @@ fn the_iso_installs_to_the_disk_its_selector_matches_and_the_node_comes_back_fro
     );
     let s: Status = admin.get("/v1/status").expect("status");
     assert_eq!(s.generation, 0, "a refused install applies nothing");
-    let r = apply_install(
-        &admin,
-        &install("serial = \"basalt-target\"\nsize = \">= 3GiB\"\n"),
-    )
-    .expect("apply with machine.install.selector");
+    let target = install("serial = \"basalt-target\"\nsize = \">= 3GiB\"\n");
+    let r = apply_install(&admin, &target, true).expect("a dry run");
+    assert_eq!(
+        r.plan.last().map(String::as_str),
+        Some(
+            "would install to /dev/vdb (matched by size >= 3GiB, serial = \"basalt-target\") (reboot into it)"
+        ),
+        "{:?}",
+        r.plan
+    );
+    let r = apply_install(&admin, &target, false).expect("apply with machine.install.selector");
     assert!(r.reboot_required, "{r:?}");
     assert!(
         r.plan.iter().any(|p| p.starts_with(

@@ -87,6 +87,10 @@ fn doc() -> SignedDoc {
 #[test]
 fn a_blank_disk_is_partitioned_written_and_given_the_config_and_identity() {
     let r = rig(400 * MIB, false);
+    assert_eq!(
+        r.installer.check(&install_to("/dev/vda", false)).unwrap(),
+        "/dev/vda"
+    );
     let said = r
         .installer
         .install(&install_to("/dev/vda", false), 4, &doc())
@@ -210,14 +214,14 @@ fn a_selector_installs_to_the_one_disk_it_matches_and_leaves_the_others() {
         .disks
         .read_at("/dev/vdb", 0, (400 * MIB) as usize)
         .unwrap();
-    let said = r
-        .installer
-        .install(
-            &install_selected("serial = \"target\"\nsize = \">= 400MiB\"", false),
-            4,
-            &doc(),
-        )
-        .unwrap();
+    let selected = install_selected("serial = \"target\"\nsize = \">= 400MiB\"", false);
+    assert_eq!(
+        r.installer.check(&selected).unwrap(),
+        "/dev/vda (matched by size >= 400MiB, serial = \"target\")",
+        "what a dry run's plan names"
+    );
+    assert!(r.disks.log().is_empty(), "{:?}", r.disks.log());
+    let said = r.installer.install(&selected, 4, &doc()).unwrap();
     assert!(
         said.starts_with(
             "installed to /dev/vda (matched by size >= 400MiB, serial = \"target\"): slot A, "
