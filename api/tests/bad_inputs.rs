@@ -247,3 +247,39 @@ fn kubelet_flag_lists_are_disjoint() {
         assert!(seen.insert(name), "{name} listed twice");
     }
 }
+
+/// The selector the control-plane example shows (commented out), used
+/// instead of its `disk`, parses into typed keys.
+#[test]
+fn the_example_disk_selector_parses_typed() {
+    use basalt_api::config::{DiskType, InstallTarget, SizeOp};
+    let start = CONTROLPLANE
+        .find("disk = \"/dev/vda\"")
+        .expect("the example installs to a path");
+    let end = CONTROLPLANE[start..].find('\n').unwrap() + start + 1;
+    let mut doc = CONTROLPLANE[..start].to_string();
+    for line in CONTROLPLANE[end..].lines() {
+        doc.push_str(
+            line.strip_prefix("# ")
+                .filter(|l| {
+                    l.starts_with("[machine.install.selector]")
+                        || ["size", "model", "serial", "wwid", "type"]
+                            .iter()
+                            .any(|k| l.starts_with(&format!("{k} = ")))
+                })
+                .unwrap_or(line),
+        );
+        doc.push('\n');
+    }
+    let c = MachineConfig::parse(doc.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+    let install = c.machine.install.expect("[machine.install]");
+    let Some(InstallTarget::Selector(s)) = install.target() else {
+        panic!("a selector: {install:?}");
+    };
+    let size = s.size.as_ref().expect("size");
+    assert_eq!((size.op, size.bytes), (SizeOp::AtLeast, 64 << 30));
+    assert_eq!(s.model.as_deref(), Some("Samsung SSD 980*"));
+    assert_eq!(s.serial.as_deref(), Some("S5GXNF0R123456"));
+    assert_eq!(s.wwid.as_deref(), Some("eui.002538b111b2c3d4"));
+    assert_eq!(s.kind, Some(DiskType::Nvme));
+}

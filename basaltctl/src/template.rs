@@ -151,7 +151,9 @@ role = "{role}"
 
 # Install to a disk on first boot (omit to run from the boot medium only).
 # [machine.install]
-# disk = "/dev/vda"   # the target block device
+# disk = "/dev/vda"   # the target block device, or instead a table
+#                     # machine.install.selector (size, model, serial,
+#                     # wwid, type): see configs/controlplane.toml
 # wipe = false        # erase existing partitions first
 
 # Network links, matched by `name` or by `mac`. Without any entry every

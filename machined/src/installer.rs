@@ -13,7 +13,7 @@ use crate::host::Host;
 use crate::host::disk::{Disk, DiskError, Disks};
 use crate::host::mounts::{Mounter, state_spec};
 use crate::state::{SignedDoc, StateStore};
-use basalt_api::config::Install;
+use basalt_api::config::{Install, InstallTarget};
 use basalt_api::disk_layout::{self, ALIGN, MIB, STATE_NAME};
 use basalt_api::gpt::{SECTOR, Table};
 use basalt_api::image_layout::{INSTALL_DISK_HEAD, ROOT_IMAGE};
@@ -32,9 +32,11 @@ pub fn media_path(path: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    /// Found before writing: the disk is as it was.
-    #[error("machine.install.disk: {0}")]
-    Refused(String),
+    /// Found before writing: the disk is as it was. `key` is the config
+    /// key the refusal is about (`machine.install.disk`,
+    /// `machine.install.selector`).
+    #[error("{key}: {why}")]
+    Refused { key: &'static str, why: String },
     #[error("installing to {disk}: {source}")]
     Disk { disk: String, source: DiskError },
     #[error("installing to {disk}: {source}")]
@@ -43,10 +45,24 @@ pub enum InstallError {
     State { disk: String, what: String },
 }
 
+/// `/dev/vdb`, or `/dev/vdb (matched by serial = "…")`: which disk a
+/// selector chose is news to the operator.
+fn chosen(install: &Install, disk: &Disk) -> String {
+    match install.target() {
+        Some(InstallTarget::Selector(sel)) => format!("{} (matched by {sel})", disk.path()),
+        _ => disk.path(),
+    }
+}
+
+fn refused(key: &'static str, why: String) -> InstallError {
+    InstallError::Refused { key, why }
+}
+
 /// Where a ISO-booted node keeps what it installs from, and does it.
 pub trait Installer: Send + Sync {
     /// Whether `install` can be done: checked before a config is accepted.
-    fn check(&self, install: &Install) -> Result<(), InstallError>;
+    /// Returns the disk it would write, as the plan names it.
+    fn check(&self, install: &Install) -> Result<String, InstallError>;
     /// Writes the disk, then the config (and identity) into its STATE.
     fn install(
         &self,
@@ -83,37 +99,64 @@ impl DiskInstaller {
         )
     }
 
+    /// The disk `install` names, checked fit to be written.
     fn target(&self, install: &Install) -> Result<Disk, InstallError> {
-        let refuse = |m: String| Err(InstallError::Refused(m));
         let disks = self.disks.list();
-        let Some(disk) = disks.iter().find(|d| d.is_named(&install.disk)).cloned() else {
-            let seen: Vec<String> = disks.iter().map(|d| d.path()).collect();
-            return refuse(format!(
-                "no disk {} here (disks: {})",
-                install.disk,
-                if seen.is_empty() {
-                    "none".into()
-                } else {
-                    seen.join(", ")
-                }
-            ));
+        let (key, disk) = match install.target() {
+            Some(InstallTarget::Disk(path)) => {
+                let key = "machine.install.disk";
+                let Some(disk) = disks.iter().find(|d| d.is_named(path)) else {
+                    let seen: Vec<String> = disks.iter().map(|d| d.path()).collect();
+                    return Err(refused(
+                        key,
+                        format!(
+                            "no disk {path} here (disks: {})",
+                            if seen.is_empty() {
+                                "none".into()
+                            } else {
+                                seen.join(", ")
+                            }
+                        ),
+                    ));
+                };
+                (key, disk)
+            }
+            Some(InstallTarget::Selector(sel)) => {
+                let key = "machine.install.selector";
+                (
+                    key,
+                    select::select(sel, &disks).map_err(|why| refused(key, why))?,
+                )
+            }
+            None => {
+                return Err(refused(
+                    "machine.install",
+                    "set exactly one of `disk` and `selector`".into(),
+                ));
+            }
         };
         let need = self.needed_bytes()?;
         if disk.size < need {
-            return refuse(format!(
-                "{} is {} MiB; a Basalt disk needs at least {} MiB",
-                install.disk,
-                disk.size / MIB,
-                need / MIB
+            return Err(refused(
+                key,
+                format!(
+                    "{} is {} MiB; a Basalt disk needs at least {} MiB",
+                    disk.path(),
+                    disk.size / MIB,
+                    need / MIB
+                ),
             ));
         }
-        if !install.wipe && !self.is_empty(&disk)? {
-            return refuse(format!(
-                "{} is not empty (its first or last MiB holds data); set machine.install.wipe = true to overwrite it",
-                install.disk
+        if !install.wipe && !self.is_empty(disk)? {
+            return Err(refused(
+                key,
+                format!(
+                    "{} is not empty (its first or last MiB holds data); set machine.install.wipe = true to overwrite it",
+                    disk.path()
+                ),
             ));
         }
-        Ok(disk)
+        Ok(disk.clone())
     }
 
     /// The head's table says how big the disk must be: the layout plus the
@@ -138,7 +181,10 @@ impl DiskInstaller {
                 .ok_or("past the head")
         })
         .map_err(|e| {
-            InstallError::Refused(format!("the installer's payload has no valid GPT: {e}"))
+            refused(
+                "machine.install",
+                format!("the installer's payload has no valid GPT: {e}"),
+            )
         })
     }
 
@@ -162,8 +208,8 @@ impl DiskInstaller {
 }
 
 impl Installer for DiskInstaller {
-    fn check(&self, install: &Install) -> Result<(), InstallError> {
-        self.target(install).map(|_| ())
+    fn check(&self, install: &Install) -> Result<String, InstallError> {
+        self.target(install).map(|disk| chosen(install, &disk))
     }
 
     fn install(
@@ -174,17 +220,19 @@ impl Installer for DiskInstaller {
     ) -> Result<String, InstallError> {
         let disk = self.target(install)?;
         let dev = disk.path();
+        let chosen = chosen(install, &disk);
         let derr = |source| InstallError::Disk {
             disk: dev.clone(),
             source,
         };
         let table = self.head_table()?;
         let Some(slot_a) = table.partitions.get(&disk_layout::SLOT_A_NUMBER).cloned() else {
-            return Err(InstallError::Refused(
-                "the payload's table has no slot A".into(),
+            return Err(refused(
+                "machine.install",
+                "the installer's payload has no slot A".into(),
             ));
         };
-        tracing::info!("installing to {dev} ({} MiB)", disk.size / MIB);
+        tracing::info!("installing to {chosen} ({} MiB)", disk.size / MIB);
         // Old signatures go first (a wiped disk's backup GPT, filesystems in
         // the slots and STATE), so nothing stale is found after the reboot.
         let zeros = vec![0u8; MIB as usize];
@@ -221,7 +269,7 @@ impl Installer for DiskInstaller {
         );
         self.write_state(&disk, &table, generation, doc)?;
         Ok(format!(
-            "installed to {dev}: slot A, {} MiB free for EPHEMERAL",
+            "installed to {chosen}: slot A, {} MiB free for EPHEMERAL",
             table
                 .free_tail(disk.size, ALIGN)
                 .map_or(0, |(f, l)| (l + 1 - f) * SECTOR / MIB)
@@ -276,6 +324,8 @@ impl DiskInstaller {
         result
     }
 }
+
+mod select;
 
 #[cfg(test)]
 mod tests;

@@ -63,7 +63,7 @@ impl ApplyError {
                 | SignedConfigError::NotThisNode { .. }
                 | SignedConfigError::Expired { .. },
             ) => 409,
-            ApplyError::Install(crate::installer::InstallError::Refused(_)) => 409,
+            ApplyError::Install(crate::installer::InstallError::Refused { .. }) => 409,
             ApplyError::Install(_) => 500,
             ApplyError::Conflict(_)
             | ApplyError::Kernel(_)
@@ -441,12 +441,16 @@ impl Node {
         }
         let install = match (self.installer.get(), &new.machine.install) {
             (Some(i), Some(target)) => {
-                i.check(target)?;
-                Some((Arc::clone(i), target.clone()))
+                let disk = i.check(target)?;
+                Some((Arc::clone(i), target.clone(), disk))
             }
             _ => None,
         };
         if req.dry_run {
+            if let Some((_, _, disk)) = &install {
+                steps.push(PlanStep::WouldInstall { disk: disk.clone() });
+            }
+            let reboot_required = reboot_required || steps.iter().any(PlanStep::needs_reboot);
             return Ok(response(&steps, reboot_required));
         }
         // Persist.
@@ -454,7 +458,7 @@ impl Node {
             config: req.config.clone().into_bytes(),
             signatures: req.signatures.clone().into_bytes(),
         };
-        if let Some((installer, target)) = install {
+        if let Some((installer, target, _)) = install {
             let (generation, d) = (new.generation, doc.clone());
             let summary =
                 tokio::task::spawn_blocking(move || installer.install(&target, generation, &d))

@@ -34,6 +34,13 @@ pub const PANIC_MARKERS: &[&str] = &["machined panicked", "Kernel panic"];
 #[derive(Default, Clone)]
 pub struct VmOptions {
     pub disks: Vec<PathBuf>,
+    /// Virtio disks with a serial number, which the guest reads in
+    /// `/sys/block/vdX/serial`. They are attached before the boot medium
+    /// and [`VmOptions::disks`], so the guest names them first (`vda`, …).
+    pub serial_disks: Vec<SerialDisk>,
+    /// The serial number of the UEFI boot disk (of [`UefiBoot::Disk`],
+    /// [`UefiBoot::DiskInPlace`] and [`UefiBoot::Installer`]'s disk).
+    pub boot_serial: Option<String>,
     pub memory_mib: Option<u32>,
     /// Extra kernel arguments.
     pub append: String,
@@ -50,6 +57,31 @@ pub struct VmOptions {
     /// QEMU's `-kernel`/`-initrd`; `append` is then ignored (the UKI's
     /// command line is part of the image).
     pub uefi: Option<UefiBoot>,
+}
+
+/// A raw disk image used in place, with the serial number the guest sees.
+#[derive(Debug, Clone)]
+pub struct SerialDisk {
+    pub file: PathBuf,
+    /// At most 20 characters of `[A-Za-z0-9._-]` (virtio-blk's limit;
+    /// no commas, which QEMU's option syntax would need escaped).
+    pub serial: String,
+}
+
+/// `,serial=<serial>` for a `-device virtio-blk-pci`, or why not.
+fn serial_property(serial: Option<&str>) -> Result<String> {
+    let Some(serial) = serial else {
+        return Ok(String::new());
+    };
+    if serial.is_empty()
+        || serial.len() > 20
+        || !serial
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        bail!("disk serial {serial:?}: expected 1–20 characters of [A-Za-z0-9._-]");
+    }
+    Ok(format!(",serial={serial}"))
 }
 
 /// What OVMF boots from.
@@ -142,7 +174,13 @@ mod tempfile_dir {
 
 /// q35 with OVMF (firmware read-only, a private copy of its variables) and
 /// `boot` as the first boot device.
-fn uefi_args(cmd: &mut Command, boot: &UefiBoot, dir: &Path) -> Result<()> {
+fn uefi_args(
+    cmd: &mut Command,
+    boot: &UefiBoot,
+    boot_serial: Option<&str>,
+    dir: &Path,
+) -> Result<()> {
+    let serial = serial_property(boot_serial)?;
     let vars = dir.join("OVMF_VARS.fd");
     std::fs::copy(OVMF_VARS, &vars)
         .with_context(|| format!("copying {OVMF_VARS} (Debian package ovmf)"))?;
@@ -166,7 +204,7 @@ fn uefi_args(cmd: &mut Command, boot: &UefiBoot, dir: &Path) -> Result<()> {
                 "-drive",
                 &format!("file={},format=raw,if=none,id=boot0", copy.display()),
                 "-device",
-                "virtio-blk-pci,drive=boot0,bootindex=0",
+                &format!("virtio-blk-pci,drive=boot0,bootindex=0{serial}"),
             ]);
         }
         UefiBoot::DiskInPlace(disk) => {
@@ -174,7 +212,7 @@ fn uefi_args(cmd: &mut Command, boot: &UefiBoot, dir: &Path) -> Result<()> {
                 "-drive",
                 &format!("file={},format=raw,if=none,id=boot0", disk.display()),
                 "-device",
-                "virtio-blk-pci,drive=boot0,bootindex=0",
+                &format!("virtio-blk-pci,drive=boot0,bootindex=0{serial}"),
             ]);
         }
         UefiBoot::Installer { iso, disk } => {
@@ -182,7 +220,7 @@ fn uefi_args(cmd: &mut Command, boot: &UefiBoot, dir: &Path) -> Result<()> {
                 "-drive",
                 &format!("file={},format=raw,if=none,id=boot0", disk.display()),
                 "-device",
-                "virtio-blk-pci,drive=boot0,bootindex=0",
+                &format!("virtio-blk-pci,drive=boot0,bootindex=0{serial}"),
                 "-drive",
                 &format!(
                     "file={},format=raw,if=none,id=boot1,media=cdrom,readonly=on",
@@ -275,10 +313,21 @@ impl Vm {
         .arg(format!("file:{}", console_path.display()));
         // No option ROM on the NIC under UEFI: the firmware must not try a
         // network boot before (or instead of) the disk.
+        for (i, d) in opts.serial_disks.iter().enumerate() {
+            cmd.args([
+                "-drive",
+                &format!("file={},format=raw,if=none,id=serial{i}", d.file.display()),
+                "-device",
+                &format!(
+                    "virtio-blk-pci,drive=serial{i}{}",
+                    serial_property(Some(&d.serial))?
+                ),
+            ]);
+        }
         let mut nic = String::from("virtio-net-pci,netdev=n0");
         match &opts.uefi {
             Some(boot) => {
-                uefi_args(&mut cmd, boot, &dir)?;
+                uefi_args(&mut cmd, boot, opts.boot_serial.as_deref(), &dir)?;
                 nic.push_str(",romfile=");
             }
             None => {

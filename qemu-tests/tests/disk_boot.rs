@@ -17,7 +17,7 @@ use basalt_api::rpc::{
 use basalt_api::upgrade::UPGRADE_NAMESPACE;
 use basalt_api::{CONFIG_NAMESPACE, sshsig};
 use basaltctl::client::NodeClient;
-use qemu_tests::vm::{UefiBoot, Vm, VmOptions};
+use qemu_tests::vm::{SerialDisk, UefiBoot, Vm, VmOptions};
 use qemu_tests::{admin_key, image};
 use std::time::{Duration, Instant};
 
@@ -27,17 +27,20 @@ const BOOT: Duration = Duration::from_secs(300);
 /// Boots `media`, waits for machined's API; returns the VM, the API's
 /// answer and how long boot-to-API took.
 fn boot(name: &str, media: UefiBoot) -> (Vm, Status, Duration) {
-    let img = image::debian_media().expect("the debian image with disk and ISO");
-    let started = Instant::now();
-    let mut vm = Vm::boot(
-        img,
+    boot_with(
         name,
-        &VmOptions {
+        VmOptions {
             uefi: Some(media),
             ..VmOptions::default()
         },
     )
-    .expect("boot");
+}
+
+/// [`boot`] with more options than the medium.
+fn boot_with(name: &str, opts: VmOptions) -> (Vm, Status, Duration) {
+    let img = image::debian_media().expect("the debian image with disk and ISO");
+    let started = Instant::now();
+    let mut vm = Vm::boot(img, name, &opts).expect("boot");
     let fp = vm.fingerprint(1, BOOT).expect("fingerprint on the console");
     let client = vm.client(&fp, admin_key(), BOOT).expect("API");
     let status: Status = client.get("/v1/status").expect("status");
@@ -388,24 +391,55 @@ fn the_iso_written_to_a_disk_boots_under_ovmf() {
     );
 }
 
-/// The installer: the ISO boots (a blank disk does not), a signed config
-/// with `[machine.install]` writes the disk, and the VM comes back from the
-/// disk as the same node with the same config.
+/// A blank sparse file of `len` bytes under the target dir, for a VM disk.
+fn blank_disk(name: &str, len: u64) -> std::path::PathBuf {
+    let path = image::target_dir().join("qemu-images").join(name);
+    let _ = std::fs::remove_file(&path);
+    std::fs::File::create(&path)
+        .and_then(|f| f.set_len(len))
+        .expect("a blank disk");
+    path
+}
+
+/// Signs and applies `doc` for an install; the node's refusal as an error.
+fn apply_install(c: &NodeClient, doc: &str, dry_run: bool) -> Result<ApplyResponse, String> {
+    c.post(
+        "/v1/apply",
+        &ApplyRequest {
+            config: doc.to_string(),
+            signatures: sshsig::sign(&admin_key(), CONFIG_NAMESPACE, doc.as_bytes()),
+            mode: ApplyMode::Auto,
+            dry_run,
+            try_timeout_secs: None,
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The installer: the ISO boots (a blank disk does not); beside the target
+/// sits a decoy of the same size, first on the bus (`vda`). A selector that
+/// matches no disk, and one that matches both, are refused with the disks
+/// listed; one that names the target by serial writes it (`vdb`), and the
+/// VM comes back from it as the same node with the same config. The decoy
+/// is still all zeros.
 #[test]
-fn the_iso_installs_to_a_blank_disk_and_the_node_comes_back_from_it() {
+fn the_iso_installs_to_the_disk_its_selector_matches_and_the_node_comes_back_from_it() {
     let img = image::debian_media().expect("image");
-    let disk = image::target_dir()
-        .join("qemu-images")
-        .join("iso-install-disk.raw");
-    let _ = std::fs::remove_file(&disk);
-    std::fs::File::create(&disk)
-        .and_then(|f| f.set_len(4 << 30))
-        .expect("a blank 4 GiB disk");
-    let (mut vm, status, _) = boot(
+    let disk = blank_disk("iso-install-disk.raw", 4 << 30);
+    let decoy = blank_disk("iso-install-decoy.raw", 4 << 30);
+    let (mut vm, status, _) = boot_with(
         "iso-install",
-        UefiBoot::Installer {
-            iso: img.iso(),
-            disk: disk.clone(),
+        VmOptions {
+            uefi: Some(UefiBoot::Installer {
+                iso: img.iso(),
+                disk: disk.clone(),
+            }),
+            boot_serial: Some("basalt-target".into()),
+            serial_disks: vec![SerialDisk {
+                file: decoy.clone(),
+                serial: "basalt-decoy".into(),
+            }],
+            ..VmOptions::default()
         },
     );
     assert!(
@@ -418,24 +452,56 @@ fn the_iso_installs_to_a_blank_disk_and_the_node_comes_back_from_it() {
     let admin = vm
         .client(&status.tls_fingerprint, admin_key(), BOOT)
         .expect("API");
-    let doc = format!("{}\n[machine.install]\ndisk = \"/dev/vda\"\n", worker(1));
-    let r: ApplyResponse = admin
-        .post(
-            "/v1/apply",
-            &ApplyRequest {
-                config: doc.clone(),
-                signatures: sshsig::sign(&admin_key(), CONFIG_NAMESPACE, doc.as_bytes()),
-                mode: ApplyMode::Auto,
-                dry_run: false,
-                try_timeout_secs: None,
-            },
+    let install = |selector: &str| {
+        format!(
+            "{}\n[machine.install]\n[machine.install.selector]\n{selector}",
+            worker(1)
         )
-        .expect("apply with machine.install");
+    };
+    let seen = [
+        "/dev/vda: 4.00 GiB (4294967296 B), type virtio, model none, serial \"basalt-decoy\", wwid none",
+        "/dev/vdb: 4.00 GiB (4294967296 B), type virtio, model none, serial \"basalt-target\", wwid none",
+    ];
+    let err = apply_install(
+        &admin,
+        &install("serial = \"no-such-disk\"\nsize = \">= 3GiB\"\n"),
+        false,
+    )
+    .expect_err("no disk has that serial");
+    assert_eq!(
+        err,
+        format!(
+            "409: machine.install.selector: no disk matches (size >= 3GiB, serial = \"no-such-disk\"); the disks here: {}",
+            seen.join("; ")
+        )
+    );
+    let err =
+        apply_install(&admin, &install("size = \">= 3GiB\"\n"), false).expect_err("two match");
+    assert_eq!(
+        err,
+        format!(
+            "409: machine.install.selector: 2 disks match (size >= 3GiB) and an install needs exactly one; add `serial` or `wwid` to say which: {}",
+            seen.join("; ")
+        )
+    );
+    let s: Status = admin.get("/v1/status").expect("status");
+    assert_eq!(s.generation, 0, "a refused install applies nothing");
+    let target = install("serial = \"basalt-target\"\nsize = \">= 3GiB\"\n");
+    let r = apply_install(&admin, &target, true).expect("a dry run");
+    assert_eq!(
+        r.plan.last().map(String::as_str),
+        Some(
+            "would install to /dev/vdb (matched by size >= 3GiB, serial = \"basalt-target\") (reboot into it)"
+        ),
+        "{:?}",
+        r.plan
+    );
+    let r = apply_install(&admin, &target, false).expect("apply with machine.install.selector");
     assert!(r.reboot_required, "{r:?}");
     assert!(
-        r.plan
-            .iter()
-            .any(|p| p.starts_with("installed to /dev/vda: slot A")),
+        r.plan.iter().any(|p| p.starts_with(
+            "installed to /dev/vdb (matched by size >= 3GiB, serial = \"basalt-target\"): slot A"
+        )),
         "{:?}",
         r.plan
     );
@@ -452,17 +518,38 @@ fn the_iso_installs_to_a_blank_disk_and_the_node_comes_back_from_it() {
     let b = s.boot.expect("a disk boot now");
     assert_eq!(
         (b.disk.as_str(), b.slot.as_str(), b.assessment.as_str()),
-        ("/dev/vda", "A", "blessed")
+        ("/dev/vdb", "A", "blessed")
     );
     assert!(
         vm.console()
-            .contains("switched into the read-only root: slot A (/dev/vda2) of /dev/vda"),
+            .contains("switched into the read-only root: slot A (/dev/vdb2) of /dev/vdb"),
         "{}",
         vm.console_tail(30)
     );
     assert_eq!(vm.panic_line(), None);
     drop(vm);
+    assert_all_zeros(&decoy);
     let _ = std::fs::remove_file(&disk);
+    let _ = std::fs::remove_file(&decoy);
+}
+
+/// Every byte of the file at `path` is zero.
+fn assert_all_zeros(path: &std::path::Path) {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).expect("open");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    loop {
+        let n = f.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        if let Some(i) = buf[..n].iter().position(|b| *b != 0) {
+            panic!("{} has data at byte {}", path.display(), at + i as u64);
+        }
+        at += n as u64;
+    }
+    assert_eq!(at, 4 << 30, "{} was read whole", path.display());
 }
 
 /// An upgrade that never becomes healthy, built on purpose: a correctly

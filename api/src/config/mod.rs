@@ -5,12 +5,14 @@
 //! checks meaning (addresses, paths, role rules, trust). Every error carries
 //! the TOML path and the line:column it points at.
 
+mod disk_selector;
 pub(crate) mod locate;
 mod redacted;
 mod registries;
 mod validate;
 mod values;
 
+pub use disk_selector::{DiskSelector, DiskType, SizeMatch, SizeOp, glob_matches};
 pub use locate::{ConfigError, ConfigErrors, PathSeg, TomlPath};
 pub use registries::{DEFAULT_HOST, Registries, RegistryMirror, check_endpoint, check_upstream};
 /// RFC 1123 host name check, for every name that comes from elsewhere
@@ -98,9 +100,34 @@ pub struct Machine {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Install {
-    pub disk: String,
+    /// The target by path (`/dev/vda`, `/dev/disk/by-id/…`); exactly one
+    /// of `disk` and `selector` is set (see [`Install::target`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<String>,
+    /// The target by what it is: the one disk that matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<DiskSelector>,
     #[serde(default)]
     pub wipe: bool,
+}
+
+/// How `[machine.install]` names its disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallTarget<'a> {
+    Disk(&'a str),
+    Selector(&'a DiskSelector),
+}
+
+impl Install {
+    /// The target; None when not exactly one of `disk` and `selector` is
+    /// set, which validation refuses.
+    pub fn target(&self) -> Option<InstallTarget<'_>> {
+        match (&self.disk, &self.selector) {
+            (Some(d), None) => Some(InstallTarget::Disk(d)),
+            (None, Some(s)) => Some(InstallTarget::Selector(s)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

@@ -2,7 +2,8 @@
 
 use super::locate::{TomlPath, p};
 use super::{
-    Cidr, Cluster, CniName, File, MachineConfig, Role, RoutingMode, VERSION, WRITABLE_PREFIXES,
+    Cidr, Cluster, CniName, File, Install, MachineConfig, Role, RoutingMode, VERSION,
+    WRITABLE_PREFIXES,
 };
 use crate::sshkey::PublicKey;
 use crate::trust::TrustRootsError;
@@ -41,16 +42,8 @@ fn machine(c: &MachineConfig, out: &mut Problems) {
     {
         out.push((p(&["machine", "hostname"]), e));
     }
-    if let Some(i) = &m.install
-        && (!i.disk.starts_with("/dev/") || i.disk.contains(".."))
-    {
-        out.push((
-            p(&["machine", "install", "disk"]),
-            format!(
-                "`{}` is not a device path; expected e.g. /dev/vda or /dev/disk/by-id/…",
-                i.disk
-            ),
-        ));
+    if let Some(i) = &m.install {
+        install(i, out);
     }
     network(c, out);
     for (i, s) in m.time.servers.iter().enumerate() {
@@ -96,6 +89,65 @@ fn machine(c: &MachineConfig, out: &mut Problems) {
     files(&m.files, out);
     kubelet(c, out);
     super::registries::validate(&m.registries, &p(&["machine", "registries"]), out);
+}
+
+/// Exactly one of `disk` and `selector`; a path under /dev; a selector that
+/// says something, in values a disk can report.
+fn install(i: &Install, out: &mut Problems) {
+    let at = p(&["machine", "install"]);
+    match (&i.disk, &i.selector) {
+        (None, None) => out.push((
+            at.clone(),
+            "say which disk to install to: `disk = \"/dev/vda\"`, or a [machine.install.selector] table (e.g. serial = \"…\", size = \">= 8GiB\")".into(),
+        )),
+        (Some(_), Some(_)) => out.push((
+            at.key("selector"),
+            "set only one of `disk` and `selector`: remove `disk` to choose the disk by this selector, or remove this table to install to `disk`".into(),
+        )),
+        _ => {}
+    }
+    if let Some(disk) = &i.disk
+        && (!disk.starts_with("/dev/") || disk.contains(".."))
+    {
+        out.push((
+            at.key("disk"),
+            format!("`{disk}` is not a device path; expected e.g. /dev/vda or /dev/disk/by-id/…"),
+        ));
+    }
+    let Some(s) = &i.selector else { return };
+    let at = at.key("selector");
+    if s.is_empty() {
+        out.push((
+            at.clone(),
+            "an empty selector matches every disk; set at least one of size, model, serial, wwid, type".into(),
+        ));
+    }
+    for (key, value) in [
+        ("model", &s.model),
+        ("serial", &s.serial),
+        ("wwid", &s.wwid),
+    ] {
+        let Some(v) = value else { continue };
+        let problem = if v.trim().is_empty() {
+            Some("an empty value never matches (a disk that reports none has none to compare); remove the key or write what the disk reports".to_string())
+        } else if v.trim() != v {
+            Some(format!(
+                "`{v}` has leading or trailing spaces, which never match (machined trims what the disk reports); write {:?}",
+                v.trim()
+            ))
+        } else if v.chars().any(char::is_control) {
+            Some("control characters never match; write the value on one line".to_string())
+        } else if key != "model" && v.contains('*') {
+            Some(format!(
+                "`*` is a wildcard only in `model`; {key} matches exactly: write the whole {key} the disk reports"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            out.push((at.key(key), problem));
+        }
+    }
 }
 
 fn network(c: &MachineConfig, out: &mut Problems) {

@@ -33,6 +33,11 @@ fn cilium(doc: &str, body: &str) -> String {
     )
 }
 
+/// `doc` with a `[machine.install]` table holding `body`, at its end.
+fn install(doc: &str, body: &str) -> String {
+    format!("{doc}\n[machine.install]\n{body}")
+}
+
 pub fn worker() -> String {
     let doc = edit(WORKER, EXAMPLE_ADMIN, &key(1).public().to_openssh());
     // Tests listen on loopback only.
@@ -659,6 +664,117 @@ pub fn config_cases() -> Vec<ConfigCase> {
             ),
             "cluster.inline_manifests[1].name",
             "defined twice",
+        ),
+        case(
+            "install without a disk",
+            install(&w, "wipe = true\n"),
+            "machine.install",
+            "say which disk to install to: `disk = \"/dev/vda\"`, or a [machine.install.selector] table",
+        ),
+        at(
+            case(
+                "install with a disk and a selector",
+                install(
+                    &w,
+                    "disk = \"/dev/vda\"\n[machine.install.selector]\nserial = \"s1\"\n",
+                ),
+                "machine.install.selector",
+                "set only one of `disk` and `selector`",
+            ),
+            "[machine.install.selector]",
+        ),
+        at(
+            case(
+                "install disk not under /dev",
+                install(&w, "disk = \"vda\"\n"),
+                "machine.install.disk",
+                "`vda` is not a device path; expected e.g. /dev/vda",
+            ),
+            "disk = \"vda\"",
+        ),
+        at(
+            case(
+                "empty disk selector",
+                install(&w, "[machine.install.selector]\n"),
+                "machine.install.selector",
+                "an empty selector matches every disk; set at least one of size, model, serial, wwid, type",
+            ),
+            "[machine.install.selector]",
+        ),
+        at(
+            case(
+                "selector size without a comparison",
+                install(&w, "[machine.install.selector]\nsize = \"8GiB\"\n"),
+                "machine.install.selector.size",
+                "`8GiB` has no comparison; write one of >=, <=, >, <, = before the size, e.g. \">= 8GiB\"",
+            ),
+            "size = \"8GiB\"",
+        ),
+        at(
+            case(
+                "selector size without a unit",
+                install(&w, "[machine.install.selector]\nsize = \">= 8\"\n"),
+                "machine.install.selector.size",
+                "no unit is not a unit; write the size with one of B, KiB, MiB, GiB, TiB, KB, MB, GB, TB",
+            ),
+            "size = \">= 8\"",
+        ),
+        case(
+            "selector size as a number",
+            install(&w, "[machine.install.selector]\nsize = 8\n"),
+            "machine.install.selector.size",
+            "invalid type: integer `8`, expected a string",
+        ),
+        at(
+            case(
+                "unknown selector type",
+                install(&w, "[machine.install.selector]\ntype = \"usb\"\n"),
+                "machine.install.selector.type",
+                "unknown variant `usb`, expected one of `ssd`, `hdd`, `nvme`, `virtio`",
+            ),
+            "type = \"usb\"",
+        ),
+        at(
+            case(
+                "unknown selector key",
+                install(&w, "[machine.install.selector]\nlabel = \"x\"\n"),
+                "machine.install.selector.label",
+                "unknown key; expected one of `size`, `model`, `serial`, `wwid`, `type`",
+            ),
+            "label = \"x\"",
+        ),
+        at(
+            case(
+                "empty selector serial",
+                install(
+                    &w,
+                    "[machine.install.selector]\nsize = \">= 1GiB\"\nserial = \"\"\n",
+                ),
+                "machine.install.selector.serial",
+                "an empty value never matches",
+            ),
+            "serial = \"\"",
+        ),
+        at(
+            case(
+                "selector model with spaces around",
+                install(
+                    &w,
+                    "[machine.install.selector]\nmodel = \" QEMU HARDDISK \"\n",
+                ),
+                "machine.install.selector.model",
+                "has leading or trailing spaces, which never match (machined trims what the disk reports); write \"QEMU HARDDISK\"",
+            ),
+            "model = ",
+        ),
+        at(
+            case(
+                "wildcard in a selector wwid",
+                install(&w, "[machine.install.selector]\nwwid = \"naa.5000*\"\n"),
+                "machine.install.selector.wwid",
+                "`*` is a wildcard only in `model`; wwid matches exactly",
+            ),
+            "wwid = ",
         ),
         case(
             "document over 1 MiB",

@@ -18,6 +18,10 @@ pub enum PlanStep {
     Installed {
         summary: String,
     },
+    /// A dry run's install (from the ISO): the disk it would write.
+    WouldInstall {
+        disk: String,
+    },
     Hostname {
         to: String,
         from: String,
@@ -69,7 +73,10 @@ impl PlanStep {
     pub fn needs_reboot(&self) -> bool {
         matches!(
             self,
-            PlanStep::Role { .. } | PlanStep::Install | PlanStep::Installed { .. }
+            PlanStep::Role { .. }
+                | PlanStep::Install
+                | PlanStep::Installed { .. }
+                | PlanStep::WouldInstall { .. }
         )
     }
 }
@@ -80,6 +87,9 @@ impl fmt::Display for PlanStep {
             PlanStep::Role { from, to } => write!(f, "role {from:?} -> {to:?} (reboot)"),
             PlanStep::Install => f.write_str("install settings changed (reboot)"),
             PlanStep::Installed { summary } => write!(f, "{summary} (reboot into it)"),
+            PlanStep::WouldInstall { disk } => {
+                write!(f, "would install to {disk} (reboot into it)")
+            }
             PlanStep::Hostname { to, from } => write!(f, "set hostname {to} (was {from})"),
             PlanStep::Sysctl { key, value } => write!(f, "sysctl {key} = {value}"),
             PlanStep::File {

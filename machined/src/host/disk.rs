@@ -10,11 +10,20 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 
-/// A whole disk (`vda`, `nvme0n1`), not a partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A whole disk (`vda`, `nvme0n1`), not a partition, with what the kernel
+/// says about it. An attribute the kernel does not give is None, never "".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Disk {
     pub name: String,
     pub size: u64,
+    /// `device/model` (SCSI, SATA, NVMe).
+    pub model: Option<String>,
+    /// `serial` (virtio-blk) or `device/serial` (NVMe).
+    pub serial: Option<String>,
+    /// `wwid` (NVMe namespaces) or `device/wwid` (SCSI, SATA).
+    pub wwid: Option<String>,
+    /// `queue/rotational`: whether the disk spins.
+    pub rotational: Option<bool>,
 }
 
 impl Disk {
@@ -143,6 +152,16 @@ fn read_sys(path: &str) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
+/// The first of `/sys/class/block/<name>/<file>` for `files` that the
+/// kernel gives and that is not blank (SCSI pads models with spaces;
+/// virtio-blk shows an empty serial when the host set none).
+fn attribute(name: &str, files: &[&str]) -> Option<String> {
+    files
+        .iter()
+        .filter_map(|f| read_sys(&format!("/sys/class/block/{name}/{f}")))
+        .find(|v| !v.is_empty())
+}
+
 impl Disks for Linux {
     fn list(&self) -> Vec<Disk> {
         let Ok(dir) = fs::read_dir("/sys/class/block") else {
@@ -162,8 +181,18 @@ impl Disks for Linux {
                     .parse()
                     .ok()?;
                 Some(Disk {
-                    name,
+                    model: attribute(&name, &["device/model"]),
+                    serial: attribute(&name, &["serial", "device/serial"]),
+                    wwid: attribute(&name, &["wwid", "device/wwid"]),
+                    rotational: attribute(&name, &["queue/rotational"]).and_then(|r| {
+                        match r.as_str() {
+                            "0" => Some(false),
+                            "1" => Some(true),
+                            _ => None,
+                        }
+                    }),
                     size: sectors * 512,
+                    name,
                 })
             })
             .filter(|d| d.size > 0)
@@ -242,15 +271,41 @@ impl Disks for Linux {
     }
 
     fn mkfs_ext4(&self, dev: &str, label: &str) -> Result<(), DiskError> {
-        let out = Command::new(MKFS_EXT4)
-            .args(["-q", "-F", "-L", label, "-E", "root_owner=0:0", dev])
-            .output()
-            .map_err(io_err(MKFS_EXT4))?;
-        if !out.status.success() {
+        use std::io::Read;
+        use std::process::Stdio;
+        use tokio::sync::oneshot::error::TryRecvError;
+        let mut cmd = Command::new(MKFS_EXT4);
+        cmd.args(["-q", "-F", "-L", label, "-E", "root_owner=0:0", dev])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // Through the reaper: it owns waitpid(-1), so std's own wait (as in
+        // `Command::output`) could lose the exit status to it (ECHILD).
+        let (mut child, mut exit) = crate::supervisor::spawn_reaped(&mut cmd)
+            .map_err(|e| DiskError::Tool(format!("{MKFS_EXT4}: {e}")))?;
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        // Polled rather than `blocking_recv`, which panics when called on
+        // an async runtime's thread; this call blocks as mkfs runs anyway.
+        let status = loop {
+            match exit.try_recv() {
+                Ok(status) => break status,
+                Err(TryRecvError::Empty) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(TryRecvError::Closed) => {
+                    return Err(DiskError::Tool(format!(
+                        "{MKFS_EXT4} -L {label} {dev}: its exit status was lost"
+                    )));
+                }
+            }
+        };
+        if !status.success() {
             return Err(DiskError::Tool(format!(
-                "{MKFS_EXT4} -L {label} {dev}: {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
+                "{MKFS_EXT4} -L {label} {dev}: {status}: {}",
+                stderr.trim()
             )));
         }
         Ok(())

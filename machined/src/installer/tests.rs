@@ -63,7 +63,16 @@ fn rig(target_size: u64, target_data: bool) -> Rig {
 
 fn install_to(disk: &str, wipe: bool) -> Install {
     Install {
-        disk: disk.into(),
+        disk: Some(disk.into()),
+        selector: None,
+        wipe,
+    }
+}
+
+fn install_selected(selector: &str, wipe: bool) -> Install {
+    Install {
+        disk: None,
+        selector: Some(toml::from_str(selector).unwrap()),
         wipe,
     }
 }
@@ -78,6 +87,10 @@ fn doc() -> SignedDoc {
 #[test]
 fn a_blank_disk_is_partitioned_written_and_given_the_config_and_identity() {
     let r = rig(400 * MIB, false);
+    assert_eq!(
+        r.installer.check(&install_to("/dev/vda", false)).unwrap(),
+        "/dev/vda"
+    );
     let said = r
         .installer
         .install(&install_to("/dev/vda", false), 4, &doc())
@@ -90,6 +103,7 @@ fn a_blank_disk_is_partitioned_written_and_given_the_config_and_identity() {
     let disk = Disk {
         name: "vda".into(),
         size: 400 * MIB,
+        ..Disk::default()
     };
     assert_eq!(r.disks.read_table(&disk).unwrap(), r.table);
     let enc = r.table.encode(400 * MIB).unwrap();
@@ -135,7 +149,7 @@ fn a_disk_with_data_is_refused_unless_wipe_and_nothing_is_written() {
         .installer
         .install(&install_to("vda", false), 4, &doc())
         .unwrap_err();
-    assert!(matches!(err, InstallError::Refused(_)), "{err}");
+    assert!(matches!(err, InstallError::Refused { .. }), "{err}");
     assert!(r.disks.log().is_empty(), "{:?}", r.disks.log());
     r.installer.check(&install_to("vda", true)).unwrap();
     r.installer
@@ -169,4 +183,100 @@ fn a_missing_or_small_disk_is_refused_with_what_there_is() {
         err.contains("/dev/vda is 16 MiB; a Basalt disk needs at least"),
         "{err}"
     );
+}
+
+/// The rig's `vda` (serial `target`) and a decoy `vdb` of the same size
+/// (serial `decoy`), holding a marker at both ends.
+fn rig_with_decoy() -> Rig {
+    let r = rig(400 * MIB, false);
+    r.disks.plug("vdb", None, 400 * MIB);
+    r.disks.write_at("/dev/vdb", 0, b"decoy").unwrap();
+    r.disks
+        .write_at("/dev/vdb", 400 * MIB - 5, b"decoy")
+        .unwrap();
+    for (name, serial) in [("vda", "target"), ("vdb", "decoy")] {
+        r.disks.describe(
+            name,
+            Disk {
+                serial: Some(serial.into()),
+                rotational: Some(true),
+                ..Disk::default()
+            },
+        );
+    }
+    r
+}
+
+#[test]
+fn a_selector_installs_to_the_one_disk_it_matches_and_leaves_the_others() {
+    let r = rig_with_decoy();
+    let before = r
+        .disks
+        .read_at("/dev/vdb", 0, (400 * MIB) as usize)
+        .unwrap();
+    let selected = install_selected("serial = \"target\"\nsize = \">= 400MiB\"", false);
+    assert_eq!(
+        r.installer.check(&selected).unwrap(),
+        "/dev/vda (matched by size >= 400MiB, serial = \"target\")",
+        "what a dry run's plan names"
+    );
+    assert!(r.disks.log().is_empty(), "{:?}", r.disks.log());
+    let said = r.installer.install(&selected, 4, &doc()).unwrap();
+    assert!(
+        said.starts_with(
+            "installed to /dev/vda (matched by size >= 400MiB, serial = \"target\"): slot A, "
+        ),
+        "{said}"
+    );
+    let a = r.table.partitions[&disk_layout::SLOT_A_NUMBER].offset();
+    assert_eq!(r.disks.read_at("/dev/vda", a, ROOT_LEN).unwrap(), r.root);
+    assert_eq!(
+        r.disks
+            .read_at("/dev/vdb", 0, (400 * MIB) as usize)
+            .unwrap(),
+        before,
+        "the decoy is as it was"
+    );
+    assert!(
+        r.disks.log().iter().all(|l| !l.contains("vdb")),
+        "{:?}",
+        r.disks.log()
+    );
+}
+
+#[test]
+fn a_selector_matching_no_disk_or_several_is_refused_before_anything_is_written() {
+    let r = rig_with_decoy();
+    let err = r
+        .installer
+        .install(&install_selected("serial = \"nope\"", false), 4, &doc())
+        .unwrap_err();
+    assert!(matches!(err, InstallError::Refused { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "machine.install.selector: no disk matches (serial = \"nope\"); the disks here: \
+         /dev/vda: 0.39 GiB (419430400 B), type virtio, model none, serial \"target\", wwid none; \
+         /dev/vdb: 0.39 GiB (419430400 B), type virtio, model none, serial \"decoy\", wwid none"
+    );
+    let err = r
+        .installer
+        .check(&install_selected("type = \"virtio\"", true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("machine.install.selector: 2 disks match (type = \"virtio\") and an install needs exactly one; add `serial` or `wwid` to say which: /dev/vda: "),
+        "{err}"
+    );
+    // The decoy holds data: selected, it is refused unless wipe.
+    let err = r
+        .installer
+        .check(&install_selected("serial = \"decoy\"", false))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("machine.install.selector: /dev/vdb is not empty"),
+        "{err}"
+    );
+    assert!(r.disks.log().is_empty(), "{:?}", r.disks.log());
+    assert_eq!(r.disks.read_at("/dev/vdb", 0, 5).unwrap(), b"decoy");
 }

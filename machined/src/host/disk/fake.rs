@@ -12,6 +12,8 @@ pub struct FakeDisks {
     pub known: Mutex<BTreeSet<(String, u32)>>,
     pub ext4: Mutex<BTreeMap<String, String>>,
     pub log: Mutex<Vec<String>>,
+    /// What `list` reports of each disk besides its name and size.
+    pub attributes: Mutex<BTreeMap<String, Disk>>,
 }
 
 impl FakeDisks {
@@ -28,6 +30,11 @@ impl FakeDisks {
         }
         self.disks.lock().unwrap().insert(name.into(), bytes);
     }
+    /// Gives disk `name` (already plugged) the attributes of `like`
+    /// (model, serial, wwid, rotational).
+    pub fn describe(&self, name: &str, like: Disk) {
+        self.attributes.lock().unwrap().insert(name.into(), like);
+    }
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
@@ -35,6 +42,7 @@ impl FakeDisks {
 
 impl Disks for FakeDisks {
     fn list(&self) -> Vec<Disk> {
+        let attributes = self.attributes.lock().unwrap();
         self.disks
             .lock()
             .unwrap()
@@ -42,6 +50,7 @@ impl Disks for FakeDisks {
             .map(|(n, b)| Disk {
                 name: n.clone(),
                 size: b.len() as u64,
+                ..attributes.get(n).cloned().unwrap_or_default()
             })
             .collect()
     }
@@ -171,6 +180,7 @@ impl FakeDisks {
             .read_table(&Disk {
                 name: disk.into(),
                 size,
+                ..Disk::default()
             })
             .unwrap();
         (
