@@ -415,11 +415,7 @@ impl Node {
             steps.push(PlanStep::NoChanges);
         }
         let reboot_required = steps.iter().any(PlanStep::needs_reboot);
-        self.kernel.check(&new)?;
-        self.files.check(&new)?;
-        self.kubernetes
-            .check(&new, &self.addresses())
-            .map_err(ApplyError::Kubernetes)?;
+        self.check_host(&new)?;
         let response = |steps: &[PlanStep], reboot_required| ApplyResponse {
             generation: new.generation,
             mode: req.mode,
@@ -459,13 +455,7 @@ impl Node {
             signatures: req.signatures.clone().into_bytes(),
         };
         if let Some((installer, target, _)) = install {
-            let (generation, d) = (new.generation, doc.clone());
-            let summary =
-                tokio::task::spawn_blocking(move || installer.install(&target, generation, &d))
-                    .await
-                    .map_err(|e| ApplyError::Conflict(format!("the installer stopped: {e}")))??;
-            tracing::info!("{summary}");
-            steps.push(PlanStep::Installed { summary });
+            steps.push(Self::install(installer, target, new.generation, &doc).await?);
         }
         let reboot_required = reboot_required || steps.iter().any(PlanStep::needs_reboot);
         if req.mode == ApplyMode::Staged {
@@ -494,6 +484,33 @@ impl Node {
         }
         tracing::info!("applied generation {} ({:?})", new.generation, req.mode);
         Ok(response(&steps, reboot))
+    }
+
+    /// What the host must allow before a config is accepted: kernel
+    /// settings, files, Kubernetes addresses.
+    fn check_host(&self, new: &MachineConfig) -> Result<(), ApplyError> {
+        self.kernel.check(new)?;
+        self.files.check(new)?;
+        self.kubernetes
+            .check(new, &self.addresses())
+            .map_err(ApplyError::Kubernetes)
+    }
+
+    /// Writes this image to the install disk (blocking work, off the
+    /// runtime's threads).
+    async fn install(
+        installer: Arc<dyn crate::installer::Installer>,
+        target: basalt_api::config::Install,
+        generation: u64,
+        doc: &SignedDoc,
+    ) -> Result<PlanStep, ApplyError> {
+        let d = doc.clone();
+        let summary =
+            tokio::task::spawn_blocking(move || installer.install(&target, generation, &d))
+                .await
+                .map_err(|e| ApplyError::Conflict(format!("the installer stopped: {e}")))??;
+        tracing::info!("{summary}");
+        Ok(PlanStep::Installed { summary })
     }
 
     /// Bring the host to a config just committed. Persisted but perhaps not
