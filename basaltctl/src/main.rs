@@ -307,16 +307,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             n::resources_table,
             Layout::Table,
         )),
-        Command::Service(ServiceCmd::Restart { name }) => done(n::show(
-            a,
-            &Route::RestartService { name: name.clone() },
-            |_: &RestartResponse| format!("restarting {name}"),
-        )),
-        Command::Service(ServiceCmd::Kill { name }) => done(n::show(
-            a,
-            &Route::KillService { name: name.clone() },
-            |_: &KillResponse| format!("killed {name}"),
-        )),
+        Command::Service(cmd) => done(service(a, cmd)),
         Command::Logs { name, follow } => done(n::stream(
             a,
             &Route::Logs {
@@ -353,14 +344,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Shutdown => done(n::show(a, &Route::Shutdown, |_: &ShutdownResponse| {
             "shutting down".into()
         })),
-        Command::Reset { yes } => {
-            if !yes {
-                anyhow::bail!("reset wipes the node's configs and identity; pass --yes to do it");
-            }
-            done(n::show(a, &Route::Reset, |_: &ResetResponse| {
-                "reset: STATE wiped, rebooting into maintenance mode".into()
-            }))
-        }
+        Command::Reset { yes } => done(reset(a, yes)),
         Command::Bootstrap => done(n::bootstrap(a)),
         Command::Kubeconfig {
             out,
@@ -372,43 +356,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Upgrade(up) => done(upgradecmd::run(a, up)),
         Command::Rollback => done(upgradecmd::rollback(a)),
         Command::Keys(KeysCmd::Gen { out, comment }) => keys::gen_key(&out, &comment),
-        Command::Config(cmd) => match cmd {
-            ConfigCmd::Gen {
-                role,
-                cluster_name,
-                endpoint,
-                admin_key,
-                hostname,
-                cni,
-                schedule_on_control_plane,
-                out,
-            } => configcmd::gen_config(
-                role,
-                &cluster_name,
-                &endpoint,
-                &admin_key,
-                basaltctl::template::Shape {
-                    hostname: hostname.as_deref(),
-                    cni: cni.into(),
-                    schedule_on_control_plane,
-                },
-                out.as_deref(),
-            ),
-            ConfigCmd::Validate { file } => configcmd::validate(&file),
-            ConfigCmd::Sign { file } => match &cli.node.key {
-                Some(key) => configcmd::sign(key, &file),
-                None => anyhow::bail!("no signing key: use --key PATH or set BASALT_KEY"),
-            },
-            ConfigCmd::Verify {
-                trust,
-                threshold,
-                current_generation,
-                sig,
-                file,
-            } => configcmd::verify(&trust, threshold, current_generation, sig.as_deref(), &file),
-            ConfigCmd::Diff { old, new } => configcmd::diff(&old, &new),
-            ConfigCmd::Show => done(n::stream(a, &Route::Config)),
-        },
+        Command::Config(cmd) => config(cmd, a),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -418,6 +366,75 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `basaltctl service restart|kill NAME`.
+fn service(a: &nodecmd::NodeArgs, cmd: ServiceCmd) -> Result<()> {
+    match cmd {
+        ServiceCmd::Restart { name } => nodecmd::show(
+            a,
+            &Route::RestartService { name: name.clone() },
+            |_: &RestartResponse| format!("restarting {name}"),
+        ),
+        ServiceCmd::Kill { name } => nodecmd::show(
+            a,
+            &Route::KillService { name: name.clone() },
+            |_: &KillResponse| format!("killed {name}"),
+        ),
+    }
+}
+
+/// `basaltctl reset`: only with `--yes`, since it wipes the node's STATE.
+fn reset(a: &nodecmd::NodeArgs, yes: bool) -> Result<()> {
+    if !yes {
+        anyhow::bail!("reset wipes the node's configs and identity; pass --yes to do it");
+    }
+    nodecmd::show(a, &Route::Reset, |_: &ResetResponse| {
+        "reset: STATE wiped, rebooting into maintenance mode".into()
+    })
+}
+
+/// `basaltctl config …`: offline work on config files, and `show` (the
+/// node's current config).
+fn config(cmd: ConfigCmd, a: &nodecmd::NodeArgs) -> Result<ExitCode> {
+    let done = |r: Result<()>| r.map(|_| ExitCode::SUCCESS);
+    match cmd {
+        ConfigCmd::Gen {
+            role,
+            cluster_name,
+            endpoint,
+            admin_key,
+            hostname,
+            cni,
+            schedule_on_control_plane,
+            out,
+        } => configcmd::gen_config(
+            role,
+            &cluster_name,
+            &endpoint,
+            &admin_key,
+            basaltctl::template::Shape {
+                hostname: hostname.as_deref(),
+                cni: cni.into(),
+                schedule_on_control_plane,
+            },
+            out.as_deref(),
+        ),
+        ConfigCmd::Validate { file } => configcmd::validate(&file),
+        ConfigCmd::Sign { file } => match &a.key {
+            Some(key) => configcmd::sign(key, &file),
+            None => anyhow::bail!("no signing key: use --key PATH or set BASALT_KEY"),
+        },
+        ConfigCmd::Verify {
+            trust,
+            threshold,
+            current_generation,
+            sig,
+            file,
+        } => configcmd::verify(&trust, threshold, current_generation, sig.as_deref(), &file),
+        ConfigCmd::Diff { old, new } => configcmd::diff(&old, &new),
+        ConfigCmd::Show => done(nodecmd::stream(a, &Route::Config)),
     }
 }
 
