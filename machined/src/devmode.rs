@@ -90,6 +90,7 @@ pub async fn start(opts: DevOptions) -> Result<RunningNode> {
         nonces,
         power: tx,
     });
+    node.clear_upgrade_spool().await;
     node.apply_baked_config().await;
     node.start_runtime().await;
     let server = tokio::spawn(server::serve(

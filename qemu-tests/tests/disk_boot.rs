@@ -649,6 +649,13 @@ fn killing_the_machine_while_an_upgrade_is_written_leaves_a_booting() {
         !vm.console().contains("upgrade to 0.2.0 written"),
         "this boot wrote nothing"
     );
+    assert!(
+        vm.console().contains(
+            "upgrade spool: removed /var/lib/basalt/upgrade-spool/bundle.tar, left by an upload cut off"
+        ),
+        "the cut-off upload's spool file is gone at boot:\n{}",
+        vm.console_tail(30)
+    );
     assert_eq!(s.tls_fingerprint, fp, "the same node");
     let b = s.boot.expect("boot");
     assert_eq!(

@@ -430,6 +430,7 @@ async fn serve(args: cmdline::BootArgs, disk_boot: Option<DiskBoot>) -> PowerEve
         tracing::info!("installer: a config with [machine.install] writes this image to a disk");
         node.set_installer(Arc::new(i));
     }
+    node.clear_upgrade_spool().await;
     node.apply_baked_config().await;
     node.attach_network(net.clone()).await;
     node.start_runtime().await;

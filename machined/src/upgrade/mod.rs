@@ -143,6 +143,22 @@ impl Node {
         self.host.path(SPOOL_DIR)
     }
 
+    /// At boot: drop what an upload cut off by a crash left in the spool.
+    pub async fn clear_upgrade_spool(&self) {
+        let dir = self.upgrade_spool_dir();
+        match spool::clear(&dir).await {
+            Ok(removed) => {
+                for p in removed {
+                    tracing::info!(
+                        "upgrade spool: removed {}, left by an upload cut off",
+                        p.display()
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("clearing the upgrade spool {}: {e}", dir.display()),
+        }
+    }
+
     /// Verify a spooled bundle against the image's trust roots and, if it
     /// passes, have the slot writer install it; reboot if it says so.
     pub async fn install_upgrade(
