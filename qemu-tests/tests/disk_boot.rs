@@ -132,6 +132,15 @@ fn wait_status(c: &NodeClient, within: Duration, done: impl Fn(&Status) -> bool)
     }
 }
 
+/// An empty directory for one story's bundles (removed at its end: each
+/// bundle is tens of MB, and CI machines are short of disk).
+fn bundle_dir(story: &str) -> std::path::PathBuf {
+    let dir = image::target_dir().join("upgrade-bundles").join(story);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bundle dir");
+    dir
+}
+
 /// The image at `v`'s UKI and root image, as a bundle signed by `key` in
 /// `namespace` (unsigned when `None`).
 fn bundle(
@@ -269,9 +278,7 @@ fn assert_first_disk_boot(vm: &Vm, img: &image::Image, status: &Status) {
 fn disk_raw_boots_a_upgrades_to_b_keeps_config_and_identity_and_rolls_back() {
     let img = image::debian_media().expect("image");
     let next = image::debian_media_version("0.2.0").expect("image 0.2.0");
-    let dir = image::target_dir().join("upgrade-bundles").join("a-to-b");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("bundle dir");
+    let dir = bundle_dir("a-to-b");
     let (mut vm, status, _) = boot("upgrade", UefiBoot::Disk(img.disk()));
     assert_first_disk_boot(&vm, img, &status);
     let first_fp = status.tls_fingerprint.clone();
@@ -561,11 +568,7 @@ fn assert_all_zeros(path: &std::path::Path) {
 fn an_upgrade_that_never_becomes_healthy_rolls_back_by_itself() {
     let img = image::debian_media().expect("image");
     let broken = image::debian_media_version("0.3.0").expect("image 0.3.0");
-    let dir = image::target_dir()
-        .join("upgrade-bundles")
-        .join("never-healthy");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("bundle dir");
+    let dir = bundle_dir("never-healthy");
     let (mut vm, status, _) = boot("rollback", UefiBoot::Disk(img.disk()));
     let admin = vm
         .client(&status.tls_fingerprint, admin_key(), BOOT)
@@ -610,9 +613,7 @@ fn an_upgrade_that_never_becomes_healthy_rolls_back_by_itself() {
 fn killing_the_machine_while_an_upgrade_is_written_leaves_a_booting() {
     let img = image::debian_media().expect("image");
     let next = image::debian_media_version("0.2.0").expect("image 0.2.0");
-    let dir = image::target_dir().join("upgrade-bundles").join("killed");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("bundle dir");
+    let dir = bundle_dir("killed");
     let disk = image::target_dir()
         .join("qemu-images")
         .join("killed-disk.raw");
